@@ -1,0 +1,127 @@
+"""YAML + `--set` overrides → a typed Recipe, with one-line errors that name the dotted field."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from finetune_kit.config.recipe import Recipe
+from finetune_kit.errors import RecipeError
+
+
+def load_recipe_file(path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Read the YAML mapping and apply `dotted.key=value` overrides (values parsed as YAML)."""
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found; check the path")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise RecipeError(f"{path}: invalid YAML{where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping (task:, model:, data:, ...)")
+    for item in overrides or []:
+        _apply_override(raw, item)
+    raw.setdefault("name", path.stem)
+    _anchor_paths(raw, path.parent)
+    return raw
+
+
+def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
+    """Load and validate a recipe with the config class of its task."""
+    raw = load_recipe_file(path, overrides)
+    return validate_recipe(raw, source=str(path))
+
+
+def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+    from finetune_kit.tasks import recipe_class_for  # the registry knows each task's config class
+
+    recipe_class = recipe_class_for(raw.get("task"), source)
+    try:
+        return recipe_class.model_validate(raw)
+    except ValidationError as err:
+        raise RecipeError(f"{source}: {_describe(err, recipe_class)}") from None
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set {item!r}: expected dotted.key=value, e.g. training.learning_rate=3e-5")
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RecipeError(f"--set {item!r}: {part} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value) if value else None
+
+
+def _anchor_paths(raw: dict[str, Any], recipe_dir: Path) -> None:
+    """A relative data or checkpoint path missing from the working directory is taken from the
+    recipe's folder, so bundled recipes run from anywhere."""
+    sections = [(raw.get("data"), ("train", "validation", "test")), (raw.get("model"), ("checkpoint",))]
+    for section, keys in sections:
+        if not isinstance(section, dict):
+            continue
+        for key in keys:
+            value = section.get(key)
+            if isinstance(value, str) and not Path(value).exists() and (recipe_dir / value).exists():
+                section[key] = str((recipe_dir / value).resolve())
+
+
+def _describe(err: ValidationError, recipe_class: type[BaseModel]) -> str:
+    """The first error as `dotted.field: problem`, with a did-you-mean for unknown keys."""
+    first = err.errors()[0]
+    loc = [str(part) for part in first["loc"] if not _is_union_tag(part)]
+    dotted = ".".join(loc) or "recipe"
+    more = err.error_count() - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    if first["type"] == "extra_forbidden":
+        known = _known_fields(recipe_class, loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(known))}"
+        return f"{dotted}: unknown key; {hint}{suffix}"
+    if first["type"] == "missing":
+        return f"{dotted}: required field is missing{suffix}"
+    got = first.get("input")
+    shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:57] + "..."
+    return f"{dotted}: {first['msg']} (got {shown}){suffix}"
+
+
+def _is_union_tag(part: object) -> bool:
+    # pydantic adds the union member's name to the location ("train.str", "train.HubDataSource")
+    return isinstance(part, str) and (part in {"str", "int", "float"} or part[:1].isupper())
+
+
+def _known_fields(model: type[BaseModel], path: list[str]) -> list[str]:
+    for part in path:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        nested = _model_in(field.annotation) if field else None
+        if nested is None:
+            return []
+        model = nested
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None

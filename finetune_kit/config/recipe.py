@@ -1,0 +1,121 @@
+"""The typed recipe. Tasks extend `Recipe` and `DataConfig` with only the fields they add."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+DataFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "text"]
+Strategy = Literal["epoch", "steps", "no"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+class Section(BaseModel):
+    """A recipe section: unknown keys are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class HubDataSource(Section):
+    """A dataset on the Hugging Face Hub, when the split or config must be named explicitly."""
+
+    hub: str = Field(description="Dataset id, e.g. stanfordnlp/sst2")
+    config: str | None = None
+    split: str | None = Field(None, description="Defaults to the role: train, validation or test")
+    revision: str | None = None
+
+
+# A plain string is a local file (relative to the working directory, then to the recipe's folder)
+# or, when no such file exists, a Hub dataset id whose split is the role (train/validation/test).
+DataSource = str | HubDataSource
+
+
+class ModelConfig(Section):
+    checkpoint: str = Field(description="Hub model id or local folder")
+    revision: str | None = None
+
+
+class DataConfig(Section):
+    train: DataSource
+    validation: DataSource | None = None
+    test: DataSource | None = None
+    format: DataFormat | None = Field(None, description="Defaults to the file extension")
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Share of train held out (seeded) when no validation source is given"
+    )
+    max_train_rows: PositiveInt | None = Field(None, description="Cap for quick runs (seeded sample)")
+    max_eval_rows: PositiveInt | None = Field(None, description="Cap on validation and test rows")
+
+
+class TrainingConfig(Section):
+    epochs: float = Field(3.0, gt=0)
+    max_steps: PositiveInt | None = Field(None, description="Overrides epochs when set")
+    batch_size: PositiveInt = 32
+    eval_batch_size: PositiveInt | None = None
+    learning_rate: float = Field(5e-5, gt=0, lt=1)
+    lr_scheduler: str = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_length: PositiveInt = Field(128, le=8192)
+    seed: int = 42
+    gradient_accumulation_steps: PositiveInt = 1
+    eval_strategy: Strategy = "epoch"
+    eval_steps: PositiveInt | None = None
+    save_strategy: Strategy | None = Field(None, description="Defaults to eval_strategy")
+    save_steps: PositiveInt | None = None
+    logging_steps: PositiveInt = 10
+    early_stopping_patience: PositiveInt | None = None
+    group_by_length: bool = Field(True, description="Batch rows of similar length: far less padding")
+    precision: Precision = Field("auto", description="auto: bf16 where the hardware supports it, else fp32")
+    dataloader_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _steps_need_a_count(self) -> TrainingConfig:
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            raise ValueError("eval_strategy 'steps' needs training.eval_steps")
+        if self.resolved_save_strategy == "steps" and (self.save_steps or self.eval_steps) is None:
+            raise ValueError("save_strategy 'steps' needs training.save_steps")
+        return self
+
+    @property
+    def resolved_save_strategy(self) -> Strategy:
+        return self.save_strategy or self.eval_strategy
+
+
+class EmissionsConfig(Section):
+    enabled: bool = True
+    country_iso_code: str | None = Field(
+        None, min_length=3, max_length=3, description="ISO 3166 alpha-3, e.g. FRA; unset = world average"
+    )
+    region: str | None = None
+    measure_power_secs: float = Field(15.0, gt=0)
+    cpu_power_watts: float | None = Field(None, gt=0, description="Force the CPU power instead of estimating")
+    carbon_intensity_g_per_kwh: float | None = Field(None, gt=0, description="Force the grid intensity")
+
+
+class CardConfig(Section):
+    """Model-card metadata the data cannot tell: license, languages, Hub dataset ids, extra tags."""
+
+    license: str | None = None
+    language: list[str] = Field(default_factory=list)
+    datasets: list[str] = Field(default_factory=list, description="Hub dataset ids trained on")
+    tags: list[str] = Field(default_factory=list)
+    dataset_name: str | None = Field(None, description="Human name of the data, for model-index")
+
+
+class Recipe(Section):
+    task: str
+    name: str | None = Field(None, description="Run name; defaults to the recipe file's name")
+    model: ModelConfig
+    data: DataConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    emissions: EmissionsConfig = Field(default_factory=EmissionsConfig)
+    card: CardConfig = Field(default_factory=CardConfig)
+    output_dir: Path | None = Field(None, description="Run folder; defaults to runs/<name>")
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_dir or Path("runs") / (self.name or "run")

@@ -1,0 +1,140 @@
+"""codecarbon's OfflineEmissionsTracker, wrapped so a run gets grams, kWh and the hardware it ran on.
+
+Offline on purpose: the online tracker (and Trainer's `report_to="codecarbon"`) reaches the network.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from codecarbon import OfflineEmissionsTracker
+from codecarbon.output_methods.base_output import BaseOutput
+from codecarbon.output_methods.emissions_data import EmissionsData
+
+from finetune_kit.config.recipe import EmissionsConfig
+
+GRAMS_PER_KG = 1000.0
+
+
+@dataclass(frozen=True)
+class EmissionsRecord:
+    """One measured span of work, in the Hub's units (grams CO2eq)."""
+
+    emissions_g: float
+    energy_kwh: float
+    duration_s: float
+    cpu_model: str
+    gpu_model: str
+    country_name: str
+    country_iso_code: str
+    region: str | None
+    cpu_count: int
+    gpu_count: int
+    codecarbon_version: str
+    sessions: int = 1
+    source: str = "codecarbon"
+
+    @property
+    def hardware(self) -> str:
+        parts = [f"{self.cpu_model or 'CPU'} ({self.cpu_count} cores)"]
+        if self.gpu_count:
+            parts.append(f"{self.gpu_count} x {self.gpu_model}")
+        return ", ".join(parts)
+
+    @property
+    def location(self) -> str:
+        return ", ".join(p for p in (self.region, self.country_name) if p) or "unknown"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "hardware": self.hardware, "geographical_location": self.location}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmissionsRecord:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_codecarbon(cls, data: EmissionsData) -> EmissionsRecord:
+        return cls(
+            emissions_g=data.emissions * GRAMS_PER_KG,
+            energy_kwh=data.energy_consumed,
+            duration_s=data.duration,
+            cpu_model=data.cpu_model or "",
+            gpu_model=data.gpu_model or "",
+            country_name=data.country_name or "",
+            country_iso_code=data.country_iso_code or "",
+            region=data.region or None,
+            cpu_count=int(data.cpu_count or 0),
+            gpu_count=int(data.gpu_count or 0),
+            codecarbon_version=data.codecarbon_version,
+        )
+
+
+def sum_records(records: list[EmissionsRecord]) -> EmissionsRecord:
+    """Sessions of one run (resumes) or processes of one job add up; the hardware is the first's."""
+    first = records[0]
+    return EmissionsRecord(
+        **{
+            **asdict(first),
+            "emissions_g": sum(r.emissions_g for r in records),
+            "energy_kwh": sum(r.energy_kwh for r in records),
+            "duration_s": sum(r.duration_s for r in records),
+            "sessions": sum(r.sessions for r in records),
+        }
+    )
+
+
+class _LatestReading(BaseOutput):
+    """codecarbon output handler that keeps the newest cumulative reading in memory."""
+
+    def __init__(self) -> None:
+        self.total: EmissionsData | None = None
+
+    def out(self, total: EmissionsData, delta: EmissionsData) -> None:
+        self.total = total
+
+
+class RunTracker:
+    """Start, read (without stopping) and stop codecarbon for one process of one run."""
+
+    def __init__(self, config: EmissionsConfig, run_name: str) -> None:
+        logging.getLogger("codecarbon").setLevel(logging.ERROR)
+        self._reading = _LatestReading()
+        options: dict[str, Any] = {
+            "project_name": run_name,
+            "measure_power_secs": config.measure_power_secs,
+            "save_to_file": False,
+            "output_handlers": [self._reading],
+            "log_level": "error",
+        }
+        if config.country_iso_code:
+            options["country_iso_code"] = config.country_iso_code.upper()
+        if config.region:
+            options["region"] = config.region
+        if config.cpu_power_watts:
+            options["force_cpu_power"] = config.cpu_power_watts
+        if config.carbon_intensity_g_per_kwh:
+            options["force_carbon_intensity_g_co2e_kwh"] = config.carbon_intensity_g_per_kwh
+        self._tracker = OfflineEmissionsTracker(**options)
+        self._running = False
+
+    def start(self) -> None:
+        self._tracker.start()
+        self._running = True
+
+    def read(self) -> EmissionsRecord | None:
+        """Emissions so far, while tracking goes on."""
+        if not self._running:
+            return None
+        self._tracker.flush()
+        return EmissionsRecord.from_codecarbon(self._reading.total) if self._reading.total else None
+
+    def stop(self) -> EmissionsRecord | None:
+        if not self._running:
+            return None
+        self._running = False
+        self._tracker.stop()
+        data = getattr(self._tracker, "final_emissions_data", None)
+        return EmissionsRecord.from_codecarbon(data) if data else None

@@ -1,0 +1,1 @@
+"""The Hub side of a run: model cards (and, later, push and search)."""

@@ -1,0 +1,216 @@
+"""A Hub-ready model card: metadata the Hub indexes (model-index, co2_eq_emissions) plus prose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub
+import torch
+import transformers
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+import finetune_kit
+from finetune_kit.config.recipe import HubDataSource, Recipe
+from finetune_kit.emissions import EmissionsRecord
+from finetune_kit.models import base_model_id
+from finetune_kit.tasks.base import Task
+
+
+def build_model_card(
+    recipe: Recipe,
+    task: Task,
+    metrics: dict[str, Any],
+    emissions: EmissionsRecord | None,
+    log_history: list[dict[str, Any]],
+    training_type: str = "fine-tuning",
+) -> ModelCard:
+    base = base_model_id(recipe.model.checkpoint)
+    dataset_ids = recipe.card.datasets or _hub_dataset_ids(recipe)
+    data = ModelCardData(
+        model_name=recipe.name,
+        base_model=base,
+        datasets=dataset_ids or None,
+        license=recipe.card.license,
+        language=recipe.card.language or None,
+        library_name="transformers",
+        pipeline_tag=task.pipeline_tag,
+        tags=["finetune-kit", task.name, *recipe.card.tags],
+        eval_results=_eval_results(recipe, task, metrics, dataset_ids) or None,
+        co2_eq_emissions=_co2(emissions, training_type),
+    )
+    body = "\n\n".join(
+        section
+        for section in (
+            f"# {recipe.name}",
+            _summary(recipe, task, metrics, base),
+            _results_section(task, metrics),
+            _intended_use(recipe, task),
+            _hyperparameters(recipe, metrics),
+            _training_curve(task, log_history),
+            _environmental_impact(emissions, training_type),
+            _versions(),
+        )
+        if section
+    )
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
+
+
+def _hub_dataset_ids(recipe: Recipe) -> list[str]:
+    sources = (recipe.data.train, recipe.data.validation, recipe.data.test)
+    ids = {s.hub if isinstance(s, HubDataSource) else s for s in sources if s is not None}
+    return sorted(i for i in ids if isinstance(i, str) and not Path(i).exists() and "/" in i)
+
+
+def _dataset_name(recipe: Recipe, dataset_ids: list[str]) -> str:
+    if recipe.card.dataset_name:
+        return recipe.card.dataset_name
+    if dataset_ids:
+        return dataset_ids[0]
+    train = recipe.data.train
+    return Path(train).stem if isinstance(train, str) else train.hub
+
+
+def _eval_results(
+    recipe: Recipe, task: Task, metrics: dict[str, Any], dataset_ids: list[str]
+) -> list[EvalResult]:
+    name = _dataset_name(recipe, dataset_ids)
+    results = []
+    for split in ("validation", "test"):
+        for metric, value in metrics.get(split, {}).items():
+            if metric in _headline_metrics(task) and isinstance(value, (int, float)):
+                results.append(
+                    EvalResult(
+                        task_type=task.pipeline_tag,
+                        dataset_type=dataset_ids[0] if dataset_ids else name,
+                        dataset_name=name,
+                        dataset_split=split,
+                        metric_type=metric,
+                        metric_name=metric.replace("_", " ").title(),
+                        metric_value=round(float(value), 4),
+                    )
+                )
+    return results
+
+
+def _headline_metrics(task: Task) -> set[str]:
+    """The main metric and its siblings (accuracy + f1_macro), not per-class or speed figures."""
+    return {task.main_metric, "f1_macro", "f1", "precision", "recall"}
+
+
+def _co2(emissions: EmissionsRecord | None, training_type: str) -> dict[str, Any] | None:
+    if emissions is None:
+        return None
+    return {
+        "emissions": round(emissions.emissions_g, 4),
+        "source": "codecarbon",
+        "training_type": training_type,
+        "geographical_location": emissions.location,
+        "hardware_used": emissions.hardware,
+    }
+
+
+def _summary(recipe: Recipe, task: Task, metrics: dict[str, Any], base: str | None) -> str:
+    if base:
+        origin = f"a fine-tuned version of [{base}](https://huggingface.co/{base})"
+    else:
+        origin = f"a fine-tuned version of a local model (`{Path(recipe.model.checkpoint).name}`)"
+    main = metrics.get("validation", {}).get(task.main_metric)
+    headline = (
+        f" It reaches {task.main_metric} {main:.4f} on the validation split." if main is not None else ""
+    )
+    return f"This {task.pipeline_tag} model is {origin}, trained with [finetune-kit](https://pypi.org/project/finetune-kit/).{headline}"
+
+
+def _results_section(task: Task, metrics: dict[str, Any]) -> str:
+    rows = []
+    for split in ("validation", "test"):
+        for metric, value in metrics.get(split, {}).items():
+            if (
+                isinstance(value, float)
+                and metric != "epoch"
+                and not metric.endswith(("_per_second", "runtime"))
+            ):
+                rows.append(f"| {split} | {metric} | {value:.4f} |")
+    if not rows:
+        return ""
+    labels = task.card_facts().get("labels")
+    label_line = f"\n\nLabels: {', '.join(f'`{label}`' for label in labels)}." if labels else ""
+    return (
+        "## Evaluation results\n\n| split | metric | value |\n|---|---|---|\n" + "\n".join(rows) + label_line
+    )
+
+
+def _intended_use(recipe: Recipe, task: Task) -> str:
+    return (
+        "## Intended uses & limitations\n\n"
+        f"Made for {task.pipeline_tag} on text like its training data. It inherits the biases and "
+        "limits of its base model and data; evaluate it on your own data before relying on it.\n\n"
+        "```bash\n"
+        f'finetune-kit predict {recipe.run_dir} --text "..."\n'
+        "```"
+    )
+
+
+def _hyperparameters(recipe: Recipe, metrics: dict[str, Any]) -> str:
+    t = recipe.training
+    values = {
+        "learning_rate": t.learning_rate,
+        "train_batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "epochs": t.epochs,
+        "max_steps": t.max_steps,
+        "lr_scheduler": t.lr_scheduler,
+        "warmup_ratio": t.warmup_ratio,
+        "weight_decay": t.weight_decay,
+        "max_length": t.max_length,
+        "seed": t.seed,
+        "precision": metrics.get("model", {}).get("precision"),
+        "length-grouped batches": t.group_by_length,
+    }
+    lines = [f"- {key}: {value}" for key, value in values.items() if value is not None]
+    return "## Training hyperparameters\n\n" + "\n".join(lines)
+
+
+def _training_curve(task: Task, log_history: list[dict[str, Any]]) -> str:
+    """One row per evaluation, with the latest training loss before it."""
+    main = f"eval_{task.main_metric}"
+    rows, last_loss = [], None
+    for entry in log_history:
+        if "loss" in entry:
+            last_loss = entry["loss"]
+        if main in entry:
+            loss = f"{last_loss:.4f}" if last_loss is not None else "-"
+            rows.append(
+                f"| {entry.get('epoch', 0):.2f} | {entry['step']} | {loss} | "
+                f"{entry.get('eval_loss', float('nan')):.4f} | {entry[main]:.4f} |"
+            )
+    if not rows:
+        return ""
+    header = (
+        f"| epoch | step | training loss | validation loss | {task.main_metric} |\n|---|---|---|---|---|\n"
+    )
+    return "## Training results\n\n" + header + "\n".join(rows)
+
+
+def _environmental_impact(emissions: EmissionsRecord | None, training_type: str) -> str:
+    if emissions is None:
+        return "## Environmental impact\n\nEmissions were not measured for this run."
+    return (
+        "## Environmental impact\n\n"
+        "Measured with [codecarbon](https://codecarbon.io) (offline tracker).\n\n"
+        f"- CO2 emitted: {emissions.emissions_g:.3f} g CO2eq\n"
+        f"- energy consumed: {emissions.energy_kwh:.6f} kWh\n"
+        f"- duration: {emissions.duration_s:.0f} s over {emissions.sessions} session(s)\n"
+        f"- hardware: {emissions.hardware}\n"
+        f"- location: {emissions.location}\n"
+        f"- training type: {training_type}"
+    )
+
+
+def _versions() -> str:
+    return (
+        "## Framework versions\n\n"
+        f"- finetune-kit {finetune_kit.__version__}\n- Transformers {transformers.__version__}\n"
+        f"- PyTorch {torch.__version__}\n- huggingface_hub {huggingface_hub.__version__}"
+    )

@@ -1,0 +1,103 @@
+"""Use a finished run: predict on new inputs, evaluate on new labelled data."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from datasets import Dataset, DatasetDict
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
+
+from finetune_kit.config.loading import validate_recipe
+from finetune_kit.config.recipe import Recipe
+from finetune_kit.data import load_source
+from finetune_kit.errors import DataError, ModelError
+from finetune_kit.runs import RunFolder
+from finetune_kit.runs.folder import PARTIAL_SUFFIX
+from finetune_kit.tasks import Task, build_task
+from finetune_kit.training.precision import resolve_precision
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    recipe: Recipe
+    task: Task
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+
+
+def load_run(run_dir: Path) -> LoadedRun:
+    recipe_file = run_dir / RunFolder.RECIPE
+    if not (run_dir / RunFolder.MODEL).is_dir() or not recipe_file.is_file():
+        partial = run_dir.with_name(run_dir.name + PARTIAL_SUFFIX)
+        hint = f"; {partial} is an unfinished run (resume it with --resume)" if partial.exists() else ""
+        raise ModelError(f"{run_dir}: not a finished run folder (no model/ or recipe.yaml){hint}")
+    recipe = validate_recipe(yaml.safe_load(recipe_file.read_text()), source=str(recipe_file))
+    task = build_task(recipe)
+    model = task.load_trained(run_dir / RunFolder.MODEL)
+    tokenizer = AutoTokenizer.from_pretrained(str(run_dir / RunFolder.MODEL))
+    return LoadedRun(run_dir, recipe, task, model, tokenizer)
+
+
+def read_inputs(run: LoadedRun, input_file: Path | None, texts: list[str]) -> Dataset:
+    """Rows to predict on: a data file with the recipe's input columns, or `--text` values."""
+    columns = run.task.input_columns()
+    if texts:
+        if len(columns) > 1:
+            raise DataError(
+                f"--text: this model reads {len(columns)} columns ({', '.join(columns)}); use --input FILE"
+            )
+        return Dataset.from_dict({columns[0]: texts})
+    if input_file is None:
+        raise DataError("predict needs --input FILE or --text TEXT")
+    rows = load_source(str(input_file), "input")
+    missing = [c for c in columns if c not in rows.column_names]
+    if missing:
+        raise DataError(
+            f"{input_file}: column '{missing[0]}' not found; columns are: {', '.join(rows.column_names)}"
+        )
+    return rows
+
+
+def predict(run: LoadedRun, rows: Dataset) -> list[dict[str, Any]]:
+    return run.task.predict(run.model, run.tokenizer, rows)
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def evaluate_file(run: LoadedRun, data_file: Path) -> dict[str, float]:
+    """The task's metrics on a new labelled file, computed the way training evaluated."""
+    rows = load_source(str(data_file), "eval")
+    run.task.inspect_eval(rows, str(data_file))
+    features = run.task.preprocess(DatasetDict(eval=rows), run.tokenizer)["eval"]
+    precision = resolve_precision(run.recipe.training.precision)
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(
+            output_dir=scratch,
+            per_device_eval_batch_size=run.recipe.training.eval_batch_size
+            or run.recipe.training.batch_size * 2,
+            bf16=precision == "bf16",
+            fp16=precision == "fp16",
+            use_cpu=not torch.cuda.is_available(),
+            report_to="none",
+        )
+        trainer = run.task.trainer_class(
+            model=run.model,
+            args=args,
+            processing_class=run.tokenizer,
+            data_collator=run.task.collator(run.tokenizer),
+            compute_metrics=run.task.compute_metrics,
+        )
+        raw = trainer.evaluate(features, metric_key_prefix="eval")
+    return {key.removeprefix("eval_"): value for key, value in raw.items()}

@@ -1,0 +1,35 @@
+"""The task registry: a new task is one module plus one line here."""
+
+from __future__ import annotations
+
+import difflib
+
+from finetune_kit.config.recipe import Recipe
+from finetune_kit.errors import RecipeError
+from finetune_kit.tasks.base import Task
+from finetune_kit.tasks.classification import ClassificationTask
+
+TASKS: dict[str, type[Task]] = {
+    ClassificationTask.name: ClassificationTask,
+}
+
+
+def task_class_for(name: object, source: str = "recipe") -> type[Task]:
+    if not isinstance(name, str) or not name:
+        raise RecipeError(f"{source}: task: required; one of {', '.join(TASKS)}")
+    if name not in TASKS:
+        close = difflib.get_close_matches(name, TASKS, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known tasks: {', '.join(TASKS)}"
+        raise RecipeError(f"{source}: task: unknown task '{name}'; {hint}")
+    return TASKS[name]
+
+
+def recipe_class_for(name: object, source: str = "recipe") -> type[Recipe]:
+    return task_class_for(name, source).recipe_class
+
+
+def build_task(recipe: Recipe) -> Task:
+    return task_class_for(recipe.task)(recipe)
+
+
+__all__ = ["TASKS", "Task", "build_task", "recipe_class_for", "task_class_for"]

@@ -1,0 +1,83 @@
+"""What a task is: the only place that knows about labels, tokenization, heads and metrics."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+from datasets import Dataset, DatasetDict
+from transformers import EvalPrediction, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+
+from finetune_kit.config.recipe import Recipe
+from finetune_kit.models import load_pretrained_model
+
+
+class Task(ABC):
+    """One fine-tuning task. The runner calls these hooks in order and knows no task by name.
+
+    Lifecycle: `inspect` (check + learn from raw data) → `build_model` → `preprocess` →
+    `collator` / `compute_metrics` during training → `predict` at inference time.
+    """
+
+    name: ClassVar[str]
+    recipe_class: ClassVar[type[Recipe]]
+    model_class: ClassVar[Any]  # a transformers Auto class, e.g. AutoModelForSequenceClassification
+    pipeline_tag: ClassVar[str]
+    main_metric: ClassVar[str]
+    greater_is_better: ClassVar[bool] = True
+    trainer_class: ClassVar[type[Trainer]] = Trainer
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+
+    @abstractmethod
+    def inspect(self, data: DatasetDict) -> None:
+        """Raise DataError on data that does not fit; record what the model head needs (labels)."""
+
+    @abstractmethod
+    def inspect_eval(self, rows: Dataset, where: str) -> None:
+        """Check extra evaluation data (`where` names it in errors) against what the trained model knows (columns, labels)."""
+
+    def head_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments sizing the task head (labels), learned by `inspect`."""
+        return {}
+
+    def build_model(self) -> PreTrainedModel:
+        """The model to fine-tune: the recipe's checkpoint with this task's head."""
+        return load_pretrained_model(self.model_class, self.recipe.model, **self.head_kwargs())
+
+    def load_trained(self, model_dir: Path) -> PreTrainedModel:
+        """A model this task trained, with what `inspect` learned restored from its config."""
+        model = self.model_class.from_pretrained(str(model_dir))
+        self.adopt_trained_config(model.config)
+        return model
+
+    def adopt_trained_config(self, config: PretrainedConfig) -> None:
+        """Restore what `inspect` learned from a trained model's config."""
+
+    @abstractmethod
+    def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
+        """Tokenize into model inputs. Must keep a `length` column for length-grouped batching."""
+
+    @abstractmethod
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
+        """Pads each batch dynamically."""
+
+    @abstractmethod
+    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        """Scalar metrics, including `main_metric`; per-class scores as `<metric>_<class>`."""
+
+    @abstractmethod
+    def predict(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset
+    ) -> list[dict]:
+        """One JSON-ready result per input row, in the task's natural output form."""
+
+    @abstractmethod
+    def input_columns(self) -> list[str]:
+        """Columns `predict` reads from an input file."""
+
+    def card_facts(self) -> dict[str, Any]:
+        """Task facts worth a line in the model card (labels, ...)."""
+        return {}

@@ -1,0 +1,224 @@
+"""Text classification (single sentences or pairs): accuracy, macro-F1 and per-class F1."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+from pydantic import Field
+from transformers import (
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    EvalPrediction,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    pipeline,
+)
+
+from finetune_kit.config.recipe import DataConfig, Recipe
+from finetune_kit.data import require_columns
+from finetune_kit.errors import DataError
+from finetune_kit.metrics import load_metric
+from finetune_kit.tasks.base import Task
+
+
+class ClassificationData(DataConfig):
+    text_column: str = "text"
+    text_pair_column: str | None = Field(None, description="Second text of a sentence pair (NLI, paraphrase)")
+    label_column: str = "label"
+    label_names: list[str] | None = Field(
+        None, min_length=2, description="Names for integer labels 0..n-1, e.g. [negative, positive]"
+    )
+
+
+class ClassificationRecipe(Recipe):
+    task: Literal["classification"]
+    data: ClassificationData
+
+
+class ClassificationTask(Task):
+    name: ClassVar[str] = "classification"
+    recipe_class: ClassVar[type[Recipe]] = ClassificationRecipe
+    model_class: ClassVar[Any] = AutoModelForSequenceClassification
+    pipeline_tag: ClassVar[str] = "text-classification"
+    main_metric: ClassVar[str] = "accuracy"
+    recipe: ClassificationRecipe
+
+    def __init__(self, recipe: ClassificationRecipe) -> None:
+        super().__init__(recipe)
+        self.labels: list[str] = []
+
+    # -- data ---------------------------------------------------------------------------------
+    def inspect(self, data: DatasetDict) -> None:
+        cfg = self.recipe.data
+        require_columns(
+            data,
+            {
+                "data.text_column": cfg.text_column,
+                "data.text_pair_column": cfg.text_pair_column,
+                "data.label_column": cfg.label_column,
+            },
+        )
+        for split_name, split in data.items():
+            self._check_texts(split, f"data.{split_name}")
+        train_names = {
+            self._label_name(value, "data.train", row) for row, value in self._labels_of(data["train"])
+        }
+        if cfg.label_names is not None:
+            self.labels = list(cfg.label_names)
+        else:
+            self.labels = sorted(train_names, key=_natural_key)
+        if len(self.labels) < 2:
+            raise DataError(
+                f"data.label_column: the train data has only one label ({self.labels[0]!r}); "
+                "classification needs at least two"
+            )
+        for split_name in ("validation", "test"):
+            if split_name in data:
+                self.check_labels(data[split_name], f"data.{split_name}")
+
+    def check_labels(self, rows: Dataset, where: str) -> None:
+        """Every label of `rows` is one the model knows."""
+        known = set(self.labels)
+        for row, value in self._labels_of(rows):
+            name = self._label_name(value, where, row)
+            if name not in known:
+                raise DataError(
+                    f"{where}: row {row} has label {value!r}, which the train data does not have; "
+                    f"labels are: {', '.join(self.labels)}"
+                )
+
+    def _labels_of(self, rows: Dataset) -> list[tuple[int, Any]]:
+        return list(enumerate(rows[self.recipe.data.label_column], start=1))
+
+    def _label_name(self, value: Any, where: str, row: int) -> str:
+        names = self.recipe.data.label_names
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise DataError(f"{where}: row {row} has no label in column '{self.recipe.data.label_column}'")
+        if names is not None and isinstance(value, int) and not isinstance(value, bool):
+            if not 0 <= value < len(names):
+                raise DataError(
+                    f"{where}: row {row} has label {value}, outside data.label_names (0..{len(names) - 1})"
+                )
+            return names[value]
+        return str(value)
+
+    def _check_texts(self, rows: Dataset, where: str) -> None:
+        cfg = self.recipe.data
+        for column in filter(None, (cfg.text_column, cfg.text_pair_column)):
+            for row, text in enumerate(rows[column], start=1):
+                if not isinstance(text, str):
+                    raise DataError(f"{where}: row {row} has no text in column '{column}' (got {text!r})")
+
+    # -- model --------------------------------------------------------------------------------
+    def inspect_eval(self, rows: Dataset, where: str) -> None:
+        cfg = self.recipe.data
+        require_columns(
+            DatasetDict(eval=rows),
+            {
+                "text_column": cfg.text_column,
+                "text_pair_column": cfg.text_pair_column,
+                "label_column": cfg.label_column,
+            },
+        )
+        self._check_texts(rows, where)
+        self.check_labels(rows, where)
+
+    def head_kwargs(self) -> dict[str, Any]:
+        return {
+            "num_labels": len(self.labels),
+            "id2label": dict(enumerate(self.labels)),
+            "label2id": {name: i for i, name in enumerate(self.labels)},
+        }
+
+    def adopt_trained_config(self, config: PretrainedConfig) -> None:
+        self.labels = [config.id2label[i] for i in range(len(config.id2label))]
+
+    def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
+        cfg = self.recipe.data
+        label_ids = {name: i for i, name in enumerate(self.labels)}
+
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            pairs = batch[cfg.text_pair_column] if cfg.text_pair_column else None
+            encoded = tokenizer(
+                batch[cfg.text_column], pairs, truncation=True, max_length=self.recipe.training.max_length
+            )
+            encoded["labels"] = [label_ids[self._label_name(v, "data", 0)] for v in batch[cfg.label_column]]
+            encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+            return encoded
+
+        return DatasetDict(
+            {
+                name: split.map(
+                    encode, batched=True, remove_columns=split.column_names, desc=f"Tokenizing {name}"
+                )
+                for name, split in data.items()
+            }
+        )
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:
+        return DataCollatorWithPadding(tokenizer)
+
+    # -- metrics and inference ----------------------------------------------------------------
+    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        logits = (
+            prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        )
+        predicted = np.argmax(logits, axis=-1)
+        references = prediction.label_ids
+        class_ids = list(range(len(self.labels)))
+        per_class = load_metric("f1").compute(
+            predictions=predicted, references=references, labels=class_ids, average=None
+        )["f1"]
+        metrics = {
+            "accuracy": load_metric("accuracy").compute(predictions=predicted, references=references)[
+                "accuracy"
+            ],
+            "f1_macro": float(np.mean(per_class)),
+        }
+        metrics.update({f"f1_{name}": score for name, score in zip(self.labels, per_class, strict=True)})
+        return metrics
+
+    def predict(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset
+    ) -> list[dict]:
+        cfg = self.recipe.data
+        classify = pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None)
+        texts = rows[cfg.text_column]
+        inputs: list[Any] = (
+            [{"text": t, "text_pair": p} for t, p in zip(texts, rows[cfg.text_pair_column], strict=True)]
+            if cfg.text_pair_column
+            else texts
+        )
+        results = []
+        for text, scores in zip(
+            texts,
+            classify(inputs, batch_size=32, truncation=True, max_length=self.recipe.training.max_length),
+            strict=True,
+        ):
+            best = max(scores, key=lambda s: s["score"])
+            results.append(
+                {
+                    "text": text,
+                    "label": best["label"],
+                    "score": round(best["score"], 6),
+                    "scores": {s["label"]: round(s["score"], 6) for s in scores},
+                }
+            )
+        return results
+
+    def input_columns(self) -> list[str]:
+        return [c for c in (self.recipe.data.text_column, self.recipe.data.text_pair_column) if c]
+
+    def card_facts(self) -> dict[str, Any]:
+        return {"labels": self.labels}
+
+
+def _natural_key(name: str) -> tuple[int, float | str]:
+    """Numeric labels sort as numbers ("2" < "10"), names alphabetically."""
+    try:
+        return (0, float(name))
+    except ValueError:
+        return (1, name)

@@ -1,0 +1,54 @@
+"""Recipe training section → transformers TrainingArguments (the one place they are built)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import TrainingArguments
+
+from finetune_kit.config.recipe import TrainingConfig
+from finetune_kit.errors import RecipeError, first_line
+from finetune_kit.tasks.base import Task
+from finetune_kit.training.precision import Resolved
+
+
+def build_training_arguments(
+    config: TrainingConfig, task: Task, checkpoints: Path, precision: Resolved
+) -> TrainingArguments:
+    save_strategy = config.resolved_save_strategy
+    keep_best = config.eval_strategy != "no" and save_strategy != "no"
+    try:
+        return TrainingArguments(
+            output_dir=str(checkpoints),
+            num_train_epochs=config.epochs,
+            max_steps=config.max_steps or -1,
+            per_device_train_batch_size=config.batch_size,
+            per_device_eval_batch_size=config.eval_batch_size or config.batch_size * 2,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            learning_rate=config.learning_rate,
+            lr_scheduler_type=config.lr_scheduler,
+            warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+            weight_decay=config.weight_decay,
+            max_grad_norm=config.max_grad_norm,
+            seed=config.seed,
+            eval_strategy=config.eval_strategy,
+            eval_steps=config.eval_steps,
+            save_strategy=save_strategy,
+            save_steps=config.save_steps or config.eval_steps,
+            save_total_limit=2 if keep_best else 1,
+            load_best_model_at_end=keep_best,
+            metric_for_best_model=task.main_metric if keep_best else None,
+            greater_is_better=task.greater_is_better if keep_best else None,
+            logging_strategy="steps",
+            logging_steps=config.logging_steps,
+            train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+            bf16=precision == "bf16",
+            fp16=precision == "fp16",
+            use_cpu=not torch.cuda.is_available(),
+            include_num_input_tokens_seen="non_padding",
+            dataloader_num_workers=config.dataloader_workers,
+            report_to="none",
+        )
+    except ValueError as err:
+        raise RecipeError(f"training: {first_line(err, 300)}") from None

@@ -1,0 +1,25 @@
+"""Pick the numeric precision the hardware can run fast: bf16 autocast where supported, else fp32."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from finetune_kit.config.recipe import Precision
+
+Resolved = Literal["fp32", "bf16", "fp16"]
+
+
+def cpu_supports_bf16() -> bool:
+    """AVX512-BF16 or AMX: CPU bf16 matmuls are fast there, and slow emulations elsewhere."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(requested: Precision) -> Resolved:
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_supports_bf16() else "fp32"

@@ -1,0 +1,186 @@
+"""load → setup → train → save. Knows no task by name: everything task-shaped comes from `Task`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from datasets import DatasetDict
+from transformers import EarlyStoppingCallback, PreTrainedModel, PreTrainedTokenizerBase, Trainer, set_seed
+
+from finetune_kit.config.recipe import Recipe
+from finetune_kit.data import load_data
+from finetune_kit.emissions import EmissionsRecord, RunTracker, sum_records
+from finetune_kit.errors import UserError
+from finetune_kit.hub.card import build_model_card
+from finetune_kit.models import base_model_id, load_tokenizer
+from finetune_kit.models.checkpoints import LINEAGE_FILE
+from finetune_kit.runs import RunFolder
+from finetune_kit.tasks import Task, build_task
+from finetune_kit.training.arguments import build_training_arguments
+from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, Throughput
+from finetune_kit.training.precision import resolve_precision
+
+
+@dataclass
+class Prepared:
+    """Everything checked and loaded before a run folder may be created."""
+
+    recipe: Recipe
+    task: Task
+    data: DatasetDict
+    tokenizer: PreTrainedTokenizerBase
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    emissions: EmissionsRecord | None
+
+
+def prepare(recipe: Recipe) -> Prepared:
+    """Load and check data and tokenizer: bad input fails here, before anything is written."""
+    task = build_task(recipe)
+    data = load_data(recipe.data, recipe.training.seed)
+    task.inspect(data)
+    return Prepared(recipe, task, data, load_tokenizer(recipe.model))
+
+
+def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> RunResult:
+    prepared = prepare(recipe)
+    task, tokenizer = prepared.task, prepared.tokenizer
+    set_seed(recipe.training.seed)  # the new head's initialisation is part of the run's seed
+    model = task.build_model()
+    run = RunFolder.begin(recipe.run_dir, resume=resume, overwrite=overwrite)
+    _record_recipe(run, recipe, resume)
+    checkpoint = run.last_checkpoint() if resume else None
+    if checkpoint is not None:
+        _drop_log_after(run.path(RunFolder.LOG), _checkpoint_step(checkpoint))
+
+    features = task.preprocess(prepared.data, tokenizer)
+    precision = resolve_precision(recipe.training.precision)
+    args = build_training_arguments(recipe.training, task, run.checkpoints, precision)
+    emissions = _emissions_callback(recipe, run)
+    callbacks: list[Any] = [Throughput(), JsonLinesLog(run.path(RunFolder.LOG))]
+    if emissions:
+        callbacks.append(emissions)
+    if recipe.training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(recipe.training.early_stopping_patience))
+    trainer = task.trainer_class(
+        model=model,
+        args=args,
+        train_dataset=features["train"],
+        eval_dataset=features["validation"],
+        processing_class=tokenizer,
+        data_collator=task.collator(tokenizer),
+        compute_metrics=task.compute_metrics,
+        callbacks=callbacks,
+    )
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    metrics = _final_metrics(trainer, task, features, output.metrics, model, precision)
+    record = _total_emissions(run)
+    if trainer.is_world_process_zero():
+        _save(run, trainer, recipe, task, metrics, record)
+        return RunResult(run.finalize(), metrics, record)
+    return RunResult(recipe.run_dir, metrics, record)
+
+
+def _record_recipe(run: RunFolder, recipe: Recipe, resume: bool) -> None:
+    """The resolved recipe is saved first; a resume must use the same one."""
+    resolved = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+    saved = run.path(RunFolder.RECIPE)
+    if resume and saved.is_file():
+        before = yaml.safe_load(saved.read_text())
+        changed = [key for key, value in recipe.model_dump(mode="json").items() if before.get(key) != value]
+        if changed:
+            raise UserError(
+                f"{changed[0]}: differs from the recipe the interrupted run started with ({saved}); "
+                "resume with the same recipe, or start over with --overwrite"
+            )
+        return
+    saved.write_text(resolved, encoding="utf-8")
+
+
+def _checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[1])
+
+
+def _drop_log_after(log: Path, step: int) -> None:
+    """Steps after the resumed checkpoint are trained again; their old log lines would be doubles."""
+    if log.is_file():
+        lines = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= step]
+        log.write_text("".join(line + "\n" for line in lines))
+
+
+def _emissions_callback(recipe: Recipe, run: RunFolder) -> EmissionsCallback | None:
+    if not recipe.emissions.enabled:
+        return None
+    session = uuid.uuid4().hex[:12]
+
+    def save_reading(record: EmissionsRecord) -> None:
+        sessions = run.read_json(RunFolder.EMISSION_SESSIONS, default={})
+        sessions[session] = record.to_dict()
+        run.write_json(RunFolder.EMISSION_SESSIONS, sessions)
+
+    return EmissionsCallback(RunTracker(recipe.emissions, recipe.name or "run"), save_reading)
+
+
+def _total_emissions(run: RunFolder) -> EmissionsRecord | None:
+    sessions = run.read_json(RunFolder.EMISSION_SESSIONS, default={})
+    return sum_records([EmissionsRecord.from_dict(s) for s in sessions.values()]) if sessions else None
+
+
+def _final_metrics(
+    trainer: Trainer,
+    task: Task,
+    features: DatasetDict,
+    train_metrics: dict[str, float],
+    model: PreTrainedModel,
+    precision: str,
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {"task": task.name, "main_metric": task.main_metric}
+    for split in ("validation", "test"):
+        if split in features:
+            raw = trainer.evaluate(features[split], metric_key_prefix=split)
+            metrics[split] = {key.removeprefix(f"{split}_"): value for key, value in raw.items()}
+    metrics["train"] = {key.removeprefix("train_"): value for key, value in train_metrics.items()}
+    metrics["train"]["steps"] = trainer.state.global_step
+    runtime = metrics["train"].get("runtime")
+    if runtime:
+        metrics["train"]["tokens_per_second"] = round(trainer.state.num_input_tokens_seen / runtime, 1)
+    metrics["best_checkpoint_step"] = (
+        _checkpoint_step(Path(trainer.state.best_model_checkpoint))
+        if trainer.state.best_model_checkpoint
+        else None
+    )
+    metrics["model"] = {
+        "parameters": model.num_parameters(),
+        "trainable_parameters": model.num_parameters(only_trainable=True),
+        "precision": precision,
+    }
+    return metrics
+
+
+def _save(
+    run: RunFolder,
+    trainer: Trainer,
+    recipe: Recipe,
+    task: Task,
+    metrics: dict[str, Any],
+    record: EmissionsRecord | None,
+) -> None:
+    model_dir = run.path(RunFolder.MODEL)
+    trainer.save_model(str(model_dir))
+    (model_dir / LINEAGE_FILE).write_text(json.dumps({"base_model": base_model_id(recipe.model.checkpoint)}))
+    if record is not None:
+        metrics["emissions_g"] = record.emissions_g
+        run.write_json(RunFolder.EMISSIONS, record.to_dict())
+    run.write_json(RunFolder.METRICS, metrics)
+    card = build_model_card(recipe, task, metrics, record, trainer.state.log_history)
+    card.save(run.path(RunFolder.CARD))
