@@ -33,12 +33,8 @@ SetOpt = Annotated[
 def train(
     recipe: RecipeArg,
     overrides: SetOpt = None,
-    resume: Annotated[
-        bool, typer.Option(help="Continue the interrupted run from its last checkpoint")
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace an existing run folder once this run completes")
-    ] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the interrupted run from its last checkpoint")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder once this run completes")] = False,
 ) -> None:
     """Fine-tune a model as the recipe says; write the run folder."""
     from finetune_kit.config import load_recipe

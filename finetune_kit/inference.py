@@ -50,18 +50,14 @@ def read_inputs(run: LoadedRun, input_file: Path | None, texts: list[str]) -> Da
     columns = run.task.input_columns()
     if texts:
         if len(columns) > 1:
-            raise DataError(
-                f"--text: this model reads {len(columns)} columns ({', '.join(columns)}); use --input FILE"
-            )
+            raise DataError(f"--text: this model reads {len(columns)} columns ({', '.join(columns)}); use --input FILE")
         return Dataset.from_dict({columns[0]: texts})
     if input_file is None:
         raise DataError("predict needs --input FILE or --text TEXT")
     rows = load_source(str(input_file), "input")
     missing = [c for c in columns if c not in rows.column_names]
     if missing:
-        raise DataError(
-            f"{input_file}: column '{missing[0]}' not found; columns are: {', '.join(rows.column_names)}"
-        )
+        raise DataError(f"{input_file}: column '{missing[0]}' not found; columns are: {', '.join(rows.column_names)}")
     return rows
 
 
@@ -85,8 +81,7 @@ def evaluate_file(run: LoadedRun, data_file: Path) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
             output_dir=scratch,
-            per_device_eval_batch_size=run.recipe.training.eval_batch_size
-            or run.recipe.training.batch_size * 2,
+            per_device_eval_batch_size=run.recipe.training.eval_batch_size or run.recipe.training.batch_size * 2,
             bf16=precision == "bf16",
             fp16=precision == "fp16",
             use_cpu=not torch.cuda.is_available(),

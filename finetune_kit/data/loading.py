@@ -61,9 +61,7 @@ def load_source(source: DataSource, role: str, data_format: str | None = None) -
         raise DataError(f"data.{role}: {source} is a folder; name a data file (.csv, .jsonl, ...)")
     if _file_format(path) is None and HUB_ID.match(source):
         return _load_hub(HubDataSource(hub=source), role)
-    raise DataError(
-        f"data.{role}: file not found: {source}; check the path (relative to the working directory)"
-    )
+    raise DataError(f"data.{role}: file not found: {source}; check the path (relative to the working directory)")
 
 
 def require_columns(data: DatasetDict, columns: dict[str, str | None]) -> None:
@@ -88,8 +86,7 @@ def _load_file(path: Path, role: str, data_format: str | None) -> Dataset:
     fmt = data_format or _file_format(path)
     if fmt is None:
         raise DataError(
-            f"data.{role}: cannot tell the format of {path.name}; "
-            f"set data.format to one of {', '.join(FORMATS)}"
+            f"data.{role}: cannot tell the format of {path.name}; set data.format to one of {', '.join(FORMATS)}"
         )
     builder, kwargs = FORMATS[fmt]
     try:
@@ -100,9 +97,7 @@ def _load_file(path: Path, role: str, data_format: str | None) -> Dataset:
 
 def _load_hub(source: HubDataSource, role: str) -> Dataset:
     try:
-        return datasets.load_dataset(
-            source.hub, source.config, split=source.split or role, revision=source.revision
-        )
+        return datasets.load_dataset(source.hub, source.config, split=source.split or role, revision=source.revision)
     except Exception as err:
         raise DataError(
             f"data.{role}: cannot load Hub dataset '{source.hub}': {first_line(err)}. "

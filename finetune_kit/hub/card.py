@@ -71,9 +71,7 @@ def _dataset_name(recipe: Recipe, dataset_ids: list[str]) -> str:
     return Path(train).stem if isinstance(train, str) else train.hub
 
 
-def _eval_results(
-    recipe: Recipe, task: Task, metrics: dict[str, Any], dataset_ids: list[str]
-) -> list[EvalResult]:
+def _eval_results(recipe: Recipe, task: Task, metrics: dict[str, Any], dataset_ids: list[str]) -> list[EvalResult]:
     name = _dataset_name(recipe, dataset_ids)
     results = []
     for split in ("validation", "test"):
@@ -116,9 +114,7 @@ def _summary(recipe: Recipe, task: Task, metrics: dict[str, Any], base: str | No
     else:
         origin = f"a fine-tuned version of a local model (`{Path(recipe.model.checkpoint).name}`)"
     main = metrics.get("validation", {}).get(task.main_metric)
-    headline = (
-        f" It reaches {task.main_metric} {main:.4f} on the validation split." if main is not None else ""
-    )
+    headline = f" It reaches {task.main_metric} {main:.4f} on the validation split." if main is not None else ""
     return f"This {task.pipeline_tag} model is {origin}, trained with [finetune-kit](https://pypi.org/project/finetune-kit/).{headline}"
 
 
@@ -126,19 +122,13 @@ def _results_section(task: Task, metrics: dict[str, Any]) -> str:
     rows = []
     for split in ("validation", "test"):
         for metric, value in metrics.get(split, {}).items():
-            if (
-                isinstance(value, float)
-                and metric != "epoch"
-                and not metric.endswith(("_per_second", "runtime"))
-            ):
+            if isinstance(value, float) and metric != "epoch" and not metric.endswith(("_per_second", "runtime")):
                 rows.append(f"| {split} | {metric} | {value:.4f} |")
     if not rows:
         return ""
     labels = task.card_facts().get("labels")
     label_line = f"\n\nLabels: {', '.join(f'`{label}`' for label in labels)}." if labels else ""
-    return (
-        "## Evaluation results\n\n| split | metric | value |\n|---|---|---|\n" + "\n".join(rows) + label_line
-    )
+    return "## Evaluation results\n\n| split | metric | value |\n|---|---|---|\n" + "\n".join(rows) + label_line
 
 
 def _intended_use(recipe: Recipe, task: Task) -> str:
@@ -187,9 +177,7 @@ def _training_curve(task: Task, log_history: list[dict[str, Any]]) -> str:
             )
     if not rows:
         return ""
-    header = (
-        f"| epoch | step | training loss | validation loss | {task.main_metric} |\n|---|---|---|---|---|\n"
-    )
+    header = f"| epoch | step | training loss | validation loss | {task.main_metric} |\n|---|---|---|---|---|\n"
     return "## Training results\n\n" + header + "\n".join(rows)
 
 

@@ -37,7 +37,7 @@ class Task(ABC):
 
     @abstractmethod
     def inspect_eval(self, rows: Dataset, where: str) -> None:
-        """Check extra evaluation data (`where` names it in errors) against what the trained model knows (columns, labels)."""
+        """Check extra evaluation data against what the trained model knows; `where` names it in errors."""
 
     def head_kwargs(self) -> dict[str, Any]:
         """Keyword arguments sizing the task head (labels), learned by `inspect`."""
@@ -55,6 +55,7 @@ class Task(ABC):
 
     def adopt_trained_config(self, config: PretrainedConfig) -> None:
         """Restore what `inspect` learned from a trained model's config."""
+        del config  # tasks that learn nothing from the data have nothing to restore
 
     @abstractmethod
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
@@ -69,9 +70,7 @@ class Task(ABC):
         """Scalar metrics, including `main_metric`; per-class scores as `<metric>_<class>`."""
 
     @abstractmethod
-    def predict(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset
-    ) -> list[dict]:
+    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
         """One JSON-ready result per input row, in the task's natural output form."""
 
     @abstractmethod

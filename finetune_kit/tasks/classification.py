@@ -63,9 +63,7 @@ class ClassificationTask(Task):
         )
         for split_name, split in data.items():
             self._check_texts(split, f"data.{split_name}")
-        train_names = {
-            self._label_name(value, "data.train", row) for row, value in self._labels_of(data["train"])
-        }
+        train_names = {self._label_name(value, "data.train", row) for row, value in self._labels_of(data["train"])}
         if cfg.label_names is not None:
             self.labels = list(cfg.label_names)
         else:
@@ -99,9 +97,7 @@ class ClassificationTask(Task):
             raise DataError(f"{where}: row {row} has no label in column '{self.recipe.data.label_column}'")
         if names is not None and isinstance(value, int) and not isinstance(value, bool):
             if not 0 <= value < len(names):
-                raise DataError(
-                    f"{where}: row {row} has label {value}, outside data.label_names (0..{len(names) - 1})"
-                )
+                raise DataError(f"{where}: row {row} has label {value}, outside data.label_names (0..{len(names) - 1})")
             return names[value]
         return str(value)
 
@@ -151,9 +147,7 @@ class ClassificationTask(Task):
 
         return DatasetDict(
             {
-                name: split.map(
-                    encode, batched=True, remove_columns=split.column_names, desc=f"Tokenizing {name}"
-                )
+                name: split.map(encode, batched=True, remove_columns=split.column_names, desc=f"Tokenizing {name}")
                 for name, split in data.items()
             }
         )
@@ -163,9 +157,7 @@ class ClassificationTask(Task):
 
     # -- metrics and inference ----------------------------------------------------------------
     def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
-        logits = (
-            prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        )
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         predicted = np.argmax(logits, axis=-1)
         references = prediction.label_ids
         class_ids = list(range(len(self.labels)))
@@ -173,17 +165,13 @@ class ClassificationTask(Task):
             predictions=predicted, references=references, labels=class_ids, average=None
         )["f1"]
         metrics = {
-            "accuracy": load_metric("accuracy").compute(predictions=predicted, references=references)[
-                "accuracy"
-            ],
+            "accuracy": load_metric("accuracy").compute(predictions=predicted, references=references)["accuracy"],
             "f1_macro": float(np.mean(per_class)),
         }
         metrics.update({f"f1_{name}": score for name, score in zip(self.labels, per_class, strict=True)})
         return metrics
 
-    def predict(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset
-    ) -> list[dict]:
+    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
         cfg = self.recipe.data
         classify = pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None)
         texts = rows[cfg.text_column]

@@ -155,9 +155,7 @@ def _final_metrics(
     if runtime:
         metrics["train"]["tokens_per_second"] = round(trainer.state.num_input_tokens_seen / runtime, 1)
     metrics["best_checkpoint_step"] = (
-        _checkpoint_step(Path(trainer.state.best_model_checkpoint))
-        if trainer.state.best_model_checkpoint
-        else None
+        _checkpoint_step(Path(trainer.state.best_model_checkpoint)) if trainer.state.best_model_checkpoint else None
     )
     metrics["model"] = {
         "parameters": model.num_parameters(),
