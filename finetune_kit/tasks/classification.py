@@ -174,7 +174,7 @@ class ClassificationTask(Task):
     def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
         cfg = self.recipe.data
         classify = pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None)
-        texts = rows[cfg.text_column]
+        texts = list(rows[cfg.text_column])
         inputs: list[Any] = (
             [{"text": t, "text_pair": p} for t, p in zip(texts, rows[cfg.text_pair_column], strict=True)]
             if cfg.text_pair_column

@@ -1,0 +1,152 @@
+"""Shared fixtures: a tiny BERT built locally (tokenizer trained with `tokenizers`), toy data, CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+POSITIVE = ["good", "great", "fine", "lovely", "superb", "brilliant"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "terrible", "boring"]
+FILLER = ["the", "film", "was", "a", "plot", "acting", "story", "really", "quite", "and", "it", "cast"]
+
+
+def toy_sentiment_rows(count: int, seed: int = 0) -> list[dict]:
+    """Texts whose label is given by one sentiment word among filler: learnable in seconds."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        label = rng.choice(["pos", "neg"])
+        words = rng.choices(FILLER, k=rng.randint(3, 12))
+        words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT with a WordPiece vocabulary trained on the toy vocabulary."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    corpus = [row["text"] for row in toy_sentiment_rows(500)] + [" ".join(POSITIVE + NEGATIVE + FILLER)]
+    tokenizer.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials))
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    fast.save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=fast.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def toy_data(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "train": write_jsonl(tmp_path / "data" / "train.jsonl", toy_sentiment_rows(400, seed=1)),
+        "validation": write_jsonl(tmp_path / "data" / "validation.jsonl", toy_sentiment_rows(100, seed=2)),
+        "test": write_jsonl(tmp_path / "data" / "test.jsonl", toy_sentiment_rows(100, seed=3)),
+    }
+
+
+def classification_recipe(checkpoint: Path, data: dict[str, Path], output_dir: Path, **training) -> dict:
+    """A small, fast classification recipe as a dict (tests tweak it, then write it)."""
+    return {
+        "task": "classification",
+        "name": "toy",
+        "model": {"checkpoint": str(checkpoint)},
+        "data": {key: str(path) for key, path in data.items()},
+        "training": {
+            "epochs": 3,
+            "batch_size": 16,
+            "learning_rate": 5e-3,
+            "max_length": 32,
+            "logging_steps": 5,
+            "precision": "fp32",
+            **training,
+        },
+        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
+        "output_dir": str(output_dir),
+    }
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path) -> Callable[[dict], Path]:
+    def write(recipe: dict, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+        return path
+
+    return write
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run `finetune-kit ARGS...` in-process, exactly as the console script does."""
+    from finetune_kit.cli import main
+
+    def run(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["finetune-kit", *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        out = capsys.readouterr()
+        return CliResult(code, out.out, out.err)
+
+    return run
