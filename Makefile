@@ -21,7 +21,7 @@ demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/finetune-kit train $(DEMO_RECIPE) --overwrite
 
 test: install
-	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
+	$(BIN)/pytest -q
 
 lint: install
 	$(BIN)/ruff check .

@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+console = Console(soft_wrap=True)  # long paths and URLs stay on one line, copyable
 errors = Console(stderr=True)
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file")]
@@ -103,6 +103,100 @@ def evaluate(
     target.write_text(json.dumps(metrics, indent=2) + "\n")
     _print_metrics(f"{data.name}", metrics)
     console.print(f"saved to {target}")
+
+
+@app.command()
+def card(run_dir: RunDirArg) -> None:
+    """(Re)write a finished run's model card and training-curve image."""
+    from finetune_kit import inference
+    from finetune_kit.hub.card import write_model_card
+
+    run = inference.load_run(run_dir)
+    write_model_card(run_dir, run.recipe, run.task)
+    console.print(f"wrote {run_dir / 'README.md'}")
+
+
+@app.command()
+def push(
+    run_dir: RunDirArg,
+    repo_id: Annotated[str, typer.Option(help="namespace/name on the Hub")],
+    private: Annotated[bool, typer.Option(help="Create the repo as private")] = False,
+    revision: Annotated[str | None, typer.Option(help="Branch to push to (created if missing)")] = None,
+    commit_message: Annotated[str | None, typer.Option(help="Commit message")] = None,
+) -> None:
+    """Publish a run (model or adapter, tokenizer, card, recipe, metrics, emissions) in one commit."""
+    from finetune_kit.hub.push import push_run
+
+    url = push_run(run_dir, repo_id, private=private, revision=revision, commit_message=commit_message)
+    console.print(f"pushed {run_dir} → {url}")
+
+
+@app.command()
+def search(
+    max_co2: Annotated[float, typer.Option(help="Upper bound, grams CO2eq")],
+    min_co2: Annotated[float, typer.Option(help="Lower bound, grams CO2eq")] = 0.0,
+    task: Annotated[str | None, typer.Option(help="Pipeline tag, e.g. text-classification")] = None,
+    author: Annotated[str | None, typer.Option(help="User or organisation")] = None,
+    sort: Annotated[str, typer.Option(help="downloads, likes, created_at, ...")] = "downloads",
+    limit: Annotated[int, typer.Option(min=1, help="How many matching models to list")] = 20,
+    scan: Annotated[int, typer.Option(min=1, help="How many models to read at most")] = 2000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """Find Hub models whose card states CO2 emissions within a range (grams)."""
+    from finetune_kit.hub.push import PushError, describe_hub_error
+    from finetune_kit.hub.search import search_models
+
+    try:
+        found = search_models(max_g=max_co2, min_g=min_co2, task=task, author=author, sort=sort, limit=limit, scan=scan)
+    except Exception as err:  # the Hub's errors get the same one-line treatment as push
+        raise PushError(describe_hub_error(err, author or "the model listing")) from err
+    if as_json:
+        console.print_json(json.dumps(found.to_dict()))
+        return
+    table = Table(title=f"models with {min_co2:g}-{max_co2:g} g CO2eq")
+    for column in ("model", "task", "g CO2eq", "source", "downloads", "main metric"):
+        table.add_column(column, justify="right" if column in {"g CO2eq", "downloads"} else "left")
+    for model in found.models:
+        table.add_row(
+            model.model_id,
+            model.task or "-",
+            f"{model.emissions_g:.4g}",
+            model.source or "-",
+            str(model.downloads),
+            model.metric or "-",
+        )
+    console.print(table)
+    console.print(
+        f"{len(found.models)} matching of {found.scanned} models read; "
+        f"{found.without_emissions} had no emissions data in their card"
+    )
+
+
+@app.command()
+def emissions(run_dirs: Annotated[list[Path], typer.Argument(help="Finished run folders")]) -> None:
+    """Compare runs: grams CO2eq, kWh, duration, hardware, country, main metric and metric per gram."""
+    from finetune_kit.emissions.report import read_run_emissions
+
+    table = Table(title="emissions per run")
+    for column in ("run", "g CO2eq", "kWh", "duration", "sessions", "hardware", "country", "metric", "per gram"):
+        table.add_column(column, justify="left" if column in {"run", "hardware", "country", "metric"} else "right")
+    for run_dir in run_dirs:
+        row = read_run_emissions(run_dir)
+        r = row.record
+        metric = f"{row.main_metric} {row.metric_value:.4f}" if row.metric_value is not None else "-"
+        per_gram = f"{row.metric_per_gram:.4g}" if row.metric_per_gram is not None else "-"
+        table.add_row(
+            row.run,
+            f"{r.emissions_g:.4g}",
+            f"{r.energy_kwh:.4g}",
+            f"{r.duration_s:.0f} s",
+            str(r.sessions),
+            r.hardware,
+            r.country_name or "-",
+            metric,
+            per_gram,
+        )
+    console.print(table)
 
 
 def _print_metrics(title: str, metrics: dict) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +15,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# huggingface_hub reads these at import time, so they are set before anything imports it. Every
+# Hub request of the suite goes to the test server on loopback (tests/hub_server.py), never out.
+HUB_PORT = _free_loopback_port()
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
+os.environ["HF_HUB_OFFLINE"] = "0"
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.pop("HF_TOKEN", None)
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="finetune-kit-tests-hf-home-")  # no saved login, fresh caches
 
 REPO = Path(__file__).resolve().parent.parent
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "brilliant"]
@@ -136,7 +153,11 @@ class CliResult:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
     """Run `finetune-kit ARGS...` in-process, exactly as the console script does."""
-    from finetune_kit.cli import main
+    from finetune_kit import cli as cli_module
+
+    main = cli_module.main
+    for console in (cli_module.console, cli_module.errors):
+        monkeypatch.setattr(console, "width", 200)  # as in a wide terminal: tables keep ids on one line
 
     def run(*args: str) -> CliResult:
         monkeypatch.setattr(sys, "argv", ["finetune-kit", *map(str, args)])

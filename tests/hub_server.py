@@ -64,10 +64,11 @@ class HubState:
 class HubServer:
     """`with HubServer(tmp, tokens) as hub:` serves on `hub.url` until the block ends."""
 
-    def __init__(self, root: Path, tokens: dict[str, str], page_size: int = 2) -> None:
+    def __init__(self, root: Path, tokens: dict[str, str], page_size: int = 2, port: int = 0) -> None:
         self.state = HubState(root, tokens, page_size)
         handler = type("BoundHandler", (_Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         handler.base_url = self.url
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -84,7 +85,7 @@ class HubServer:
 class _Handler(BaseHTTPRequestHandler):
     state: HubState
     base_url: str
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.0"  # one request per connection: a stopped server is really gone
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
@@ -102,11 +103,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     def _error(self, status: int, message: str) -> None:
-        self._send(status, {"error": message}, {"X-Error-Message": message})
+        self._send(status, {"error": message}, {"X-Error-Message": " ".join(message.split())})
 
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        return self._raw_body
 
     def _user(self) -> str | None:
         auth = self.headers.get("Authorization", "")
@@ -133,6 +133,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, routes: list[tuple[str, Any]]) -> None:
         path = urlparse(self.path).path
+        # Read every body up front: unread bytes would corrupt the next request on a keep-alive connection.
+        length = int(self.headers.get("Content-Length") or 0)
+        self._raw_body = self.rfile.read(length) if length else b""
         with self.state.lock:
             self.state.requests.append(f"{self.command} {path}")
         for pattern, handler in routes:
@@ -173,7 +176,9 @@ class _Handler(BaseHTTPRequestHandler):
         if user is None:
             self._error(401, "Invalid credentials in Authorization header")
             return
-        self._send(200, {"type": "user", "name": user, "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+        self._send(
+            200, {"type": "user", "name": user, "auth": {"type": "access_token", "accessToken": {"role": "write"}}}
+        )
 
     def create_repo(self) -> None:
         body = json.loads(self._body() or b"{}")
@@ -186,7 +191,8 @@ class _Handler(BaseHTTPRequestHandler):
             if repo_id in self.state.repos:
                 self._send(409, {"error": "You already created this model repo", "url": url})
                 return
-            self.state.repos[repo_id] = Repo(repo_id, private=bool(body.get("private")))
+            private = body.get("visibility") == "private" or bool(body.get("private"))  # 2.x sends visibility
+            self.state.repos[repo_id] = Repo(repo_id, private=private)
             self.state.files_dir(repo_id, "main").mkdir(parents=True, exist_ok=True)
         self._send(200, {"url": url, "name": repo_id})
 
@@ -201,9 +207,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {})
 
     def validate_yaml(self) -> None:
-        body = json.loads(self._body() or b"{}")
+        content = json.loads(self._body() or b"{}").get("content", "")
+        front_matter = re.match(r"^---\n(.*?)\n---", content, re.S)  # the client sends the whole card
         try:
-            data = yaml.safe_load(body.get("content", "")) or {}
+            data = yaml.safe_load(front_matter.group(1) if front_matter else content) or {}
         except yaml.YAMLError as err:
             self._error(400, f"Invalid YAML: {err}")
             return
@@ -264,9 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
         first = {key: values[0] for key, values in query.items()}
         with_card = first.get("cardData", "").lower() in {"true", "1"} or first.get("full", "").lower() in {"true", "1"}
         repos = [
-            repo
-            for repo in self.state.repos.values()
-            if not repo.private or self._user() == repo.repo_id.split("/")[0]
+            repo for repo in self.state.repos.values() if not repo.private or self._user() == repo.repo_id.split("/")[0]
         ]
         if "author" in first:
             repos = [r for r in repos if r.repo_id.split("/")[0] == first["author"]]

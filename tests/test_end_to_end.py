@@ -29,6 +29,7 @@ def test_training_learns_and_writes_a_complete_run_folder(finished_run):
         "metrics.json",
         "model",
         "recipe.yaml",
+        "training_curve.png",
     ]
     assert not run_dir.with_name("toy.partial").exists()
 

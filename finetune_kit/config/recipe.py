@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, model_validator
 
 DataFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "text"]
-Strategy = Literal["epoch", "steps", "no"]
+# YAML reads a bare `no` as false: accept it as the "no" strategy it was meant to be.
+Strategy = Annotated[Literal["epoch", "steps", "no"], BeforeValidator(lambda value: "no" if value is False else value)]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
@@ -94,6 +95,8 @@ class EmissionsConfig(Section):
     measure_power_secs: float = Field(15.0, gt=0)
     cpu_power_watts: float | None = Field(None, gt=0, description="Force the CPU power instead of estimating")
     carbon_intensity_g_per_kwh: float | None = Field(None, gt=0, description="Force the grid intensity")
+    max_co2_g: float | None = Field(None, gt=0, description="Budget: stop training cleanly once reached")
+    max_kwh: float | None = Field(None, gt=0, description="Budget: stop training cleanly once reached")
 
 
 class CardConfig(Section):
@@ -106,6 +109,15 @@ class CardConfig(Section):
     dataset_name: str | None = Field(None, description="Human name of the data, for model-index")
 
 
+class HubConfig(Section):
+    """Push the finished run to the Hub (token from HF_TOKEN or a saved login, never the recipe)."""
+
+    repo_id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="namespace/name")
+    private: bool = False
+    revision: str | None = Field(None, description="Branch to push to; created when missing")
+    commit_message: str | None = None
+
+
 class Recipe(Section):
     task: str
     name: str | None = Field(None, description="Run name; defaults to the recipe file's name")
@@ -114,8 +126,14 @@ class Recipe(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     emissions: EmissionsConfig = Field(default_factory=EmissionsConfig)
     card: CardConfig = Field(default_factory=CardConfig)
+    hub: HubConfig | None = None
     output_dir: Path | None = Field(None, description="Run folder; defaults to runs/<name>")
 
     @property
     def run_dir(self) -> Path:
         return self.output_dir or Path("runs") / (self.name or "run")
+
+    @property
+    def training_type(self) -> Literal["fine-tuning", "pre-training"]:
+        """How the Hub's co2_eq_emissions names this run's work."""
+        return "fine-tuning"

@@ -86,6 +86,26 @@ def sum_records(records: list[EmissionsRecord]) -> EmissionsRecord:
     )
 
 
+@dataclass(frozen=True)
+class EmissionsBudget:
+    max_co2_g: float | None = None
+    max_kwh: float | None = None
+
+    @classmethod
+    def from_config(cls, config: EmissionsConfig) -> EmissionsBudget | None:
+        if config.max_co2_g is None and config.max_kwh is None:
+            return None
+        return cls(config.max_co2_g, config.max_kwh)
+
+    def exceeded(self, spent: EmissionsRecord) -> str | None:
+        """Which limit the spending reached, as text for results and cards; None within budget."""
+        if self.max_co2_g is not None and spent.emissions_g >= self.max_co2_g:
+            return f"max_co2_g {self.max_co2_g:g} g"
+        if self.max_kwh is not None and spent.energy_kwh >= self.max_kwh:
+            return f"max_kwh {self.max_kwh:g} kWh"
+        return None
+
+
 class _LatestReading(BaseOutput):
     """codecarbon output handler that keeps the newest cumulative reading in memory."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,24 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 import finetune_kit
 from finetune_kit.config.recipe import HubDataSource, Recipe
 from finetune_kit.emissions import EmissionsRecord
+from finetune_kit.hub.plot import plot_training_curve
 from finetune_kit.models import base_model_id
 from finetune_kit.tasks.base import Task
+
+CURVE_IMAGE = "training_curve.png"
+
+
+def write_model_card(folder: Path, recipe: Recipe, task: Task) -> ModelCard:
+    """(Re)write `README.md` and the curve image from what the run folder holds."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    emissions_file = folder / "emissions.json"
+    emissions = EmissionsRecord.from_dict(json.loads(emissions_file.read_text())) if emissions_file.is_file() else None
+    log_file = folder / "log.jsonl"
+    log = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.is_file() else []
+    has_curve = plot_training_curve(log, task.main_metric, folder / CURVE_IMAGE)
+    card = build_model_card(recipe, task, metrics, emissions, log, has_curve)
+    card.save(folder / "README.md")
+    return card
 
 
 def build_model_card(
@@ -22,9 +39,10 @@ def build_model_card(
     task: Task,
     metrics: dict[str, Any],
     emissions: EmissionsRecord | None,
-    log_history: list[dict[str, Any]],
-    training_type: str = "fine-tuning",
+    log: list[dict[str, Any]],
+    has_curve: bool = False,
 ) -> ModelCard:
+    training_type = recipe.training_type
     base = base_model_id(recipe.model.checkpoint)
     dataset_ids = recipe.card.datasets or _hub_dataset_ids(recipe)
     data = ModelCardData(
@@ -44,10 +62,11 @@ def build_model_card(
         for section in (
             f"# {recipe.name}",
             _summary(recipe, task, metrics, base),
+            _budget_note(metrics),
             _results_section(task, metrics),
             _intended_use(recipe, task),
             _hyperparameters(recipe, metrics),
-            _training_curve(task, log_history),
+            _training_curve(task, log, has_curve),
             _environmental_impact(emissions, training_type),
             _versions(),
         )
@@ -162,11 +181,21 @@ def _hyperparameters(recipe: Recipe, metrics: dict[str, Any]) -> str:
     return "## Training hyperparameters\n\n" + "\n".join(lines)
 
 
-def _training_curve(task: Task, log_history: list[dict[str, Any]]) -> str:
+def _budget_note(metrics: dict[str, Any]) -> str:
+    budget = metrics.get("stopped_on_budget")
+    if not budget:
+        return ""
+    return (
+        f"**Training stopped on its emissions budget** ({budget['limit']}) at step {budget['step']}; "
+        "the best checkpoint reached by then was kept."
+    )
+
+
+def _training_curve(task: Task, log: list[dict[str, Any]], has_curve: bool) -> str:
     """One row per evaluation, with the latest training loss before it."""
     main = f"eval_{task.main_metric}"
     rows, last_loss = [], None
-    for entry in log_history:
+    for entry in log:
         if "loss" in entry:
             last_loss = entry["loss"]
         if main in entry:
@@ -175,10 +204,11 @@ def _training_curve(task: Task, log_history: list[dict[str, Any]]) -> str:
                 f"| {entry.get('epoch', 0):.2f} | {entry['step']} | {loss} | "
                 f"{entry.get('eval_loss', float('nan')):.4f} | {entry[main]:.4f} |"
             )
+    image = f"![Training curve]({CURVE_IMAGE})\n\n" if has_curve else ""
     if not rows:
-        return ""
+        return f"## Training results\n\n{image}".rstrip()
     header = f"| epoch | step | training loss | validation loss | {task.main_metric} |\n|---|---|---|---|---|\n"
-    return "## Training results\n\n" + header + "\n".join(rows)
+    return "## Training results\n\n" + image + header + "\n".join(rows)
 
 
 def _environmental_impact(emissions: EmissionsRecord | None, training_type: str) -> str:

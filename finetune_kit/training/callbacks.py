@@ -9,7 +9,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from finetune_kit.emissions import EmissionsRecord, RunTracker
+from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker, sum_records
+
+BUDGET_CHECK_SECONDS = 1.0  # reading codecarbon every step would cost more than it tells
 
 
 class JsonLinesLog(TrainerCallback):
@@ -49,15 +51,44 @@ class Throughput(TrainerCallback):
 
 class EmissionsCallback(TrainerCallback):
     """Tracks CO2 from the first to the last training step; a reading is saved at each checkpoint so
-    that a killed run, once resumed, still accounts for the energy spent before the kill."""
+    that a killed run, once resumed, still accounts for the energy spent before the kill.
 
-    def __init__(self, tracker: RunTracker, save_reading: Callable[[EmissionsRecord], None]) -> None:
+    With a budget, training stops at the first step past it, after one last evaluation and save,
+    so the best checkpoint so far is what the run keeps.
+    """
+
+    def __init__(
+        self,
+        tracker: RunTracker,
+        save_reading: Callable[[EmissionsRecord], None],
+        budget: EmissionsBudget | None = None,
+        earlier: EmissionsRecord | None = None,
+    ) -> None:
         self.tracker = tracker
         self.save_reading = save_reading
+        self.budget = budget
+        self.earlier = earlier  # sessions before a resume count against the budget too
         self.final: EmissionsRecord | None = None
+        self.stopped: dict | None = None
+        self._next_check = 0.0
 
     def on_train_begin(self, args, state, control, **kw):
         self.tracker.start()
+
+    def on_step_end(self, args, state: TrainerState, control: TrainerControl, **kw):
+        if self.budget is None or self.stopped or time.monotonic() < self._next_check:
+            return
+        self._next_check = time.monotonic() + BUDGET_CHECK_SECONDS
+        reading = self.tracker.read()
+        if reading is None:
+            return
+        spent = sum_records([self.earlier, reading]) if self.earlier else reading
+        exceeded = self.budget.exceeded(spent)
+        if exceeded:
+            self.stopped = {"limit": exceeded, "step": state.global_step, "emissions_g": spent.emissions_g}
+            control.should_training_stop = True
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_save = args.save_strategy != "no"
 
     def on_save(self, args, state: TrainerState, control, **kw):
         reading = self.tracker.read()

@@ -14,9 +14,10 @@ from transformers import EarlyStoppingCallback, PreTrainedModel, PreTrainedToken
 
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.data import load_data
-from finetune_kit.emissions import EmissionsRecord, RunTracker, sum_records
+from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker, sum_records
 from finetune_kit.errors import UserError
-from finetune_kit.hub.card import build_model_card
+from finetune_kit.hub.card import write_model_card
+from finetune_kit.hub.push import push_after_training
 from finetune_kit.models import base_model_id, load_tokenizer
 from finetune_kit.models.checkpoints import LINEAGE_FILE
 from finetune_kit.runs import RunFolder
@@ -84,11 +85,16 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> R
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     metrics = _final_metrics(trainer, task, features, output.metrics, model, precision)
+    if emissions and emissions.stopped:
+        metrics["stopped_on_budget"] = emissions.stopped
     record = _total_emissions(run)
-    if trainer.is_world_process_zero():
-        _save(run, trainer, recipe, task, metrics, record)
-        return RunResult(run.finalize(), metrics, record)
-    return RunResult(recipe.run_dir, metrics, record)
+    if not trainer.is_world_process_zero():
+        return RunResult(recipe.run_dir, metrics, record)
+    _save(run, trainer, recipe, task, metrics, record)
+    run_dir = run.finalize()
+    if recipe.hub is not None:
+        push_after_training(run_dir, recipe.hub)
+    return RunResult(run_dir, metrics, record)
 
 
 def _record_recipe(run: RunFolder, recipe: Recipe, resume: bool) -> None:
@@ -128,7 +134,12 @@ def _emissions_callback(recipe: Recipe, run: RunFolder) -> EmissionsCallback | N
         sessions[session] = record.to_dict()
         run.write_json(RunFolder.EMISSION_SESSIONS, sessions)
 
-    return EmissionsCallback(RunTracker(recipe.emissions, recipe.name or "run"), save_reading)
+    return EmissionsCallback(
+        RunTracker(recipe.emissions, recipe.name or "run"),
+        save_reading,
+        budget=EmissionsBudget.from_config(recipe.emissions),
+        earlier=_total_emissions(run),
+    )
 
 
 def _total_emissions(run: RunFolder) -> EmissionsRecord | None:
@@ -180,5 +191,4 @@ def _save(
         metrics["emissions_g"] = record.emissions_g
         run.write_json(RunFolder.EMISSIONS, record.to_dict())
     run.write_json(RunFolder.METRICS, metrics)
-    card = build_model_card(recipe, task, metrics, record, trainer.state.log_history)
-    card.save(run.path(RunFolder.CARD))
+    write_model_card(run.partial, recipe, task)
