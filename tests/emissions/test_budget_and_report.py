@@ -13,7 +13,7 @@ def test_co2_budget_stops_training_cleanly_and_says_so(tiny_bert, tmp_path, writ
         "validation": write_jsonl(tmp_path / "validation.jsonl", toy_sentiment_rows(100, seed=2)),
     }
     run_dir = tmp_path / "runs" / "budget"
-    recipe = classification_recipe(tiny_bert, data, run_dir, epochs=6, learning_rate=1e-3)
+    recipe = classification_recipe(tiny_bert, data, run_dir, epochs=6, batch_size=16, learning_rate=1e-3)
     # 10 kW at 1 kg/kWh is ~2.8 g per second: a 1 g budget is reached within the first seconds.
     recipe["emissions"].update(
         measure_power_secs=0.5, cpu_power_watts=10000, carbon_intensity_g_per_kwh=1000, max_co2_g=1.0

@@ -39,7 +39,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_bert, tmp_path, w
         "train": write_jsonl(tmp_path / "train.jsonl", toy_sentiment_rows(3000, seed=1)),
         "validation": write_jsonl(tmp_path / "validation.jsonl", toy_sentiment_rows(200, seed=2)),
     }
-    settings = {"epochs": 4, "learning_rate": 1e-3, "logging_steps": 20}
+    settings = {"epochs": 4, "batch_size": 16, "learning_rate": 1e-3, "logging_steps": 20}
     reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
     reference = write_recipe(classification_recipe(tiny_bert, data, reference_dir, **settings), "reference.yaml")
     killed = write_recipe(classification_recipe(tiny_bert, data, killed_dir, **settings), "killed.yaml")
