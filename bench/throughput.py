@@ -4,7 +4,8 @@ Prints samples/s, tokens/s and dev accuracy for each, and the toolkit's speed-up
 each baseline run in this same session. Also the codecarbon overhead (toolkit with vs without).
 Method and levers: bench/README.md.
 
-    python bench/throughput.py [--rows 4000] [--epochs 1] [--skip-pad128]
+    python bench/throughput.py [--rows 4000] [--epochs 1] [--skip-pad128] [--skip-overhead]
+    python bench/throughput.py --data-dir path/to/full/sst2 --rows 67349 --skip-pad128 --skip-overhead
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ RECIPE = REPO / "recipes" / "sst2_demo.yaml"
 DATA = REPO / "recipes" / "data" / "sst2"
 
 
-def plain_trainer(rows: int, epochs: float, pad_to_128: bool, hp: dict) -> dict:
+def plain_trainer(data_dir: Path, rows: int, epochs: float, pad_to_128: bool, hp: dict) -> dict:
     """What a user writes by hand: the transformers example-script way, fp32, random batches."""
     set_seed(hp["seed"])
     source = resolve_checkpoint(hp["checkpoint"])
@@ -47,7 +48,8 @@ def plain_trainer(rows: int, epochs: float, pad_to_128: bool, hp: dict) -> dict:
     data = load_dataset(
         "json", data_files={"train": str(DATA / "train.jsonl"), "validation": str(DATA / "validation.jsonl")}
     )
-    data["train"] = data["train"].select(range(min(rows, len(data["train"]))))
+    if rows < len(data["train"]):  # the same seeded sample the toolkit's data.max_train_rows takes
+        data["train"] = data["train"].shuffle(seed=hp["seed"]).select(range(rows))
     padding = "max_length" if pad_to_128 else False
 
     def encode(batch):
@@ -96,11 +98,13 @@ def plain_trainer(rows: int, epochs: float, pad_to_128: bool, hp: dict) -> dict:
     }
 
 
-def toolkit(rows: int, epochs: float, emissions: bool, out: Path) -> dict:
-    """The bundled default recipe, unchanged but for the slice, epochs and output folder."""
+def toolkit(data_dir: Path, rows: int, epochs: float, emissions: bool, out: Path) -> dict:
+    """The bundled default recipe, unchanged but for the data, slice, epochs and output folder."""
     recipe = load_recipe(
         RECIPE,
         [
+            f"data.train={data_dir / 'train.jsonl'}",
+            f"data.validation={data_dir / 'validation.jsonl'}",
             f"data.max_train_rows={rows}",
             f"training.epochs={epochs}",
             "training.eval_strategy=no",
@@ -126,7 +130,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--data-dir", type=Path, default=DATA, help="folder with SST-2 train.jsonl, validation.jsonl")
     parser.add_argument("--skip-pad128", action="store_true", help="skip the slowest baseline (~5 min)")
+    parser.add_argument("--skip-overhead", action="store_true", help="skip the run without codecarbon")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
 
@@ -143,13 +149,18 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
-        results["toolkit"] = toolkit(args.rows, args.epochs, True, Path(scratch) / "with-co2")
-        results["toolkit_no_codecarbon"] = toolkit(args.rows, args.epochs, False, Path(scratch) / "without-co2")
-    results["plain_dynamic_padding"] = plain_trainer(args.rows, args.epochs, False, hp)
+        results["toolkit"] = toolkit(args.data_dir, args.rows, args.epochs, True, Path(scratch) / "with-co2")
+        if not args.skip_overhead:
+            without = toolkit(args.data_dir, args.rows, args.epochs, False, Path(scratch) / "without-co2")
+            results["toolkit_no_codecarbon"] = without
+    results["plain_dynamic_padding"] = plain_trainer(args.data_dir, args.rows, args.epochs, False, hp)
     if not args.skip_pad128:
-        results["plain_pad_to_128"] = plain_trainer(args.rows, args.epochs, True, hp)
+        results["plain_pad_to_128"] = plain_trainer(args.data_dir, args.rows, args.epochs, True, hp)
 
-    print(f"\nSST-2 {args.rows} rows, {args.epochs:g} epoch(s), {hp['checkpoint']}, batch {hp['batch_size']}")
+    print(
+        f"\nSST-2 {args.rows} rows from {args.data_dir}, {args.epochs:g} epoch(s), "
+        f"{hp['checkpoint']}, batch {hp['batch_size']}"
+    )
     print(f"{'run':24} {'samples/s':>10} {'tokens/s':>10} {'dev acc':>8} {'train s':>8}")
     for name, r in results.items():
         print(
@@ -162,9 +173,10 @@ def main() -> None:
     }
     for name, ratio in ratios.items():
         print(f"{name}: {ratio:.2f}x samples/s")
-    with_co2, without = results["toolkit"]["train_wall_s"], results["toolkit_no_codecarbon"]["train_wall_s"]
-    print(f"codecarbon overhead: {100 * (with_co2 - without) / without:+.1f}% train wall time")
-    (args.out / "throughput.json").write_text(json.dumps({"results": results, "ratios": ratios}, indent=2))
+    if "toolkit_no_codecarbon" in results:
+        with_co2, without = results["toolkit"]["train_wall_s"], results["toolkit_no_codecarbon"]["train_wall_s"]
+        print(f"codecarbon overhead: {100 * (with_co2 - without) / without:+.1f}% train wall time")
+    (args.out / f"throughput-{args.rows}.json").write_text(json.dumps({"results": results, "ratios": ratios}, indent=2))
 
 
 if __name__ == "__main__":
