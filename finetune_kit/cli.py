@@ -154,7 +154,8 @@ def search(
         console.print_json(json.dumps(found.to_dict()))
         return
     table = Table(title=f"models with {min_co2:g}-{max_co2:g} g CO2eq")
-    for column in ("model", "task", "g CO2eq", "source", "downloads", "main metric"):
+    table.add_column("model", no_wrap=True)  # ids stay whole and copyable; other columns give way
+    for column in ("task", "g CO2eq", "source", "downloads", "main metric"):
         table.add_column(column, justify="right" if column in {"g CO2eq", "downloads"} else "left")
     for model in found.models:
         table.add_row(
