@@ -45,9 +45,8 @@ def plain_trainer(data_dir: Path, rows: int, epochs: float, pad_to_128: bool, hp
     set_seed(hp["seed"])
     source = resolve_checkpoint(hp["checkpoint"])
     tokenizer = AutoTokenizer.from_pretrained(source)
-    data = load_dataset(
-        "json", data_files={"train": str(DATA / "train.jsonl"), "validation": str(DATA / "validation.jsonl")}
-    )
+    files = {"train": str(data_dir / "train.jsonl"), "validation": str(data_dir / "validation.jsonl")}
+    data = load_dataset("json", data_files=files)
     if rows < len(data["train"]):  # the same seeded sample the toolkit's data.max_train_rows takes
         data["train"] = data["train"].shuffle(seed=hp["seed"]).select(range(rows))
     padding = "max_length" if pad_to_128 else False
