@@ -47,7 +47,8 @@ def train(
     except KeyboardInterrupt:
         errors.print(f"interrupted; continue with: finetune-kit train {recipe} --resume")
         raise typer.Exit(130) from None
-    _print_run_summary(result.metrics, result.emissions, result.run_dir)
+    if result.is_main:
+        _print_run_summary(result.metrics, result.emissions, result.run_dir)
 
 
 @app.command()

@@ -85,6 +85,7 @@ def evaluate_file(run: LoadedRun, data_file: Path) -> dict[str, float]:
             bf16=precision == "bf16",
             fp16=precision == "fp16",
             use_cpu=not torch.cuda.is_available(),
+            remove_unused_columns=run.task.remove_unused_columns,
             report_to="none",
         )
         trainer = run.task.trainer_class(
@@ -93,6 +94,7 @@ def evaluate_file(run: LoadedRun, data_file: Path) -> dict[str, float]:
             processing_class=run.tokenizer,
             data_collator=run.task.collator(run.tokenizer),
             compute_metrics=run.task.compute_metrics,
+            preprocess_logits_for_metrics=run.task.logits_for_metrics,
         )
         raw = trainer.evaluate(features, metric_key_prefix="eval")
     return {key.removeprefix("eval_"): value for key, value in raw.items()}

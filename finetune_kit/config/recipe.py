@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, model_validator
 
-DataFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "text"]
+DataFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "text", "conll"]
 # YAML reads a bare `no` as false: accept it as the "no" strategy it was meant to be.
 Strategy = Annotated[Literal["epoch", "steps", "no"], BeforeValidator(lambda value: "no" if value is False else value)]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]

@@ -9,6 +9,7 @@ import datasets
 from datasets import Dataset, DatasetDict
 
 from finetune_kit.config.recipe import DataConfig, DataSource, HubDataSource
+from finetune_kit.data.conll import load_conll
 from finetune_kit.errors import DataError, first_line
 
 # datasets builder and extra keyword arguments per recipe format
@@ -21,6 +22,7 @@ FORMATS: dict[str, tuple[str, dict]] = {
     "text": ("text", {}),
 }
 EXTENSIONS = {
+    ".conll": "conll",
     ".csv": "csv",
     ".tsv": "tsv",
     ".json": "json",
@@ -88,6 +90,8 @@ def _load_file(path: Path, role: str, data_format: str | None) -> Dataset:
         raise DataError(
             f"data.{role}: cannot tell the format of {path.name}; set data.format to one of {', '.join(FORMATS)}"
         )
+    if fmt == "conll":
+        return load_conll(path, role)
     builder, kwargs = FORMATS[fmt]
     try:
         return datasets.load_dataset(builder, data_files={role: str(path)}, split=role, **kwargs)

@@ -6,7 +6,7 @@ Offline on purpose: the online tracker (and Trainer's `report_to="codecarbon"`) 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from codecarbon import OfflineEmissionsTracker
@@ -34,6 +34,7 @@ class EmissionsRecord:
     gpu_count: int
     codecarbon_version: str
     sessions: int = 1
+    processes: int = 1
     source: str = "codecarbon"
 
     @property
@@ -73,16 +74,25 @@ class EmissionsRecord:
 
 
 def sum_records(records: list[EmissionsRecord]) -> EmissionsRecord:
-    """Sessions of one run (resumes) or processes of one job add up; the hardware is the first's."""
-    first = records[0]
-    return EmissionsRecord(
-        **{
-            **asdict(first),
-            "emissions_g": sum(r.emissions_g for r in records),
-            "energy_kwh": sum(r.energy_kwh for r in records),
-            "duration_s": sum(r.duration_s for r in records),
-            "sessions": sum(r.sessions for r in records),
-        }
+    """Sessions of one run, one after the other (resumes): energy and time add up."""
+    return replace(
+        records[0],
+        emissions_g=sum(r.emissions_g for r in records),
+        energy_kwh=sum(r.energy_kwh for r in records),
+        duration_s=sum(r.duration_s for r in records),
+        sessions=sum(r.sessions for r in records),
+        processes=max(r.processes for r in records),
+    )
+
+
+def sum_processes(records: list[EmissionsRecord]) -> EmissionsRecord:
+    """Processes of one session, side by side (DDP ranks): energy adds up, time does not."""
+    return replace(
+        records[0],
+        emissions_g=sum(r.emissions_g for r in records),
+        energy_kwh=sum(r.energy_kwh for r in records),
+        duration_s=max(r.duration_s for r in records),
+        processes=sum(r.processes for r in records),
     )
 
 
@@ -119,7 +129,7 @@ class _LatestReading(BaseOutput):
 class RunTracker:
     """Start, read (without stopping) and stop codecarbon for one process of one run."""
 
-    def __init__(self, config: EmissionsConfig, run_name: str) -> None:
+    def __init__(self, config: EmissionsConfig, run_name: str, one_of_several_processes: bool = False) -> None:
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
         self._reading = _LatestReading()
         options: dict[str, Any] = {
@@ -128,6 +138,9 @@ class RunTracker:
             "save_to_file": False,
             "output_handlers": [self._reading],
             "log_level": "error",
+            # Several training processes on one machine each measure their own share, so that
+            # their sum is the job's energy, not the machine's energy counted once per process.
+            "tracking_mode": "process" if one_of_several_processes else "machine",
         }
         if config.country_iso_code:
             options["country_iso_code"] = config.country_iso_code.upper()

@@ -139,7 +139,7 @@ def _summary(recipe: Recipe, task: Task, metrics: dict[str, Any], base: str | No
 
 def _results_section(task: Task, metrics: dict[str, Any]) -> str:
     rows = []
-    for split in ("validation", "test"):
+    for split in ("before_training", "validation", "test"):
         for metric, value in metrics.get(split, {}).items():
             if isinstance(value, float) and metric != "epoch" and not metric.endswith(("_per_second", "runtime")):
                 rows.append(f"| {split} | {metric} | {value:.4f} |")

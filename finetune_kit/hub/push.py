@@ -12,7 +12,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
 from finetune_kit.config.recipe import HubConfig
-from finetune_kit.errors import UserError
+from finetune_kit.errors import UserError, first_line
 from finetune_kit.hub.validation import check_card_metadata
 
 try:  # huggingface_hub 2.x speaks through httpx2; 1.x through httpx
@@ -81,8 +81,7 @@ def describe_hub_error(err: Exception, repo_id: str) -> str:
         return f"hub: the token may not write to {repo_id} (403); use a write token for that namespace"
     if status == 404:
         return f"hub: {repo_id} or its revision was not found (404); check the repo id and --revision"
-    message = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-    return f"hub: {message}"
+    return f"hub: {first_line(err)}"
 
 
 def _operations(run_dir: Path) -> list[CommitOperationAdd]:

@@ -25,10 +25,11 @@ class RunFolder:
     LOG = "log.jsonl"
     METRICS = "metrics.json"
     EMISSIONS = "emissions.json"
-    EMISSION_SESSIONS = "emissions.sessions.json"
+    EMISSION_READINGS = "emissions.readings"  # one file per (session, process) while the run is built
     MODEL = "model"
     CARD = "README.md"
     CHECKPOINTS = "checkpoints"
+    BASELINE = "baseline_metrics.json"  # metrics before training, kept until metrics.json holds them
 
     def __init__(self, final: Path) -> None:
         self.final = final
@@ -86,11 +87,27 @@ class RunFolder:
         file = self.path(name)
         return json.loads(file.read_text()) if file.is_file() else default
 
+    def save_emissions_reading(self, session: str, process: int, reading: dict[str, Any]) -> None:
+        """Each process of each session writes its own file: no two writers share one."""
+        write_atomically(
+            self.path(self.EMISSION_READINGS) / f"{session}-process{process}.json", json.dumps(reading) + "\n"
+        )
+
+    def emissions_readings(self) -> dict[str, list[dict[str, Any]]]:
+        """The latest reading of every process, grouped by session."""
+        by_session: dict[str, list[dict[str, Any]]] = {}
+        folder = self.path(self.EMISSION_READINGS)
+        for file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            session = file.stem.rsplit("-process", 1)[0]
+            by_session.setdefault(session, []).append(json.loads(file.read_text()))
+        return by_session
+
     def finalize(self, keep_checkpoints: bool = False) -> Path:
         """Move the finished run into place, replacing an older run only now that this one is whole."""
         if not keep_checkpoints:
             shutil.rmtree(self.checkpoints, ignore_errors=True)
-        self.path(self.EMISSION_SESSIONS).unlink(missing_ok=True)
+        shutil.rmtree(self.path(self.EMISSION_READINGS), ignore_errors=True)
+        self.path(self.BASELINE).unlink(missing_ok=True)
         if self.final.exists():
             trash = self.final.with_name(f".{self.final.name}.replaced")
             shutil.rmtree(trash, ignore_errors=True)

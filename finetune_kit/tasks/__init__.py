@@ -8,9 +8,13 @@ from finetune_kit.config.recipe import Recipe
 from finetune_kit.errors import RecipeError
 from finetune_kit.tasks.base import Task
 from finetune_kit.tasks.classification import ClassificationTask
+from finetune_kit.tasks.masked_lm import MaskedLmTask
+from finetune_kit.tasks.token_classification import NerTask
 
 TASKS: dict[str, type[Task]] = {
     ClassificationTask.name: ClassificationTask,
+    NerTask.name: NerTask,
+    MaskedLmTask.name: MaskedLmTask,
 }
 
 

@@ -27,6 +27,8 @@ class Task(ABC):
     main_metric: ClassVar[str]
     greater_is_better: ClassVar[bool] = True
     trainer_class: ClassVar[type[Trainer]] = Trainer
+    evaluate_before_training: ClassVar[bool] = False  # record the starting point (e.g. perplexity before)
+    remove_unused_columns: ClassVar[bool] = True  # False when the collator consumes extra columns
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
@@ -64,6 +66,11 @@ class Task(ABC):
     @abstractmethod
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
         """Pads each batch dynamically."""
+
+    def logits_for_metrics(self, logits: Any, labels: Any) -> Any:
+        """Shrink each evaluation batch's logits to what `compute_metrics` needs (memory)."""
+        del labels
+        return logits
 
     @abstractmethod
     def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:

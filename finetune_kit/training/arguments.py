@@ -48,6 +48,7 @@ def build_training_arguments(
             use_cpu=not torch.cuda.is_available(),
             include_num_input_tokens_seen="non_padding",
             dataloader_num_workers=config.dataloader_workers,
+            remove_unused_columns=task.remove_unused_columns,
             report_to="none",
         )
     except ValueError as err:

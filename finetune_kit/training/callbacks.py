@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker, sum_records
-
-BUDGET_CHECK_SECONDS = 1.0  # reading codecarbon every step would cost more than it tells
 
 
 class JsonLinesLog(TrainerCallback):
@@ -50,11 +50,13 @@ class Throughput(TrainerCallback):
 
 
 class EmissionsCallback(TrainerCallback):
-    """Tracks CO2 from the first to the last training step; a reading is saved at each checkpoint so
-    that a killed run, once resumed, still accounts for the energy spent before the kill.
+    """Tracks CO2 from the first to the last training step, in every process; each saves its
+    reading at each checkpoint, so a killed run, once resumed, still counts the energy spent
+    before the kill, and the processes of a distributed run add up.
 
-    With a budget, training stops at the first step past it, after one last evaluation and save,
-    so the best checkpoint so far is what the run keeps.
+    With a budget, training stops at the first check past it, after one last evaluation and save,
+    so the best checkpoint so far is what the run keeps. Checks fall on logging steps, where all
+    processes agree on the spending (summed across them) and so stop at the same step.
     """
 
     def __init__(
@@ -70,19 +72,20 @@ class EmissionsCallback(TrainerCallback):
         self.earlier = earlier  # sessions before a resume count against the budget too
         self.final: EmissionsRecord | None = None
         self.stopped: dict | None = None
-        self._next_check = 0.0
 
     def on_train_begin(self, args, state, control, **kw):
         self.tracker.start()
 
-    def on_step_end(self, args, state: TrainerState, control: TrainerControl, **kw):
-        if self.budget is None or self.stopped or time.monotonic() < self._next_check:
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
+        if self.budget is None or self.stopped or state.global_step % args.logging_steps:
             return
-        self._next_check = time.monotonic() + BUDGET_CHECK_SECONDS
         reading = self.tracker.read()
         if reading is None:
             return
-        spent = sum_records([self.earlier, reading]) if self.earlier else reading
+        grams, kwh = _summed_across_processes(args, reading.emissions_g, reading.energy_kwh)
+        spent = replace(reading, emissions_g=grams, energy_kwh=kwh)
+        if self.earlier:
+            spent = sum_records([self.earlier, spent])
         exceeded = self.budget.exceeded(spent)
         if exceeded:
             self.stopped = {"limit": exceeded, "step": state.global_step, "emissions_g": spent.emissions_g}
@@ -92,10 +95,18 @@ class EmissionsCallback(TrainerCallback):
 
     def on_save(self, args, state: TrainerState, control, **kw):
         reading = self.tracker.read()
-        if reading is not None and state.is_world_process_zero:
+        if reading is not None:
             self.save_reading(reading)
 
     def on_train_end(self, args, state: TrainerState, control, **kw):
         self.final = self.tracker.stop()
-        if self.final is not None and state.is_world_process_zero:
+        if self.final is not None:
             self.save_reading(self.final)
+
+
+def _summed_across_processes(args: TrainingArguments, grams: float, kwh: float) -> tuple[float, float]:
+    if args.world_size == 1 or not torch.distributed.is_initialized():
+        return grams, kwh
+    totals = torch.tensor([grams, kwh], dtype=torch.float64, device=args.device)
+    torch.distributed.all_reduce(totals)
+    return float(totals[0]), float(totals[1])

@@ -8,13 +8,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from datasets import DatasetDict
-from transformers import EarlyStoppingCallback, PreTrainedModel, PreTrainedTokenizerBase, Trainer, set_seed
+from transformers import (
+    EarlyStoppingCallback,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.data import load_data
-from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker, sum_records
+from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker, sum_processes, sum_records
 from finetune_kit.errors import UserError
 from finetune_kit.hub.card import write_model_card
 from finetune_kit.hub.push import push_after_training
@@ -42,6 +50,7 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, Any]
     emissions: EmissionsRecord | None
+    is_main: bool = True  # False in the other ranks of a distributed run: they print nothing
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -53,20 +62,30 @@ def prepare(recipe: Recipe) -> Prepared:
 
 
 def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> RunResult:
+    """One run, in one process or as one rank of several (torchrun / accelerate launch): every
+    rank trains and measures its emissions; only the main one writes the run folder."""
     prepared = prepare(recipe)
     task, tokenizer = prepared.task, prepared.tokenizer
     set_seed(recipe.training.seed)  # the new head's initialisation is part of the run's seed
     model = task.build_model()
-    run = RunFolder.begin(recipe.run_dir, resume=resume, overwrite=overwrite)
-    _record_recipe(run, recipe, resume)
-    checkpoint = run.last_checkpoint() if resume else None
-    if checkpoint is not None:
-        _drop_log_after(run.path(RunFolder.LOG), _checkpoint_step(checkpoint))
-
-    features = task.preprocess(prepared.data, tokenizer)
     precision = resolve_precision(recipe.training.precision)
-    args = build_training_arguments(recipe.training, task, run.checkpoints, precision)
-    emissions = _emissions_callback(recipe, run)
+    args = build_training_arguments(recipe.training, task, RunFolder(recipe.run_dir).checkpoints, precision)
+    is_main = args.process_index == 0
+    with args.main_process_first(desc="run folder"):
+        run = (
+            RunFolder.begin(recipe.run_dir, resume=resume, overwrite=overwrite)
+            if is_main
+            else RunFolder(recipe.run_dir)
+        )
+    checkpoint = run.last_checkpoint() if resume else None
+    if is_main:
+        _record_recipe(run, recipe, resume)
+        if checkpoint is not None:
+            _drop_log_after(run.path(RunFolder.LOG), _checkpoint_step(checkpoint))
+
+    with args.main_process_first(desc="tokenizing"):  # rank 0 fills the datasets cache, the rest read it
+        features = task.preprocess(prepared.data, tokenizer)
+    emissions = _emissions_callback(recipe, run, args)
     callbacks: list[Any] = [Throughput(), JsonLinesLog(run.path(RunFolder.LOG))]
     if emissions:
         callbacks.append(emissions)
@@ -80,17 +99,26 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> R
         processing_class=tokenizer,
         data_collator=task.collator(tokenizer),
         compute_metrics=task.compute_metrics,
+        preprocess_logits_for_metrics=task.logits_for_metrics,
         callbacks=callbacks,
     )
+    if task.evaluate_before_training and checkpoint is None:
+        baseline = _without_prefix(trainer.evaluate(metric_key_prefix="before"), "before")
+        if is_main:
+            run.write_json(RunFolder.BASELINE, baseline)
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     metrics = _final_metrics(trainer, task, features, output.metrics, model, precision)
+    if is_main and run.path(RunFolder.BASELINE).is_file():
+        metrics["before_training"] = run.read_json(RunFolder.BASELINE)
     if emissions and emissions.stopped:
         metrics["stopped_on_budget"] = emissions.stopped
+    trainer.save_model(str(run.path(RunFolder.MODEL)))  # every rank calls it; the main one writes
+    trainer.accelerator.wait_for_everyone()  # all emission readings are on disk past this point
     record = _total_emissions(run)
-    if not trainer.is_world_process_zero():
-        return RunResult(recipe.run_dir, metrics, record)
-    _save(run, trainer, recipe, task, metrics, record)
+    if not is_main:
+        return RunResult(recipe.run_dir, metrics, record, is_main=False)
+    _save(run, recipe, task, metrics, record)
     run_dir = run.finalize()
     if recipe.hub is not None:
         push_after_training(run_dir, recipe.hub)
@@ -124,18 +152,18 @@ def _drop_log_after(log: Path, step: int) -> None:
         log.write_text("".join(line + "\n" for line in lines))
 
 
-def _emissions_callback(recipe: Recipe, run: RunFolder) -> EmissionsCallback | None:
+def _emissions_callback(recipe: Recipe, run: RunFolder, args: TrainingArguments) -> EmissionsCallback | None:
     if not recipe.emissions.enabled:
         return None
-    session = uuid.uuid4().hex[:12]
+    session = [uuid.uuid4().hex[:12]]
+    if args.world_size > 1:
+        torch.distributed.broadcast_object_list(session, src=0)  # one session id for all ranks
 
     def save_reading(record: EmissionsRecord) -> None:
-        sessions = run.read_json(RunFolder.EMISSION_SESSIONS, default={})
-        sessions[session] = record.to_dict()
-        run.write_json(RunFolder.EMISSION_SESSIONS, sessions)
+        run.save_emissions_reading(session[0], args.process_index, record.to_dict())
 
     return EmissionsCallback(
-        RunTracker(recipe.emissions, recipe.name or "run"),
+        RunTracker(recipe.emissions, recipe.name or "run", one_of_several_processes=args.world_size > 1),
         save_reading,
         budget=EmissionsBudget.from_config(recipe.emissions),
         earlier=_total_emissions(run),
@@ -143,8 +171,12 @@ def _emissions_callback(recipe: Recipe, run: RunFolder) -> EmissionsCallback | N
 
 
 def _total_emissions(run: RunFolder) -> EmissionsRecord | None:
-    sessions = run.read_json(RunFolder.EMISSION_SESSIONS, default={})
-    return sum_records([EmissionsRecord.from_dict(s) for s in sessions.values()]) if sessions else None
+    """Processes of a session add up side by side, sessions (resumes) one after the other."""
+    sessions = [
+        sum_processes([EmissionsRecord.from_dict(r) for r in readings])
+        for readings in run.emissions_readings().values()
+    ]
+    return sum_records(sessions) if sessions else None
 
 
 def _final_metrics(
@@ -158,9 +190,8 @@ def _final_metrics(
     metrics: dict[str, Any] = {"task": task.name, "main_metric": task.main_metric}
     for split in ("validation", "test"):
         if split in features:
-            raw = trainer.evaluate(features[split], metric_key_prefix=split)
-            metrics[split] = {key.removeprefix(f"{split}_"): value for key, value in raw.items()}
-    metrics["train"] = {key.removeprefix("train_"): value for key, value in train_metrics.items()}
+            metrics[split] = _without_prefix(trainer.evaluate(features[split], metric_key_prefix=split), split)
+    metrics["train"] = _without_prefix(train_metrics, "train")
     metrics["train"]["steps"] = trainer.state.global_step
     runtime = metrics["train"].get("runtime")
     if runtime:
@@ -176,16 +207,12 @@ def _final_metrics(
     return metrics
 
 
-def _save(
-    run: RunFolder,
-    trainer: Trainer,
-    recipe: Recipe,
-    task: Task,
-    metrics: dict[str, Any],
-    record: EmissionsRecord | None,
-) -> None:
+def _without_prefix(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {key.removeprefix(f"{prefix}_"): value for key, value in metrics.items()}
+
+
+def _save(run: RunFolder, recipe: Recipe, task: Task, metrics: dict[str, Any], record: EmissionsRecord | None) -> None:
     model_dir = run.path(RunFolder.MODEL)
-    trainer.save_model(str(model_dir))
     (model_dir / LINEAGE_FILE).write_text(json.dumps({"base_model": base_model_id(recipe.model.checkpoint)}))
     if record is not None:
         metrics["emissions_g"] = record.emissions_g

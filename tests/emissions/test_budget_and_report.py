@@ -81,3 +81,15 @@ def test_card_command_rewrites_card_and_curve(tiny_bert, toy_data, tmp_path, wri
 )
 def test_emissions_stated_in_any_card_form_become_grams(stated, grams):
     assert emissions_in_grams(stated) == (pytest.approx(grams) if grams is not None else None)
+
+
+def test_processes_add_side_by_side_and_sessions_one_after_the_other():
+    from finetune_kit.emissions import EmissionsRecord, sum_processes, sum_records
+
+    def reading(grams, seconds):
+        return EmissionsRecord(grams, grams / 100, seconds, "CPU", "", "France", "FRA", None, 2, 0, "3")
+
+    session_one = sum_processes([reading(2.0, 60), reading(3.0, 61)])
+    assert (session_one.emissions_g, session_one.duration_s, session_one.processes) == (5.0, 61, 2)
+    total = sum_records([session_one, sum_processes([reading(1.0, 10), reading(1.0, 12)])])
+    assert (total.emissions_g, total.duration_s, total.sessions, total.processes) == (7.0, 73, 2, 2)

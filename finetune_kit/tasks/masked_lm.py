@@ -1,0 +1,140 @@
+"""Masked-LM domain adaptation: continue pretraining a checkpoint on raw text; perplexity before/after."""
+
+from __future__ import annotations
+
+import math
+from itertools import chain
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from datasets import Dataset, DatasetDict
+from pydantic import Field
+from transformers import (
+    AutoModelForMaskedLM,
+    DataCollatorForLanguageModeling,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    pipeline,
+)
+
+from finetune_kit.config.recipe import DataConfig, Recipe
+from finetune_kit.data import require_columns
+from finetune_kit.errors import DataError
+from finetune_kit.tasks.base import Task
+
+IGNORED = -100
+
+
+class MaskedLmData(DataConfig):
+    text_column: str = Field(
+        "text", description="Raw text (text files give `text`, one line per row), or word lists, joined by spaces"
+    )
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    whole_word_masking: bool = Field(False, description="Mask all sub-tokens of a chosen word together")
+    line_by_line: bool = Field(False, description="One example per row; default: rows joined into max_length blocks")
+
+
+class MaskedLmRecipe(Recipe):
+    task: Literal["masked-lm"]
+    data: MaskedLmData
+
+
+class MaskedLmTask(Task):
+    name: ClassVar[str] = "masked-lm"
+    recipe_class: ClassVar[type[Recipe]] = MaskedLmRecipe
+    model_class: ClassVar[Any] = AutoModelForMaskedLM
+    pipeline_tag: ClassVar[str] = "fill-mask"
+    main_metric: ClassVar[str] = "perplexity"
+    greater_is_better: ClassVar[bool] = False
+    evaluate_before_training: ClassVar[bool] = True
+    remove_unused_columns: ClassVar[bool] = False  # the collator needs special_tokens_mask / offset_mapping
+    recipe: MaskedLmRecipe
+
+    def inspect(self, data: DatasetDict) -> None:
+        require_columns(data, {"data.text_column": self.recipe.data.text_column})
+        for split_name, split in data.items():
+            self.inspect_eval(split, f"data.{split_name}")
+
+    def inspect_eval(self, rows: Dataset, where: str) -> None:
+        column = self.recipe.data.text_column
+        require_columns(DatasetDict(eval=rows), {"text_column": column})
+        if not _texts(rows[column]):
+            raise DataError(f"{where}: no non-empty text in column '{column}'")
+
+    def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
+        cfg, block = self.recipe.data, self.recipe.training.max_length
+        wwm = cfg.whole_word_masking
+
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            texts = _texts(batch[cfg.text_column])
+            if cfg.line_by_line:
+                return tokenizer(
+                    texts,
+                    truncation=True,
+                    max_length=block,
+                    return_special_tokens_mask=True,
+                    return_offsets_mapping=wwm,
+                )
+            encoded = tokenizer(texts, return_special_tokens_mask=True, return_offsets_mapping=wwm)
+            return _blocks({k: v for k, v in encoded.items()}, block)
+
+        return DatasetDict(
+            {
+                name: split.map(encode, batched=True, remove_columns=split.column_names, desc=f"Tokenizing {name}")
+                for name, split in data.items()
+            }
+        )
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorForLanguageModeling:
+        return DataCollatorForLanguageModeling(
+            tokenizer,
+            mlm_probability=self.recipe.data.mlm_probability,
+            whole_word_mask=self.recipe.data.whole_word_masking,
+            seed=self.recipe.training.seed,  # the same masks for every evaluation: comparable perplexities
+        )
+
+    def logits_for_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per row: summed cross-entropy over masked tokens, and their count (never the full logits)."""
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        losses = torch.nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), labels, ignore_index=IGNORED, reduction="none"
+        )
+        return torch.stack([losses.sum(dim=1), (labels != IGNORED).sum(dim=1).float()], dim=1)
+
+    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        sums = np.asarray(prediction.predictions).reshape(-1, 2).sum(axis=0)
+        mean_loss = float(sums[0] / max(sums[1], 1))
+        return {"perplexity": math.exp(min(mean_loss, 50)), "masked_loss": mean_loss}
+
+    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
+        fill = pipeline("fill-mask", model=model, tokenizer=tokenizer, top_k=5)
+        texts = list(rows[self.recipe.data.text_column])
+        missing = next((t for t in texts if tokenizer.mask_token not in t), None)
+        if missing is not None:
+            raise DataError(f"predict: each text needs a {tokenizer.mask_token} token to fill (got {missing!r})")
+        results = []
+        for text in texts:
+            found = fill(text)
+            candidates = found[0] if found and isinstance(found[0], list) else found
+            results.append(
+                {"text": text, "fills": [{"token": c["token_str"], "score": round(c["score"], 6)} for c in candidates]}
+            )
+        return results
+
+    def input_columns(self) -> list[str]:
+        return [self.recipe.data.text_column]
+
+
+def _texts(values: list[Any]) -> list[str]:
+    """Non-empty texts; a list of words (a NER `tokens` column) becomes one space-joined text."""
+    joined = (" ".join(map(str, v)) if isinstance(v, list) else v for v in values)
+    return [t for t in joined if isinstance(t, str) and t.strip()]
+
+
+def _blocks(encoded: dict[str, list[list]], size: int) -> dict[str, list[list]]:
+    """Concatenate all rows and cut into `size`-token blocks; the short remainder is dropped."""
+    joined = {key: list(chain.from_iterable(values)) for key, values in encoded.items()}
+    total = (len(joined["input_ids"]) // size) * size
+    return {key: [values[i : i + size] for i in range(0, total, size)] for key, values in joined.items()}
