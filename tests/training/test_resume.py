@@ -45,8 +45,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_bert, tmp_path, w
     killed = write_recipe(classification_recipe(tiny_bert, data, killed_dir, **settings), "killed.yaml")
 
     process = start_training(killed)
-    first_checkpoint = tmp_path / "killed.partial" / "checkpoints" / "checkpoint-188" / "trainer_state.json"
-    wait_for(first_checkpoint.is_file, process)
+    partial = tmp_path / "killed.partial"
+    first_checkpoint = partial / "checkpoints" / "checkpoint-188" / "trainer_state.json"
+    # The emissions reading is saved just after the checkpoint: energy after it is lost in a kill.
+    wait_for(lambda: first_checkpoint.is_file() and any(partial.glob("emissions.readings/*.json")), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not killed_dir.exists()  # an interrupted run never looks complete
