@@ -66,7 +66,7 @@ def test_model_card_loads_with_huggingface_hub(finished_run):
     assert data.pipeline_tag == "text-classification"
     assert data.library_name == "transformers"
     assert data.base_model is None  # a purely local base is named in prose, never as a path
-    assert "local model" in card.text
+    assert "a fine-tuned version of the local checkpoint `tiny-bert0`" in card.text
     results = {(r.dataset_split, r.metric_type): r.metric_value for r in data.eval_results}
     assert results[("validation", "accuracy")] == pytest.approx(metrics["validation"]["accuracy"], abs=1e-4)
     assert results[("test", "accuracy")] == pytest.approx(metrics["test"]["accuracy"], abs=1e-4)

@@ -128,10 +128,14 @@ def _co2(emissions: EmissionsRecord | None, training_type: str) -> dict[str, Any
 
 
 def _summary(recipe: Recipe, task: Task, metrics: dict[str, Any], base: str | None) -> str:
-    if base:
-        origin = f"a fine-tuned version of [{base}](https://huggingface.co/{base})"
+    hub_link = f"[{base}](https://huggingface.co/{base})" if base else None
+    local = Path(recipe.model.checkpoint).expanduser()
+    if local.is_dir():  # named in prose only: a local path is never card metadata
+        shown = "/".join(local.resolve().parts[-2:]) if local.name == "model" else local.name
+        origin = f"a fine-tuned version of the local checkpoint `{shown}`"
+        origin += f", which descends from {hub_link}" if hub_link else ""
     else:
-        origin = f"a fine-tuned version of a local model (`{Path(recipe.model.checkpoint).name}`)"
+        origin = f"a fine-tuned version of {hub_link}"
     main = metrics.get("validation", {}).get(task.main_metric)
     headline = f" It reaches {task.main_metric} {main:.4f} on the validation split." if main is not None else ""
     return f"This {task.pipeline_tag} model is {origin}, trained with [finetune-kit](https://pypi.org/project/finetune-kit/).{headline}"

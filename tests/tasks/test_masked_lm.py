@@ -48,7 +48,7 @@ def test_mlm_adaptation_lowers_perplexity_and_feeds_a_later_recipe(tiny_bert, tm
         data[split].write_text("".join(json.dumps(r) + "\n" for r in toy_sentiment_rows(200, seed)))
     recipe = classification_recipe(run_dir / "model", data, later, epochs=1)
     assert cli("train", write_recipe(recipe, "classifier.yaml")).exit_code == 0
-    assert "a fine-tuned version of a local model (`model`)" in (later / "README.md").read_text()
+    assert "a fine-tuned version of the local checkpoint `mlm/model`" in (later / "README.md").read_text()
 
 
 def test_whole_word_masking_trains(tiny_bert, tmp_path, write_recipe, cli):
