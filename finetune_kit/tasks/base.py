@@ -87,3 +87,20 @@ class Task(ABC):
     def card_facts(self) -> dict[str, Any]:
         """Task facts worth a line in the model card (labels, ...)."""
         return {}
+
+
+class LabelledHead:
+    """For tasks whose head picks one of `labels` (classification, NER): size the head from the
+    labels `inspect` found, and read the names back from a trained model's config."""
+
+    labels: list[str]
+
+    def head_kwargs(self) -> dict[str, Any]:
+        return {
+            "num_labels": len(self.labels),
+            "id2label": dict(enumerate(self.labels)),
+            "label2id": {name: i for i, name in enumerate(self.labels)},
+        }
+
+    def adopt_trained_config(self, config: PretrainedConfig) -> None:
+        self.labels = [config.id2label[i] for i in range(len(config.id2label))]

@@ -11,7 +11,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     EvalPrediction,
-    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     pipeline,
@@ -21,7 +20,7 @@ from finetune_kit.config.recipe import DataConfig, Recipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
 from finetune_kit.metrics import load_metric
-from finetune_kit.tasks.base import Task
+from finetune_kit.tasks.base import LabelledHead, Task
 
 
 class ClassificationData(DataConfig):
@@ -38,7 +37,7 @@ class ClassificationRecipe(Recipe):
     data: ClassificationData
 
 
-class ClassificationTask(Task):
+class ClassificationTask(LabelledHead, Task):
     name: ClassVar[str] = "classification"
     recipe_class: ClassVar[type[Recipe]] = ClassificationRecipe
     model_class: ClassVar[Any] = AutoModelForSequenceClassification
@@ -121,16 +120,6 @@ class ClassificationTask(Task):
         )
         self._check_texts(rows, where)
         self.check_labels(rows, where)
-
-    def head_kwargs(self) -> dict[str, Any]:
-        return {
-            "num_labels": len(self.labels),
-            "id2label": dict(enumerate(self.labels)),
-            "label2id": {name: i for i, name in enumerate(self.labels)},
-        }
-
-    def adopt_trained_config(self, config: PretrainedConfig) -> None:
-        self.labels = [config.id2label[i] for i in range(len(config.id2label))]
 
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
         cfg = self.recipe.data

@@ -21,7 +21,7 @@ from transformers import (
 from finetune_kit.config.recipe import DataConfig, Recipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
-from finetune_kit.tasks.base import Task
+from finetune_kit.tasks.base import LabelledHead, Task
 
 logger = logging.getLogger(__name__)
 IGNORED = -100  # label id the loss and the metrics skip (special tokens, later sub-tokens)
@@ -74,7 +74,7 @@ def entity_spans(words: list[str], tags: list[str], scores: list[float]) -> list
     return spans
 
 
-class NerTask(Task):
+class NerTask(LabelledHead, Task):
     name: ClassVar[str] = "ner"
     recipe_class: ClassVar[type[Recipe]] = NerRecipe
     model_class: ClassVar[Any] = AutoModelForTokenClassification
@@ -145,16 +145,6 @@ class NerTask(Task):
         return self._id_names[tag]
 
     # -- model --------------------------------------------------------------------------------
-    def head_kwargs(self) -> dict[str, Any]:
-        return {
-            "num_labels": len(self.labels),
-            "id2label": dict(enumerate(self.labels)),
-            "label2id": {name: i for i, name in enumerate(self.labels)},
-        }
-
-    def adopt_trained_config(self, config: Any) -> None:
-        self.labels = [config.id2label[i] for i in range(len(config.id2label))]
-
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
         cfg = self.recipe.data
         label_ids = {name: i for i, name in enumerate(self.labels)}
