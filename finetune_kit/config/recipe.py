@@ -71,6 +71,8 @@ class TrainingConfig(Section):
     early_stopping_patience: PositiveInt | None = None
     group_by_length: bool = Field(True, description="Batch rows of similar length: far less padding")
     precision: Precision = Field("auto", description="auto: bf16 where the hardware supports it, else fp32")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations: less memory, ~30% slower")
+    torch_compile: bool = Field(False, description="torch.compile the model: faster steps after a compile pause")
     dataloader_workers: int = Field(0, ge=0)
 
     @model_validator(mode="after")

@@ -46,6 +46,8 @@ def build_training_arguments(
             bf16=precision == "bf16",
             fp16=precision == "fp16",
             use_cpu=not torch.cuda.is_available(),
+            gradient_checkpointing=config.gradient_checkpointing,
+            torch_compile=config.torch_compile,
             include_num_input_tokens_seen="non_padding",
             dataloader_num_workers=config.dataloader_workers,
             remove_unused_columns=task.remove_unused_columns,
