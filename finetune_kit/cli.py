@@ -144,13 +144,9 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
     """Find Hub models whose card states CO2 emissions within a range (grams)."""
-    from finetune_kit.hub.push import PushError, describe_hub_error
     from finetune_kit.hub.search import search_models
 
-    try:
-        found = search_models(max_g=max_co2, min_g=min_co2, task=task, author=author, sort=sort, limit=limit, scan=scan)
-    except Exception as err:  # the Hub's errors get the same one-line treatment as push
-        raise PushError(describe_hub_error(err, author or "the model listing")) from err
+    found = search_models(max_g=max_co2, min_g=min_co2, task=task, author=author, sort=sort, limit=limit, scan=scan)
     if as_json:
         console.print_json(json.dumps(found.to_dict()))
         return

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from datasets import Dataset, DatasetDict
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.loading import validate_recipe
 from finetune_kit.config.recipe import Recipe
@@ -20,6 +19,7 @@ from finetune_kit.errors import DataError, ModelError
 from finetune_kit.runs import RunFolder
 from finetune_kit.runs.folder import PARTIAL_SUFFIX
 from finetune_kit.tasks import Task, build_task
+from finetune_kit.training.arguments import build_training_arguments
 from finetune_kit.training.precision import resolve_precision
 
 
@@ -79,22 +79,15 @@ def evaluate_file(run: LoadedRun, data_file: Path) -> dict[str, float]:
     features = run.task.preprocess(DatasetDict(eval=rows), run.tokenizer)["eval"]
     precision = resolve_precision(run.recipe.training.precision)
     with tempfile.TemporaryDirectory() as scratch:
-        args = TrainingArguments(
-            output_dir=scratch,
-            per_device_eval_batch_size=run.recipe.training.eval_batch_size or run.recipe.training.batch_size * 2,
-            bf16=precision == "bf16",
-            fp16=precision == "fp16",
-            use_cpu=not torch.cuda.is_available(),
-            remove_unused_columns=run.task.remove_unused_columns,
-            report_to="none",
-        )
+        args = build_training_arguments(run.recipe.training, run.task, Path(scratch), precision)
         trainer = run.task.trainer_class(
             model=run.model,
             args=args,
+            eval_dataset=features,
             processing_class=run.tokenizer,
             data_collator=run.task.collator(run.tokenizer),
             compute_metrics=run.task.compute_metrics,
             preprocess_logits_for_metrics=run.task.logits_for_metrics,
         )
-        raw = trainer.evaluate(features, metric_key_prefix="eval")
+        raw = trainer.evaluate(metric_key_prefix="eval")
     return {key.removeprefix("eval_"): value for key, value in raw.items()}

@@ -8,25 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants
-from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
 from finetune_kit.config.recipe import HubConfig
-from finetune_kit.errors import UserError, first_line
+from finetune_kit.errors import UserError
+from finetune_kit.hub.errors import HUB_ERRORS, HubError, describe_hub_error
 from finetune_kit.hub.validation import check_card_metadata
-
-try:  # huggingface_hub 2.x speaks through httpx2; 1.x through httpx
-    from httpx2 import TransportError
-except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
-    from httpx import TransportError
 
 # Run-folder files that go to the repo root next to the weights; pickles and checkpoints stay home.
 RESULT_FILES = ("README.md", "recipe.yaml", "metrics.json", "emissions.json", "log.jsonl", "training_curve.png")
 MODEL_SKIP = {"training_args.bin"}
-
-
-class PushError(UserError):
-    """The Hub refused or could not be reached; nothing was committed."""
 
 
 def push_run(
@@ -53,8 +44,8 @@ def push_run(
             commit_message=commit_message or f"Upload {run_dir.name} with finetune-kit",
             revision=revision,
         )
-    except (HfHubHTTPError, LocalTokenNotFoundError, TransportError, ValueError) as err:
-        raise PushError(describe_hub_error(err, repo_id)) from None
+    except HUB_ERRORS as err:
+        raise HubError(describe_hub_error(err, repo_id)) from None
     return commit.commit_url
 
 
@@ -63,25 +54,8 @@ def push_after_training(run_dir: Path, hub: HubConfig) -> str:
         return push_run(
             run_dir, hub.repo_id, private=hub.private, revision=hub.revision, commit_message=hub.commit_message
         )
-    except PushError as err:
-        raise PushError(f"{err} — the run itself is complete in {run_dir}; retry with: finetune-kit push") from None
-
-
-def describe_hub_error(err: Exception, repo_id: str) -> str:
-    """One line with the fix, for each way the Hub says no."""
-    endpoint = constants.ENDPOINT
-    if isinstance(err, LocalTokenNotFoundError):
-        return "hub: no Hub token found; set HF_TOKEN or run `hf auth login`"
-    if isinstance(err, TransportError):
-        return f"hub: cannot reach {endpoint}; check your network or HF_ENDPOINT"
-    status = getattr(getattr(err, "response", None), "status_code", None)
-    if status == 401:
-        return "hub: the token was rejected (401); set HF_TOKEN to a valid token or run `hf auth login`"
-    if status == 403:
-        return f"hub: the token may not write to {repo_id} (403); use a write token for that namespace"
-    if status == 404:
-        return f"hub: {repo_id} or its revision was not found (404); check the repo id and --revision"
-    return f"hub: {first_line(err)}"
+    except HubError as err:
+        raise HubError(f"{err} — the run itself is complete in {run_dir}; retry with: finetune-kit push") from None
 
 
 def _operations(run_dir: Path) -> list[CommitOperationAdd]:

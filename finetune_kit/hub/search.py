@@ -15,6 +15,8 @@ from typing import Any
 
 from huggingface_hub import HfApi
 
+from finetune_kit.hub.errors import HUB_ERRORS, HubError, describe_hub_error
+
 UNIT_TO_GRAMS = {"g": 1.0, "kg": 1000.0, "t": 1e6, "mg": 1e-3}
 NUMBER_WITH_UNIT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(mg|kg|g|t)?\b", re.I)
 
@@ -68,7 +70,22 @@ def search_models(
     api: HfApi | None = None,
 ) -> SearchResult:
     """Models whose card states emissions within [min_g, max_g] grams, at most `limit`, scanning at most `scan`."""
-    api = api or HfApi()
+    try:
+        return _search(api or HfApi(), max_g, min_g, task, author, sort, limit, scan)
+    except HUB_ERRORS as err:
+        raise HubError(describe_hub_error(err, author or "the model listing")) from None
+
+
+def _search(
+    api: HfApi,
+    max_g: float,
+    min_g: float,
+    task: str | None,
+    author: str | None,
+    sort: str | None,
+    limit: int,
+    scan: int,
+) -> SearchResult:
     result = SearchResult()
     listing = api.list_models(cardData=True, pipeline_tag=task, author=author, sort=sort, limit=scan)
     for info in listing:
