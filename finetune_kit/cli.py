@@ -55,13 +55,15 @@ def train(
 def validate(recipe: RecipeArg, overrides: SetOpt = None) -> None:
     """Check the recipe, the data and the checkpoint without training."""
     from finetune_kit.config import load_recipe
+    from finetune_kit.models.adapters import parameter_counts
     from finetune_kit.training import prepare
 
     loaded = load_recipe(recipe, overrides)
     prepared = prepare(loaded)
-    prepared.task.build_model()
+    model = prepared.task.build_model(prepared.tokenizer)
     sizes = ", ".join(f"{name} {len(split)}" for name, split in prepared.data.items())
     console.print(f"[green]ok[/] {recipe}: task {loaded.task}, rows: {sizes}")
+    console.print(f"  {_parameters_line(parameter_counts(model))}")
     for fact, value in prepared.task.card_facts().items():
         console.print(f"  {fact}: {value}")
 
@@ -104,6 +106,20 @@ def evaluate(
     target.write_text(json.dumps(metrics, indent=2) + "\n")
     _print_metrics(f"{data.name}", metrics)
     console.print(f"saved to {target}")
+
+
+@app.command()
+def merge(
+    run_dir: RunDirArg,
+    output: Annotated[Path, typer.Option(help="Folder for the merged checkpoint (new or empty)")],
+) -> None:
+    """Merge an adapter run (LoRA, IA3, ...) into a full checkpoint plain transformers loads."""
+    from finetune_kit import inference
+    from finetune_kit.models.adapters import write_merged
+
+    run = inference.load_run(run_dir)
+    write_merged(run.model, run.tokenizer, run_dir / "model", output)
+    console.print(f"merged {run_dir} → {output}")
 
 
 @app.command()
@@ -207,6 +223,13 @@ def _print_metrics(title: str, metrics: dict) -> None:
     console.print(table)
 
 
+def _parameters_line(counts: dict) -> str:
+    return (
+        f"parameters: {counts['parameters']:,} · trainable {counts['trainable_parameters']:,}"
+        f" ({counts['trainable_percent']}%)"
+    )
+
+
 def _print_run_summary(metrics: dict, emissions, run_dir: Path) -> None:
     main = metrics["main_metric"]
     validation = metrics.get("validation", {})
@@ -216,6 +239,8 @@ def _print_run_summary(metrics: dict, emissions, run_dir: Path) -> None:
         f" · {train_stats.get('samples_per_second', 0):.1f} samples/s"
         f" · {train_stats.get('tokens_per_second', 0):.0f} tokens/s"
     )
+    if "parameters" in metrics.get("model", {}):
+        console.print(_parameters_line(metrics["model"]))
     if emissions is not None:
         console.print(
             f"CO2: {emissions.emissions_g:.3f} g CO2eq · {emissions.energy_kwh:.6f} kWh · {emissions.location}"

@@ -120,6 +120,49 @@ class HubConfig(Section):
     commit_message: str | None = None
 
 
+PeftMethod = Literal["lora", "ia3", "loha", "lokr", "prompt_tuning", "prefix_tuning"]
+
+# Which peft options each method reads: setting one the method ignores is an error, not a no-op.
+PEFT_OPTION_METHODS: dict[str, tuple[str, ...]] = {
+    "r": ("lora", "loha", "lokr"),
+    "alpha": ("lora", "loha", "lokr"),
+    "dropout": ("lora",),
+    "use_rslora": ("lora",),
+    "use_dora": ("lora",),
+    "target_modules": ("lora", "ia3", "loha", "lokr"),
+    "num_virtual_tokens": ("prompt_tuning", "prefix_tuning"),
+    "init_text": ("prompt_tuning",),
+}
+
+
+class PeftSection(Section):
+    """Train a small adapter instead of every weight; the run folder keeps the adapter only."""
+
+    method: PeftMethod = "lora"
+    r: PositiveInt = Field(8, description="Rank of the low-rank update")
+    alpha: float = Field(16.0, gt=0, description="Scale of the update (alpha / r, or alpha / sqrt(r) with rsLoRA)")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha / sqrt(r)")
+    use_dora: bool = Field(False, description="DoRA: learn magnitude and direction separately")
+    target_modules: Literal["auto", "all-linear"] | list[str] = Field(
+        "auto", description="auto: peft's choice for the architecture (e.g. query/value), else all linear layers"
+    )
+    modules_to_save: list[str] = Field(
+        default_factory=list, description="Extra modules trained in full; the task head always is"
+    )
+    num_virtual_tokens: PositiveInt = Field(20, description="Learned tokens prepended to every input")
+    init_text: str | None = Field(None, description="Initialise prompt tuning from this text's embeddings")
+
+    @model_validator(mode="after")
+    def _options_fit_method(self) -> PeftSection:
+        for option in sorted(self.model_fields_set & PEFT_OPTION_METHODS.keys()):
+            default = type(self).model_fields[option].get_default(call_default_factory=True)
+            if self.method not in PEFT_OPTION_METHODS[option] and getattr(self, option) != default:
+                users = ", ".join(PEFT_OPTION_METHODS[option])
+                raise ValueError(f"{option} applies to {users}, not to method '{self.method}'")
+        return self
+
+
 class Recipe(Section):
     task: str
     name: str | None = Field(None, description="Run name; defaults to the recipe file's name")
@@ -128,6 +171,7 @@ class Recipe(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     emissions: EmissionsConfig = Field(default_factory=EmissionsConfig)
     card: CardConfig = Field(default_factory=CardConfig)
+    peft: PeftSection | None = Field(None, description="Train an adapter (LoRA, IA3, ...) instead of all weights")
     hub: HubConfig | None = None
     output_dir: Path | None = Field(None, description="Run folder; defaults to runs/<name>")
 

@@ -51,9 +51,9 @@ def build_model_card(
         datasets=dataset_ids or None,
         license=recipe.card.license,
         language=recipe.card.language or None,
-        library_name="transformers",
+        library_name="peft" if recipe.peft else "transformers",
         pipeline_tag=task.pipeline_tag,
-        tags=["finetune-kit", task.name, *recipe.card.tags],
+        tags=["finetune-kit", task.name, *([recipe.peft.method] if recipe.peft else []), *recipe.card.tags],
         eval_results=_eval_results(recipe, task, metrics, dataset_ids) or None,
         co2_eq_emissions=_co2(emissions, training_type),
     )
@@ -62,6 +62,7 @@ def build_model_card(
         for section in (
             f"# {recipe.name}",
             _summary(recipe, task, metrics, base),
+            _adapter_note(recipe, metrics),
             _budget_note(metrics),
             _results_section(task, metrics),
             _intended_use(recipe, task),
@@ -141,6 +142,22 @@ def _summary(recipe: Recipe, task: Task, metrics: dict[str, Any], base: str | No
     return f"This {task.pipeline_tag} model is {origin}, trained with [finetune-kit](https://pypi.org/project/finetune-kit/).{headline}"
 
 
+def _adapter_note(recipe: Recipe, metrics: dict[str, Any]) -> str:
+    if recipe.peft is None:
+        return ""
+    counts = metrics.get("model", {})
+    share = (
+        f" ({counts['trainable_parameters']:,} of {counts['parameters']:,} parameters, {counts['trainable_percent']}%)"
+        if "trainable_parameters" in counts
+        else ""
+    )
+    return (
+        f"Only a {recipe.peft.method} adapter was trained{share}; this repository holds the adapter, "
+        "which [peft](https://github.com/huggingface/peft) loads on top of the base model. "
+        "`finetune-kit merge` writes a merged, plain transformers checkpoint."
+    )
+
+
 def _results_section(task: Task, metrics: dict[str, Any]) -> str:
     rows = []
     for split in ("before_training", "validation", "test"):
@@ -181,6 +198,9 @@ def _hyperparameters(recipe: Recipe, metrics: dict[str, Any]) -> str:
         "precision": metrics.get("model", {}).get("precision"),
         "length-grouped batches": t.group_by_length,
     }
+    if recipe.peft is not None:
+        values.update({f"peft.{key}": value for key, value in recipe.peft.model_dump(exclude_defaults=True).items()})
+        values["peft.method"] = recipe.peft.method
     lines = [f"- {key}: {value}" for key, value in values.items() if value is not None]
     return "## Training hyperparameters\n\n" + "\n".join(lines)
 

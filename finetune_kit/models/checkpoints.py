@@ -51,18 +51,23 @@ def base_model_id(checkpoint: str) -> str | None:
 def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
     source = resolve_checkpoint(model.checkpoint)
     try:
-        return AutoTokenizer.from_pretrained(source, revision=model.revision)
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=model.revision)
     except (OSError, ValueError) as err:
         raise ModelError(_cannot_load(model.checkpoint, err)) from None
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # decoder-only vocabularies (GPT-2) have no padding token
+    return tokenizer
 
 
-def load_pretrained_model(model_class: Any, model: ModelConfig, **kwargs: Any) -> PreTrainedModel:
-    """Load weights with the task's Auto class; new heads are initialised by transformers."""
+def load_pretrained_model(model_class: Any, model: ModelConfig, **kwargs: Any) -> tuple[PreTrainedModel, set[str]]:
+    """Load weights with the task's Auto class. Also returns the names of the weights the
+    checkpoint lacked (a new task head), which transformers initialised."""
     source = resolve_checkpoint(model.checkpoint)
     try:
-        return model_class.from_pretrained(source, revision=model.revision, **kwargs)
+        loaded, info = model_class.from_pretrained(source, revision=model.revision, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as err:
         raise ModelError(_cannot_load(model.checkpoint, err)) from None
+    return loaded, set(info["missing_keys"])
 
 
 def _cannot_load(checkpoint: str, err: Exception) -> str:

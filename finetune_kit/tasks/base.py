@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from datasets import Dataset, DatasetDict
+from peft import PeftModel
 from transformers import EvalPrediction, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.models import load_pretrained_model
+from finetune_kit.models.adapters import attach_adapter, is_adapter, load_adapter_model, new_module_names
 
 
 class Task(ABC):
@@ -29,6 +31,7 @@ class Task(ABC):
     trainer_class: ClassVar[type[Trainer]] = Trainer
     evaluate_before_training: ClassVar[bool] = False  # record the starting point (e.g. perplexity before)
     remove_unused_columns: ClassVar[bool] = True  # False when the collator consumes extra columns
+    peft_task_type: ClassVar[str | None] = None  # peft's TaskType for this head (SEQ_CLS, ...), None: plain
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
@@ -45,13 +48,24 @@ class Task(ABC):
         """Keyword arguments sizing the task head (labels), learned by `inspect`."""
         return {}
 
-    def build_model(self) -> PreTrainedModel:
-        """The model to fine-tune: the recipe's checkpoint with this task's head."""
-        return load_pretrained_model(self.model_class, self.recipe.model, **self.head_kwargs())
+    def build_model(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel | PeftModel:
+        """The model to fine-tune: the recipe's checkpoint with this task's head, wrapped in the
+        recipe's adapter when it has a `peft` section."""
+        model, missing = load_pretrained_model(self.model_class, self.recipe.model, **self.head_kwargs())
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id  # heads that pool the last real token need it
+        if self.recipe.peft is None:
+            return model
+        new_modules = new_module_names(model, missing)
+        return attach_adapter(model, self.recipe.peft, self.peft_task_type, new_modules, tokenizer)
 
-    def load_trained(self, model_dir: Path) -> PreTrainedModel:
-        """A model this task trained, with what `inspect` learned restored from its config."""
-        model = self.model_class.from_pretrained(str(model_dir))
+    def load_trained(self, model_dir: Path) -> PreTrainedModel | PeftModel:
+        """A model this task trained (full, or base + adapter), with what `inspect` learned
+        restored from its config."""
+        if is_adapter(model_dir):
+            model = load_adapter_model(self.model_class, model_dir)
+        else:
+            model = self.model_class.from_pretrained(str(model_dir))
         self.adopt_trained_config(model.config)
         return model
 

@@ -43,6 +43,7 @@ class ClassificationTask(LabelledHead, Task):
     model_class: ClassVar[Any] = AutoModelForSequenceClassification
     pipeline_tag: ClassVar[str] = "text-classification"
     main_metric: ClassVar[str] = "accuracy"
+    peft_task_type: ClassVar[str | None] = "SEQ_CLS"
     recipe: ClassificationRecipe
 
     def __init__(self, recipe: ClassificationRecipe) -> None:

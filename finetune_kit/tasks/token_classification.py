@@ -80,6 +80,7 @@ class NerTask(LabelledHead, Task):
     model_class: ClassVar[Any] = AutoModelForTokenClassification
     pipeline_tag: ClassVar[str] = "token-classification"
     main_metric: ClassVar[str] = "f1"
+    peft_task_type: ClassVar[str | None] = "TOKEN_CLS"
     recipe: NerRecipe
 
     def __init__(self, recipe: NerRecipe) -> None:

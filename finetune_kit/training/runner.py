@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import yaml
 from datasets import DatasetDict
+from peft import PeftModel
 from transformers import (
     EarlyStoppingCallback,
     PreTrainedModel,
@@ -26,7 +27,8 @@ from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker,
 from finetune_kit.errors import UserError
 from finetune_kit.hub.card import write_model_card
 from finetune_kit.hub.push import push_after_training
-from finetune_kit.models import base_model_id, load_tokenizer
+from finetune_kit.models import base_model_id, load_tokenizer, resolve_checkpoint
+from finetune_kit.models.adapters import parameter_counts, save_adapter_extras
 from finetune_kit.models.checkpoints import LINEAGE_FILE
 from finetune_kit.runs import RunFolder
 from finetune_kit.tasks import Task, build_task
@@ -67,7 +69,7 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> R
     prepared = prepare(recipe)
     task, tokenizer = prepared.task, prepared.tokenizer
     set_seed(recipe.training.seed)  # the new head's initialisation is part of the run's seed
-    model = task.build_model()
+    model = task.build_model(tokenizer)
     precision = resolve_precision(recipe.training.precision)
     args = build_training_arguments(recipe.training, task, RunFolder(recipe.run_dir).checkpoints, precision)
     is_main = args.process_index == 0
@@ -118,7 +120,7 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> R
     record = _total_emissions(run)
     if not is_main:
         return RunResult(recipe.run_dir, metrics, record, is_main=False)
-    _save(run, recipe, task, metrics, record)
+    _save(run, recipe, task, model, metrics, record)
     run_dir = run.finalize()
     if recipe.hub is not None:
         push_after_training(run_dir, recipe.hub)
@@ -199,11 +201,7 @@ def _final_metrics(
     metrics["best_checkpoint_step"] = (
         _checkpoint_step(Path(trainer.state.best_model_checkpoint)) if trainer.state.best_model_checkpoint else None
     )
-    metrics["model"] = {
-        "parameters": model.num_parameters(),
-        "trainable_parameters": model.num_parameters(only_trainable=True),
-        "precision": precision,
-    }
+    metrics["model"] = {**parameter_counts(model), "precision": precision}
     return metrics
 
 
@@ -211,9 +209,19 @@ def _without_prefix(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {key.removeprefix(f"{prefix}_"): value for key, value in metrics.items()}
 
 
-def _save(run: RunFolder, recipe: Recipe, task: Task, metrics: dict[str, Any], record: EmissionsRecord | None) -> None:
+def _save(
+    run: RunFolder,
+    recipe: Recipe,
+    task: Task,
+    model: PreTrainedModel | PeftModel,
+    metrics: dict[str, Any],
+    record: EmissionsRecord | None,
+) -> None:
     model_dir = run.path(RunFolder.MODEL)
-    (model_dir / LINEAGE_FILE).write_text(json.dumps({"base_model": base_model_id(recipe.model.checkpoint)}))
+    base_model = base_model_id(recipe.model.checkpoint)
+    (model_dir / LINEAGE_FILE).write_text(json.dumps({"base_model": base_model}))
+    if isinstance(model, PeftModel):
+        save_adapter_extras(model, model_dir, base_model or resolve_checkpoint(recipe.model.checkpoint))
     if record is not None:
         metrics["emissions_g"] = record.emissions_g
         run.write_json(RunFolder.EMISSIONS, record.to_dict())

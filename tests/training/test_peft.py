@@ -1,0 +1,161 @@
+"""PEFT adapters: every method trains, LoRA trains every task, runs keep the adapter only, and
+`merge` gives a plain checkpoint that predicts exactly what the adapter run predicts.
+
+Classification adapters train on the real offline MiniLM: an adapter on a randomly initialised
+encoder has no features to adapt, so the tiny local BERT would test nothing."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
+from tests.tasks.test_masked_lm import mlm_recipe
+from tests.tasks.test_ner import toy_ner_rows
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+LORA = {"method": "lora", "r": 8, "alpha": 16}
+
+
+def adapter_recipe(toy_data, run_dir, peft, checkpoint=MINILM, **training):
+    """One epoch (50 steps) on the toy sentiment data; adapters take a higher learning rate."""
+    training = {"epochs": 1, "learning_rate": 5e-3, "max_length": 24, **training}
+    recipe = classification_recipe(checkpoint, toy_data, run_dir, **training)
+    recipe["peft"] = peft
+    return recipe
+
+
+@pytest.mark.slow
+def test_lora_run_keeps_the_adapter_only_predicts_and_merges(toy_data, tmp_path, write_recipe, cli):
+    run_dir = tmp_path / "runs" / "lora"
+    result = cli("train", write_recipe(adapter_recipe(toy_data, run_dir, LORA)))
+    assert result.exit_code == 0, result.stderr
+    model_files = {p.name for p in (run_dir / "model").iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "config.json", "tokenizer.json"} <= model_files
+    assert "model.safetensors" not in model_files
+    adapter_config = json.loads((run_dir / "model" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == MINILM  # the Hub id, not the packaged copy's path
+    assert "classifier" in adapter_config["modules_to_save"]  # the new head trains in full
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["validation"]["accuracy"] >= 0.95
+    counts = metrics["model"]
+    assert 0 < counts["trainable_percent"] < 1  # query/value adapters + the 2-label head
+    assert f"trainable {counts['trainable_parameters']:,}" in result.stdout
+
+    card = (run_dir / "README.md").read_text()
+    assert "library_name: peft" in card and "- lora" in card and "Only a lora adapter was trained" in card
+
+    # predict and eval take the adapter run as it is; merge gives the same predictions
+    rows = toy_sentiment_rows(40, seed=9)
+    texts = [row["text"] for row in rows]
+    inputs = write_jsonl(tmp_path / "in.jsonl", rows)
+    predictions = tmp_path / "predictions.jsonl"
+    assert cli("predict", run_dir, "--input", inputs, "--output", predictions).exit_code == 0
+    adapter_labels = [json.loads(line)["label"] for line in predictions.read_text().splitlines()]
+
+    evaluated = cli("eval", run_dir, "--data", inputs)
+    assert evaluated.exit_code == 0 and "accuracy" in evaluated.stdout
+
+    merged_dir = tmp_path / "merged"
+    assert cli("merge", run_dir, "--output", merged_dir).exit_code == 0
+    assert not (merged_dir / "adapter_config.json").exists()
+    model = AutoModelForSequenceClassification.from_pretrained(merged_dir)  # plain transformers
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    with torch.no_grad():
+        logits = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+    merged_labels = [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+    assert merged_labels == adapter_labels
+
+    again = cli("merge", run_dir, "--output", merged_dir)
+    assert again.exit_code == 2 and "not empty" in again.error_lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("peft", "learning_rate"),
+    [
+        ({"method": "lora", "use_dora": True}, 5e-3),
+        ({"method": "lora", "use_rslora": True, "target_modules": "all-linear"}, 1e-3),  # larger updates
+        ({"method": "ia3"}, 5e-3),
+        ({"method": "loha", "r": 4}, 5e-3),
+        ({"method": "lokr", "r": 4}, 5e-3),
+        ({"method": "prompt_tuning", "num_virtual_tokens": 4, "init_text": "is it good or bad"}, 3e-2),
+    ],
+    ids=["dora", "rslora-all-linear", "ia3", "loha", "lokr", "prompt-tuning"],
+)
+def test_every_method_trains_a_classifier(peft, learning_rate, toy_data, tmp_path, write_recipe, cli):
+    run_dir = tmp_path / "runs" / peft["method"]
+    result = cli("train", write_recipe(adapter_recipe(toy_data, run_dir, peft, learning_rate=learning_rate)))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["validation"]["accuracy"] >= 0.9  # chance: 0.5
+    predicted = cli("predict", run_dir, "--text", "a superb film")
+    assert predicted.exit_code == 0 and '"label": "pos"' in predicted.stdout
+    assert json.loads((run_dir / "model" / "adapter_config.json").read_text())["peft_type"].lower() == peft["method"]
+    assert cli("predict", run_dir, "--text", "a superb film").exit_code == 0
+
+
+def test_prefix_tuning_is_refused_by_bert_with_the_reason(tiny_bert, toy_data, tmp_path, write_recipe, cli):
+    prefix = {"method": "prefix_tuning", "num_virtual_tokens": 4}
+    recipe = adapter_recipe(toy_data, tmp_path / "x", prefix, checkpoint=tiny_bert)
+    refused = cli("validate", write_recipe(recipe))
+    assert refused.exit_code == 2
+    assert refused.error_lines[0].startswith("error: peft.method: prefix_tuning does not fit bert models")
+    assert "past key values" in refused.error_lines[0]
+
+
+def test_lora_on_ner_and_masked_lm(tiny_bert, tmp_path, write_recipe, cli):
+    ner_dir = tmp_path / "runs" / "ner"
+    ner = {
+        "task": "ner",
+        "model": {"checkpoint": str(tiny_bert)},
+        "data": {
+            "train": str(write_jsonl(tmp_path / "train.jsonl", toy_ner_rows(400, 1))),
+            "validation": str(write_jsonl(tmp_path / "validation.jsonl", toy_ner_rows(100, 2))),
+            "tags_column": "ner_tags",
+        },
+        "training": {"epochs": 4, "batch_size": 8, "learning_rate": 1e-2, "precision": "fp32"},
+        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
+        "peft": LORA,
+        "output_dir": str(ner_dir),
+    }
+    assert cli("train", write_recipe(ner, "ner.yaml")).exit_code == 0
+    assert json.loads((ner_dir / "metrics.json").read_text())["validation"]["f1"] >= 0.6
+    spans = cli("predict", ner_dir, "--text", "an awful plot")
+    assert spans.exit_code == 0 and '"type": "NEG"' in spans.stdout
+
+    mlm_dir = tmp_path / "runs" / "mlm"
+    mlm = mlm_recipe(tiny_bert, tmp_path, mlm_dir)
+    mlm["peft"] = {**LORA, "target_modules": "all-linear"}
+    mlm["training"]["learning_rate"] = 1e-2
+    assert cli("train", write_recipe(mlm, "mlm.yaml")).exit_code == 0
+    metrics = json.loads((mlm_dir / "metrics.json").read_text())
+    assert metrics["validation"]["perplexity"] < 0.9 * metrics["before_training"]["perplexity"]
+    assert (mlm_dir / "model" / "adapter_model.safetensors").is_file()
+
+
+def test_unknown_target_module_lists_the_real_ones(tiny_bert, toy_data, tmp_path, write_recipe, cli):
+    peft = {"method": "lora", "target_modules": ["q_proj"]}
+    recipe = adapter_recipe(toy_data, tmp_path / "run", peft, checkpoint=tiny_bert)
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 2
+    line = result.error_lines[0]
+    assert "peft.target_modules: no module named 'q_proj'" in line and "query" in line and "value" in line
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_option_of_another_method_is_refused(tiny_bert, toy_data, tmp_path, write_recipe, cli):
+    recipe = adapter_recipe(toy_data, tmp_path / "run", {"method": "ia3", "r": 4}, checkpoint=tiny_bert)
+    result = cli("validate", write_recipe(recipe))
+    assert result.exit_code == 2
+    assert result.error_lines[0].endswith("peft: r applies to lora, loha, lokr, not to method 'ia3'")
+
+
+def test_merging_a_full_run_is_refused(tiny_bert, toy_data, tmp_path, write_recipe, cli):
+    run_dir = tmp_path / "runs" / "full"
+    assert cli("train", write_recipe(classification_recipe(tiny_bert, toy_data, run_dir, epochs=1))).exit_code == 0
+    result = cli("merge", run_dir, "--output", tmp_path / "merged")
+    assert result.exit_code == 2 and "no adapter to merge" in result.error_lines[0]
+    assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["peft"] is None
