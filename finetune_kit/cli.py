@@ -41,7 +41,7 @@ def train(
     from finetune_kit.training import train as run_training
 
     loaded = load_recipe(recipe, overrides)
-    console.print(f"[bold]finetune-kit[/] {loaded.task} · {loaded.model.checkpoint} → {loaded.run_dir}")
+    console.print(f"[bold]finetune-kit[/] {loaded.task} · {loaded.model.description} → {loaded.run_dir}")
     try:
         result = run_training(loaded, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
@@ -106,6 +106,24 @@ def evaluate(
     target.write_text(json.dumps(metrics, indent=2) + "\n")
     _print_metrics(f"{data.name}", metrics)
     console.print(f"saved to {target}")
+
+
+@app.command()
+def generate(
+    run_dir: RunDirArg,
+    prompt: Annotated[list[str], typer.Option(help="Text to continue (repeatable); '' starts from scratch")],
+    max_new_tokens: Annotated[int | None, typer.Option(help="Tokens to generate")] = None,
+    temperature: Annotated[float | None, typer.Option(help="0 = greedy; higher = more varied")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed: same seed, same text")] = None,
+) -> None:
+    """Generate text with a finished causal-LM run (settings default to the recipe's generation section)."""
+    from finetune_kit import inference
+
+    run = inference.load_run(run_dir)
+    options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
+    for text in inference.generate(run, prompt, {k: v for k, v in options.items() if v is not None}):
+        console.print(text, markup=False, highlight=False)
 
 
 @app.command()

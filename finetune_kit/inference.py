@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 from datasets import Dataset, DatasetDict
+from pydantic import ValidationError
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.loading import validate_recipe
@@ -19,6 +20,7 @@ from finetune_kit.errors import DataError, ModelError
 from finetune_kit.runs import RunFolder
 from finetune_kit.runs.folder import PARTIAL_SUFFIX
 from finetune_kit.tasks import Task, build_task
+from finetune_kit.tasks.generation import generate_texts
 from finetune_kit.training.arguments import build_training_arguments
 from finetune_kit.training.precision import resolve_precision
 
@@ -63,6 +65,20 @@ def read_inputs(run: LoadedRun, input_file: Path | None, texts: list[str]) -> Da
 
 def predict(run: LoadedRun, rows: Dataset) -> list[dict[str, Any]]:
     return run.task.predict(run.model, run.tokenizer, rows)
+
+
+def generate(run: LoadedRun, prompts: list[str], overrides: dict[str, Any]) -> list[str]:
+    """Prompt + continuation for each prompt, with the recipe's generation settings overridden."""
+    settings = getattr(run.recipe, "generation", None)
+    if settings is None or not run.task.model_class.__name__.endswith("CausalLM"):
+        raise ModelError(f"{run.run_dir}: generate needs a causal-lm run (this one is {run.recipe.task}); use predict")
+    try:
+        settings = settings.model_validate({**settings.model_dump(), **overrides})
+    except ValidationError as err:
+        problem = err.errors()[0]
+        raise DataError(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}") from None
+    texts = generate_texts(run.model, run.tokenizer, prompts, settings, continue_prompt=True)
+    return [prompt + text for prompt, text in zip(prompts, texts, strict=True)]
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:

@@ -33,9 +33,50 @@ class HubDataSource(Section):
 DataSource = str | HubDataSource
 
 
+class ArchitectureConfig(Section):
+    """A new, randomly initialised model: `model_type` plus any field of that type's config
+    (n_layer, hidden_size, ...); unknown fields are refused when the model is built."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    model_type: str = Field(description="transformers model type: gpt2, llama, t5, bart, marian, bert, ...")
+
+
 class ModelConfig(Section):
-    checkpoint: str = Field(description="Hub model id or local folder")
+    checkpoint: str | None = Field(None, description="Hub model id or local folder (transfer learning)")
+    architecture: ArchitectureConfig | None = Field(None, description="Build a new model instead (pretraining)")
     revision: str | None = None
+    random_init: bool = Field(
+        False,
+        description="Take the checkpoint's architecture and tokenizer but not its weights: a from-scratch control",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if (self.checkpoint is None) == (self.architecture is None):
+            raise ValueError("give either checkpoint (a pretrained model) or architecture (a new one), not both")
+        return self
+
+    @property
+    def description(self) -> str:
+        if self.checkpoint is None:
+            return f"new {self.architecture.model_type}"
+        return f"{self.checkpoint} (random weights)" if self.random_init else self.checkpoint
+
+    @property
+    def weights_from(self) -> str | None:
+        """The checkpoint whose weights the run starts from; None when it starts from random ones."""
+        return None if self.random_init else self.checkpoint
+
+
+class TokenizerConfig(Section):
+    """Train a tokenizer on the recipe's training texts (with `model.architecture`)."""
+
+    kind: Literal["bpe", "unigram", "wordpiece"] = Field(
+        "bpe", description="bpe: byte-level (GPT-2 style); unigram: T5 / Marian style; wordpiece: BERT style"
+    )
+    vocab_size: PositiveInt = Field(8000, ge=100)
+    min_frequency: PositiveInt = 2
+    lowercase: bool = False
 
 
 class DataConfig(Section):
@@ -167,6 +208,7 @@ class Recipe(Section):
     task: str
     name: str | None = Field(None, description="Run name; defaults to the recipe file's name")
     model: ModelConfig
+    tokenizer: TokenizerConfig | None = Field(None, description="Train a new tokenizer (needs model.architecture)")
     data: DataConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     emissions: EmissionsConfig = Field(default_factory=EmissionsConfig)
@@ -175,6 +217,14 @@ class Recipe(Section):
     hub: HubConfig | None = None
     output_dir: Path | None = Field(None, description="Run folder; defaults to runs/<name>")
 
+    @model_validator(mode="after")
+    def _tokenizer_fits_model(self) -> Recipe:
+        if self.model.architecture is not None and self.tokenizer is None:
+            raise ValueError("a model.architecture needs a tokenizer section: a new model has no vocabulary yet")
+        if self.model.checkpoint is not None and self.tokenizer is not None:
+            raise ValueError("tokenizer: only with model.architecture; a checkpoint brings its own tokenizer")
+        return self
+
     @property
     def run_dir(self) -> Path:
         return self.output_dir or Path("runs") / (self.name or "run")
@@ -182,4 +232,4 @@ class Recipe(Section):
     @property
     def training_type(self) -> Literal["fine-tuning", "pre-training"]:
         """How the Hub's co2_eq_emissions names this run's work."""
-        return "fine-tuning"
+        return "fine-tuning" if self.model.weights_from else "pre-training"

@@ -39,6 +39,11 @@ def load_data(config: DataConfig, seed: int) -> DatasetDict:
     if config.validation is not None:
         splits["validation"] = load_source(config.validation, "validation", config.format)
     else:
+        if round(len(splits["train"]) * config.validation_fraction) < 1:
+            raise DataError(
+                f"data.train: {len(splits['train'])} rows are too few to hold out data.validation_fraction "
+                f"{config.validation_fraction}; give data.validation or more rows"
+            )
         cut = splits["train"].train_test_split(test_size=config.validation_fraction, seed=seed)
         splits["train"], splits["validation"] = cut["train"], cut["test"]
     if config.test is not None:

@@ -43,7 +43,7 @@ def build_model_card(
     has_curve: bool = False,
 ) -> ModelCard:
     training_type = recipe.training_type
-    base = base_model_id(recipe.model.checkpoint)
+    base = base_model_id(recipe.model.weights_from)
     dataset_ids = recipe.card.datasets or _hub_dataset_ids(recipe)
     data = ModelCardData(
         model_name=recipe.name,
@@ -65,6 +65,7 @@ def build_model_card(
             _adapter_note(recipe, metrics),
             _budget_note(metrics),
             _results_section(task, metrics),
+            _samples_section(metrics),
             _intended_use(recipe, task),
             _hyperparameters(recipe, metrics),
             _training_curve(task, log, has_curve),
@@ -130,8 +131,19 @@ def _co2(emissions: EmissionsRecord | None, training_type: str) -> dict[str, Any
 
 def _summary(recipe: Recipe, task: Task, metrics: dict[str, Any], base: str | None) -> str:
     hub_link = f"[{base}](https://huggingface.co/{base})" if base else None
-    local = Path(recipe.model.checkpoint).expanduser()
-    if local.is_dir():  # named in prose only: a local path is never card metadata
+    local = Path(recipe.model.checkpoint or "").expanduser()
+    if recipe.model.architecture is not None and recipe.tokenizer is not None:
+        parameters = metrics.get("model", {}).get("parameters")
+        size = f" of {parameters:,} parameters" if parameters else ""
+        vocabulary = f"{recipe.tokenizer.kind} tokenizer ({recipe.tokenizer.vocab_size:,}-token vocabulary)"
+        origin = (
+            f"a new {recipe.model.architecture.model_type} model{size} pretrained from scratch, "
+            f"with a {vocabulary} trained on the same data"
+        )
+    elif recipe.model.random_init:
+        shape_of = Path(recipe.model.checkpoint).name
+        origin = f"trained from random weights, with the architecture and tokenizer of `{shape_of}`"
+    elif recipe.model.checkpoint and local.is_dir():  # named in prose only: a local path is never card metadata
         shown = "/".join(local.resolve().parts[-2:]) if local.name == "model" else local.name
         origin = f"a fine-tuned version of the local checkpoint `{shown}`"
         origin += f", which descends from {hub_link}" if hub_link else ""
@@ -140,6 +152,14 @@ def _summary(recipe: Recipe, task: Task, metrics: dict[str, Any], base: str | No
     main = metrics.get("validation", {}).get(task.main_metric)
     headline = f" It reaches {task.main_metric} {main:.4f} on the validation split." if main is not None else ""
     return f"This {task.pipeline_tag} model is {origin}, trained with [finetune-kit](https://pypi.org/project/finetune-kit/).{headline}"
+
+
+def _samples_section(metrics: dict[str, Any]) -> str:
+    samples = metrics.get("samples")
+    if not samples:
+        return ""
+    shown = [f"Prompt: `{s['prompt']!r}`\n\n```text\n{s['prompt']}{s['text']}\n```" for s in samples]
+    return "## Sample generations\n\n" + "\n\n".join(shown)
 
 
 def _adapter_note(recipe: Recipe, metrics: dict[str, Any]) -> str:

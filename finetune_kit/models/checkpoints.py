@@ -36,8 +36,10 @@ def resolve_checkpoint(checkpoint: str) -> str:
     return hub_id
 
 
-def base_model_id(checkpoint: str) -> str | None:
-    """The Hub id a checkpoint stands for, for model cards; None for a purely local model."""
+def base_model_id(checkpoint: str | None) -> str | None:
+    """The Hub id a checkpoint stands for, for model cards; None for a purely local or new model."""
+    if checkpoint is None:
+        return None
     hub_id = ALIASES.get(checkpoint, checkpoint)
     folder = Path(checkpoint).expanduser()
     if folder.is_dir():

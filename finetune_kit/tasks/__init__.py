@@ -7,14 +7,22 @@ import difflib
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.errors import RecipeError
 from finetune_kit.tasks.base import Task
+from finetune_kit.tasks.causal_lm import CausalLmTask
 from finetune_kit.tasks.classification import ClassificationTask
+from finetune_kit.tasks.denoising import DenoisingTask
 from finetune_kit.tasks.masked_lm import MaskedLmTask
+from finetune_kit.tasks.summarization import SummarizationTask
 from finetune_kit.tasks.token_classification import NerTask
+from finetune_kit.tasks.translation import TranslationTask
 
 TASKS: dict[str, type[Task]] = {
     ClassificationTask.name: ClassificationTask,
     NerTask.name: NerTask,
     MaskedLmTask.name: MaskedLmTask,
+    CausalLmTask.name: CausalLmTask,
+    TranslationTask.name: TranslationTask,
+    SummarizationTask.name: SummarizationTask,
+    DenoisingTask.name: DenoisingTask,
 }
 
 

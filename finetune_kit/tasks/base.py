@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from datasets import Dataset, DatasetDict
 from peft import PeftModel
-from transformers import EvalPrediction, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers import (
+    EvalPrediction,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.models import load_pretrained_model
 from finetune_kit.models.adapters import attach_adapter, is_adapter, load_adapter_model, new_module_names
+from finetune_kit.models.architecture import build_from_architecture, build_from_checkpoint_config
 
 
 class Task(ABC):
@@ -29,6 +39,7 @@ class Task(ABC):
     main_metric: ClassVar[str]
     greater_is_better: ClassVar[bool] = True
     trainer_class: ClassVar[type[Trainer]] = Trainer
+    arguments_class: ClassVar[type[TrainingArguments]] = TrainingArguments
     evaluate_before_training: ClassVar[bool] = False  # record the starting point (e.g. perplexity before)
     remove_unused_columns: ClassVar[bool] = True  # False when the collator consumes extra columns
     peft_task_type: ClassVar[str | None] = None  # peft's TaskType for this head (SEQ_CLS, ...), None: plain
@@ -49,9 +60,17 @@ class Task(ABC):
         return {}
 
     def build_model(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel | PeftModel:
-        """The model to fine-tune: the recipe's checkpoint with this task's head, wrapped in the
-        recipe's adapter when it has a `peft` section."""
-        model, missing = load_pretrained_model(self.model_class, self.recipe.model, **self.head_kwargs())
+        """The model to train: the recipe's checkpoint (or a new model of its architecture) with
+        this task's head, wrapped in the recipe's adapter when it has a `peft` section."""
+        architecture = self.recipe.model.architecture
+        if architecture is not None:
+            model = build_from_architecture(self.model_class, architecture, tokenizer, **self.head_kwargs())
+            missing = {name for name, _ in model.named_parameters()}
+        elif self.recipe.model.random_init:
+            model = build_from_checkpoint_config(self.model_class, self.recipe.model, **self.head_kwargs())
+            missing = {name for name, _ in model.named_parameters()}
+        else:
+            model, missing = load_pretrained_model(self.model_class, self.recipe.model, **self.head_kwargs())
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id  # heads that pool the last real token need it
         if self.recipe.peft is None:
@@ -72,6 +91,14 @@ class Task(ABC):
     def adopt_trained_config(self, config: PretrainedConfig) -> None:
         """Restore what `inspect` learned from a trained model's config."""
         del config  # tasks that learn nothing from the data have nothing to restore
+
+    def training_arguments(self) -> dict[str, Any]:
+        """Task-specific TrainingArguments (generation settings for seq2seq evaluation)."""
+        return {}
+
+    def evaluate_split(self, trainer: Trainer, features: Dataset, split: str) -> dict[str, float]:
+        """Final metrics on one split, keys prefixed by the split's name."""
+        return trainer.evaluate(features, metric_key_prefix=split)
 
     @abstractmethod
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
@@ -97,6 +124,25 @@ class Task(ABC):
     @abstractmethod
     def input_columns(self) -> list[str]:
         """Columns `predict` reads from an input file."""
+
+    def training_callbacks(self, write_log: Callable[[dict[str, Any]], None]) -> list[TrainerCallback]:
+        """Extra Trainer callbacks; `write_log` appends one entry to the run's JSON-lines log."""
+        del write_log
+        return []
+
+    def final_results(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+        """Results beyond metrics for metrics.json and the card (e.g. sample generations)."""
+        del model, tokenizer
+        return {}
+
+    def tokenizer_texts(self, rows: Dataset) -> Iterator[str]:
+        """The texts a new tokenizer learns its vocabulary from: every column the model reads."""
+        for column in self.input_columns():
+            for value in rows[column]:
+                if isinstance(value, str):
+                    yield value
+                elif isinstance(value, list):  # word lists (NER tokens)
+                    yield " ".join(map(str, value))
 
     def card_facts(self) -> dict[str, Any]:
         """Task facts worth a line in the model card (labels, ...)."""

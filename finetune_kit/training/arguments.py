@@ -19,7 +19,8 @@ def build_training_arguments(
     save_strategy = config.resolved_save_strategy
     keep_best = config.eval_strategy != "no" and save_strategy != "no"
     try:
-        return TrainingArguments(
+        return task.arguments_class(
+            **task.training_arguments(),
             output_dir=str(checkpoints),
             num_train_epochs=config.epochs,
             max_steps=config.max_steps or -1,

@@ -22,9 +22,11 @@ class JsonLinesLog(TrainerCallback):
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kw):
         if state.is_world_process_zero and logs:
-            entry = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **logs}
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry) + "\n")
+            self.write({"step": state.global_step, "epoch": state.epoch, **logs})
+
+    def write(self, entry: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"time": round(time.time(), 3), **entry}) + "\n")
 
 
 class Throughput(TrainerCallback):

@@ -30,6 +30,7 @@ from finetune_kit.hub.push import push_after_training
 from finetune_kit.models import base_model_id, load_tokenizer, resolve_checkpoint
 from finetune_kit.models.adapters import parameter_counts, save_adapter_extras
 from finetune_kit.models.checkpoints import LINEAGE_FILE
+from finetune_kit.models.tokenizer_training import train_tokenizer
 from finetune_kit.runs import RunFolder
 from finetune_kit.tasks import Task, build_task
 from finetune_kit.training.arguments import build_training_arguments
@@ -60,7 +61,11 @@ def prepare(recipe: Recipe) -> Prepared:
     task = build_task(recipe)
     data = load_data(recipe.data, recipe.training.seed)
     task.inspect(data)
-    return Prepared(recipe, task, data, load_tokenizer(recipe.model))
+    if recipe.tokenizer is not None:  # a new model: its vocabulary is learned from the training texts
+        tokenizer = train_tokenizer(recipe.tokenizer, task.tokenizer_texts(data["train"]), recipe.training.max_length)
+    else:
+        tokenizer = load_tokenizer(recipe.model)
+    return Prepared(recipe, task, data, tokenizer)
 
 
 def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> RunResult:
@@ -88,7 +93,8 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> R
     with args.main_process_first(desc="tokenizing"):  # rank 0 fills the datasets cache, the rest read it
         features = task.preprocess(prepared.data, tokenizer)
     emissions = _emissions_callback(recipe, run, args)
-    callbacks: list[Any] = [Throughput(), JsonLinesLog(run.path(RunFolder.LOG))]
+    log = JsonLinesLog(run.path(RunFolder.LOG))
+    callbacks: list[Any] = [Throughput(), log, *task.training_callbacks(log.write)]
     if emissions:
         callbacks.append(emissions)
     if recipe.training.early_stopping_patience:
@@ -115,6 +121,8 @@ def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> R
         metrics["before_training"] = run.read_json(RunFolder.BASELINE)
     if emissions and emissions.stopped:
         metrics["stopped_on_budget"] = emissions.stopped
+    if is_main:
+        metrics |= task.final_results(model, tokenizer)
     trainer.save_model(str(run.path(RunFolder.MODEL)))  # every rank calls it; the main one writes
     trainer.accelerator.wait_for_everyone()  # all emission readings are on disk past this point
     record = _total_emissions(run)
@@ -192,7 +200,7 @@ def _final_metrics(
     metrics: dict[str, Any] = {"task": task.name, "main_metric": task.main_metric}
     for split in ("validation", "test"):
         if split in features:
-            metrics[split] = _without_prefix(trainer.evaluate(features[split], metric_key_prefix=split), split)
+            metrics[split] = _without_prefix(task.evaluate_split(trainer, features[split], split), split)
     metrics["train"] = _without_prefix(train_metrics, "train")
     metrics["train"]["steps"] = trainer.state.global_step
     runtime = metrics["train"].get("runtime")
@@ -218,9 +226,9 @@ def _save(
     record: EmissionsRecord | None,
 ) -> None:
     model_dir = run.path(RunFolder.MODEL)
-    base_model = base_model_id(recipe.model.checkpoint)
+    base_model = base_model_id(recipe.model.weights_from)
     (model_dir / LINEAGE_FILE).write_text(json.dumps({"base_model": base_model}))
-    if isinstance(model, PeftModel):
+    if isinstance(model, PeftModel) and recipe.model.weights_from:
         save_adapter_extras(model, model_dir, base_model or resolve_checkpoint(recipe.model.checkpoint))
     if record is not None:
         metrics["emissions_g"] = record.emissions_g

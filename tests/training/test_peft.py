@@ -12,8 +12,10 @@ import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
+from tests.tasks.test_causal_lm import clm_recipe
 from tests.tasks.test_masked_lm import mlm_recipe
 from tests.tasks.test_ner import toy_ner_rows
+from tests.tasks.test_seq2seq import translation_recipe
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 LORA = {"method": "lora", "r": 8, "alpha": 16}
@@ -159,3 +161,44 @@ def test_merging_a_full_run_is_refused(tiny_bert, toy_data, tmp_path, write_reci
     result = cli("merge", run_dir, "--output", tmp_path / "merged")
     assert result.exit_code == 2 and "no adapter to merge" in result.error_lines[0]
     assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["peft"] is None
+
+
+@pytest.mark.parametrize(
+    ("peft", "perplexity_ratio"),
+    [({**LORA, "target_modules": "all-linear"}, 0.95), ({"method": "prefix_tuning", "num_virtual_tokens": 4}, 0.99)],
+    ids=["lora", "prefix-tuning"],
+)
+def test_adapters_on_a_decoder_lower_perplexity_and_generate(
+    peft, perplexity_ratio, tiny_gpt2, tmp_path, write_recipe, cli
+):
+    """The tiny GPT-2 is random: a small adapter moves its perplexity a little, but it must move."""
+    run_dir = tmp_path / "runs" / "clm"
+    recipe = clm_recipe(tmp_path, run_dir, {"checkpoint": str(tiny_gpt2)}, peft=peft)
+    recipe["training"]["learning_rate"] = 1e-2
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["validation"]["perplexity"] < perplexity_ratio * metrics["before_training"]["perplexity"]
+    assert (run_dir / "model" / "adapter_model.safetensors").is_file()
+    generated = cli("generate", run_dir, "--prompt", "the film", "--max-new-tokens", "4")
+    assert generated.exit_code == 0 and generated.stdout.startswith("the film")
+
+
+def test_lora_on_an_encoder_decoder(tmp_path, write_recipe, cli):
+    base = tmp_path / "runs" / "base"
+    recipe = translation_recipe(tmp_path, base)
+    recipe["training"]["epochs"] = 2
+    assert cli("train", write_recipe(recipe, "base.yaml")).exit_code == 0
+
+    run_dir = tmp_path / "runs" / "lora"
+    recipe = translation_recipe(tmp_path, run_dir)
+    recipe |= {"model": {"checkpoint": str(base / "model")}, "peft": {**LORA, "target_modules": "all-linear"}}
+    recipe.pop("tokenizer")
+    result = cli("train", write_recipe(recipe, "lora.yaml"))
+    assert result.exit_code == 0, result.stderr
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    losses = [entry["eval_loss"] for entry in log if "eval_loss" in entry]
+    assert losses[-1] < losses[0]
+    assert json.loads((run_dir / "model" / "adapter_config.json").read_text())["task_type"] == "SEQ_2_SEQ_LM"
+    translated = cli("predict", run_dir, "--text", "the film was superb")
+    assert translated.exit_code == 0 and '"generated"' in translated.stdout

@@ -1,0 +1,179 @@
+"""Causal language modelling: pretrain or fine-tune a decoder on raw text; perplexity, bits per
+token and per character; sample generations."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from itertools import chain
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from datasets import Dataset, DatasetDict
+from pydantic import Field
+from transformers import AutoModelForCausalLM, EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
+
+from finetune_kit.config.recipe import DataConfig, Recipe
+from finetune_kit.data import require_columns
+from finetune_kit.errors import DataError
+from finetune_kit.tasks.base import Task
+from finetune_kit.tasks.generation import GenerationSettings, SampleGenerations, generate_texts
+
+logger = logging.getLogger(__name__)
+IGNORED = -100
+PACKING_ROWS = 10_000  # rows packed together at once: at most one short block per this many rows
+
+
+class CausalLmData(DataConfig):
+    text_column: str = Field("text", description="Raw text; text files give `text`, one line per row")
+    packing: bool = Field(
+        True, description="Join rows (each ended by the end-of-text token) into max_length blocks; false: one row each"
+    )
+
+
+class CausalLmGeneration(GenerationSettings):
+    max_new_tokens: int = 100
+    temperature: float = 0.8
+    top_p: float = 0.95
+    prompts: list[str] = Field(
+        default_factory=lambda: [""], description="Sample prompts, logged after each evaluation; '' = from scratch"
+    )
+
+
+class CausalLmRecipe(Recipe):
+    task: Literal["causal-lm"]
+    data: CausalLmData
+    generation: CausalLmGeneration = Field(default_factory=CausalLmGeneration)
+
+
+class CausalLmTask(Task):
+    name: ClassVar[str] = "causal-lm"
+    recipe_class: ClassVar[type[Recipe]] = CausalLmRecipe
+    model_class: ClassVar[Any] = AutoModelForCausalLM
+    pipeline_tag: ClassVar[str] = "text-generation"
+    main_metric: ClassVar[str] = "perplexity"
+    greater_is_better: ClassVar[bool] = False
+    evaluate_before_training: ClassVar[bool] = True
+    peft_task_type: ClassVar[str | None] = "CAUSAL_LM"
+    recipe: CausalLmRecipe
+    _token_chars: np.ndarray  # characters per token id, set by `preprocess`
+
+    def inspect(self, data: DatasetDict) -> None:
+        require_columns(data, {"data.text_column": self.recipe.data.text_column})
+        for split_name, split in data.items():
+            self.inspect_eval(split, f"data.{split_name}")
+
+    def inspect_eval(self, rows: Dataset, where: str) -> None:
+        column = self.recipe.data.text_column
+        require_columns(DatasetDict(eval=rows), {"text_column": column})
+        if not any(isinstance(text, str) and text.strip() for text in rows[column]):
+            raise DataError(f"{where}: no non-empty text in column '{column}'")
+
+    def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
+        self._token_chars = _characters_per_token(tokenizer)
+        column, block = self.recipe.data.text_column, self.recipe.training.max_length
+
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            encoded = tokenizer(batch[column], add_special_tokens=False)["input_ids"]
+            ids = [[*row, tokenizer.eos_token_id] for row in encoded]  # the end of each row is learned
+            if self.recipe.data.packing:
+                rows, cut = pack(ids, block), []
+            else:
+                rows, cut = [row[:block] for row in ids], [len(row) > block for row in ids]
+            return {"input_ids": rows, "length": [len(row) for row in rows], "cut": cut or [False] * len(rows)}
+
+        features = {}
+        for name, split in data.items():
+            mapped = split.map(
+                encode,
+                batched=True,
+                batch_size=PACKING_ROWS,
+                remove_columns=split.column_names,
+                desc=f"Tokenizing {name}",
+            )
+            cut = sum(mapped["cut"])
+            if cut:
+                logger.warning("%s: %d of %d rows cut at max_length %d", name, cut, len(mapped), block)
+            features[name] = mapped.remove_columns("cut")
+        return DatasetDict(features)
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
+        return CausalLmCollator(tokenizer.pad_token_id)
+
+    def logits_for_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per position, the loss of predicting the next token (0 where nothing is predicted):
+        never the full vocabulary-sized logits."""
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        losses = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().transpose(1, 2), labels[:, 1:], ignore_index=IGNORED, reduction="none"
+        )
+        return torch.nn.functional.pad(losses, (0, 1))
+
+    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        losses = np.asarray(prediction.predictions)[:, :-1]
+        targets = np.asarray(prediction.label_ids)[:, 1:]
+        scored = targets != IGNORED
+        total, tokens = float(losses[scored].sum()), int(scored.sum())
+        characters = int(self._token_chars[targets[scored]].sum())
+        mean = total / max(tokens, 1)
+        return {
+            "perplexity": math.exp(min(mean, 50)),
+            "bits_per_token": mean / math.log(2),
+            "bits_per_character": total / max(characters, 1) / math.log(2),
+            "nats_per_character": total / max(characters, 1),
+        }
+
+    def training_callbacks(self, write_log: Callable[[dict[str, Any]], None]) -> list[SampleGenerations]:
+        generation = self.recipe.generation
+        return [SampleGenerations(generation.prompts, generation, write_log, continue_prompt=True)]
+
+    def final_results(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+        prompts = self.recipe.generation.prompts
+        texts = generate_texts(model, tokenizer, prompts, self.recipe.generation, continue_prompt=True)
+        return {"samples": [{"prompt": p, "text": t} for p, t in zip(prompts, texts, strict=True)]}
+
+    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
+        prompts = list(rows[self.recipe.data.text_column])
+        texts = generate_texts(model, tokenizer, prompts, self.recipe.generation, continue_prompt=True)
+        return [{"prompt": p, "generated": t} for p, t in zip(prompts, texts, strict=True)]
+
+    def input_columns(self) -> list[str]:
+        return [self.recipe.data.text_column]
+
+
+def pack(rows: list[list[int]], size: int) -> list[list[int]]:
+    """Concatenate token rows and cut the stream into `size`-token blocks. The last block keeps the
+    remainder (shorter): no token is lost or repeated."""
+    stream = list(chain.from_iterable(rows))
+    return [stream[i : i + size] for i in range(0, len(stream), size)]
+
+
+class CausalLmCollator:
+    """Pads a batch; labels are the inputs, ignored on padding only (the end-of-text token may
+    also be the padding token, and must still be learned: it is how the model learns to stop)."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        input_ids = torch.full((len(features), longest), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(features), longest), dtype=torch.long)
+        for i, feature in enumerate(features):
+            ids = torch.as_tensor(feature["input_ids"], dtype=torch.long)
+            input_ids[i, : len(ids)] = ids
+            attention_mask[i, : len(ids)] = 1
+        labels = input_ids.masked_fill(attention_mask == 0, IGNORED)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _characters_per_token(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
+    """Characters each token stands for, for bits per character. The end-of-text token ends a
+    line (text files are read line by line), so it counts as the newline; other specials as 0."""
+    vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    counts = np.array([len(tokenizer.convert_tokens_to_string([token])) for token in vocabulary], dtype=np.int64)
+    counts[tokenizer.all_special_ids] = 0
+    counts[tokenizer.eos_token_id] = 1
+    return counts

@@ -1,0 +1,96 @@
+"""Self-supervised denoising pretraining of an encoder-decoder (BART-style text infilling): spans
+of words are replaced by the mask token, and the model rebuilds the original text."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from datasets import Dataset, DatasetDict
+from pydantic import Field
+from transformers import EvalPrediction, PreTrainedTokenizerBase
+
+from finetune_kit.config.recipe import Recipe
+from finetune_kit.data import require_columns
+from finetune_kit.errors import ModelError
+from finetune_kit.tasks.generation import GenerationSettings
+from finetune_kit.tasks.seq2seq import IGNORED, Seq2SeqData, Seq2SeqTask
+
+
+class DenoisingData(Seq2SeqData):
+    text_column: str = Field("text", description="Raw text to learn from (DialogSum: dialogue)")
+    mask_ratio: float = Field(0.3, gt=0, lt=1, description="Share of words hidden (BART uses 0.3)")
+    mean_span: float = Field(3.0, gt=0, description="Mean masked span length in words (Poisson)")
+
+
+class DenoisingRecipe(Recipe):
+    task: Literal["denoising"]
+    data: DenoisingData
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+
+class DenoisingTask(Seq2SeqTask):
+    name: ClassVar[str] = "denoising"
+    recipe_class: ClassVar[type[Recipe]] = DenoisingRecipe
+    pipeline_tag: ClassVar[str] = "text2text-generation"
+    main_metric: ClassVar[str] = "loss"  # reconstruction loss; generation would be slow and says little
+    greater_is_better: ClassVar[bool] = False
+    recipe: DenoisingRecipe
+    mask_token = "<mask>"  # the tokenizer's own replaces it in `preprocess`
+
+    def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
+        if tokenizer.mask_token is None:
+            raise ModelError("denoising needs a tokenizer with a mask token (BART's <mask>, or a trained tokenizer)")
+        self.mask_token = tokenizer.mask_token
+        return super().preprocess(data, tokenizer)
+
+    def pairs(self, rows: Dataset, where: str, need_targets: bool = True) -> tuple[list[str], list[str]]:
+        cfg = self.recipe.data
+        require_columns(DatasetDict({where: rows}), {"data.text_column": cfg.text_column})
+        texts = list(rows[cfg.text_column])
+        seed = self.recipe.training.seed
+        return [self.corrupt(text, random.Random(seed * 1_000_003 + i)) for i, text in enumerate(texts)], texts
+
+    def corrupt(self, text: str, rng: random.Random) -> str:
+        """Replace Poisson-length spans of words by one mask token each until `mask_ratio` of the
+        words are hidden. Seeded per row: the same corruption every epoch and every run."""
+        words = text.split(" ")
+        budget = max(1, round(self.recipe.data.mask_ratio * len(words)))
+        masked = [False] * len(words)
+        while sum(masked) < budget:
+            span = max(1, _poisson(self.recipe.data.mean_span, rng))
+            start = rng.randrange(len(words))
+            for i in range(start, min(start + span, len(words))):
+                masked[i] = True
+        out: list[str] = []
+        for word, hidden in zip(words, masked, strict=True):
+            if not hidden:
+                out.append(word)
+            elif not out or out[-1] != self.mask_token:
+                out.append(self.mask_token)
+        return " ".join(out)
+
+    def logits_for_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        return logits.argmax(dim=-1)
+
+    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        labels = np.asarray(prediction.label_ids)
+        scored = labels != IGNORED
+        hits = (np.asarray(prediction.predictions) == labels) & scored
+        return {"token_accuracy": float(hits.sum() / max(scored.sum(), 1))}
+
+    def input_columns(self) -> list[str]:
+        return [self.recipe.data.text_column]
+
+
+def _poisson(mean: float, rng: random.Random) -> int:
+    """Knuth's method; span lengths are small, so it is quick."""
+    limit, k, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        k += 1
+        product *= rng.random()
+    return k

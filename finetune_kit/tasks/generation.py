@@ -1,0 +1,87 @@
+"""Text generation shared by the generative tasks: recipe settings → `model.generate`, seeded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from pydantic import Field, PositiveInt
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback, set_seed
+
+from finetune_kit.config.recipe import Section
+
+
+class GenerationSettings(Section):
+    """How texts are generated for samples, `predict` and `generate`. temperature 0 is greedy."""
+
+    max_new_tokens: PositiveInt = 64
+    num_beams: PositiveInt = 1
+    temperature: float = Field(0.0, ge=0, description="0: greedy (or beam search); above 0: sampling")
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: PositiveInt | None = None
+    seed: int = Field(0, description="Sampling seed: the same seed gives the same texts")
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        sampling = self.temperature > 0
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams}
+        kwargs["do_sample"] = sampling
+        if sampling:
+            kwargs |= {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k or 0}
+        return kwargs
+
+
+def generate_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    settings: GenerationSettings,
+    *,
+    continue_prompt: bool,
+) -> list[str]:
+    """One generated text per prompt. A decoder continues its prompt (`continue_prompt`: no
+    end-of-text token appended; an empty prompt starts a new text); an encoder-decoder answers it."""
+    set_seed(settings.seed)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    texts = []
+    for prompt in prompts:
+        ids = tokenizer(prompt, add_special_tokens=not continue_prompt)["input_ids"]
+        if not ids:
+            ids = [tokenizer.eos_token_id]  # a document boundary: generate from the start of a text
+        inputs = torch.tensor([ids], device=device)
+        with torch.no_grad():
+            output = model.generate(
+                input_ids=inputs,
+                attention_mask=torch.ones_like(inputs),
+                pad_token_id=tokenizer.pad_token_id,
+                **settings.generate_kwargs(),
+            )
+        new = output[0, inputs.shape[1] :] if continue_prompt else output[0]
+        texts.append(tokenizer.decode(new, skip_special_tokens=True))
+    model.train(was_training)
+    return texts
+
+
+class SampleGenerations(TrainerCallback):
+    """After each evaluation, writes generations for fixed prompts to the run log: what the model
+    has learned, readable as training goes."""
+
+    def __init__(
+        self,
+        prompts: list[str],
+        settings: GenerationSettings,
+        write: Callable[[dict[str, Any]], None],
+        continue_prompt: bool,
+    ) -> None:
+        self.prompts, self.settings, self.write, self.continue_prompt = prompts, settings, write, continue_prompt
+
+    def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if not state.is_world_process_zero or model is None or not self.prompts:
+            return
+        texts = generate_texts(
+            model, processing_class, self.prompts, self.settings, continue_prompt=self.continue_prompt
+        )
+        samples = [{"prompt": p, "text": t} for p, t in zip(self.prompts, texts, strict=True)]
+        self.write({"step": state.global_step, "samples": samples})

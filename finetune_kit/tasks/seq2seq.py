@@ -1,0 +1,127 @@
+"""Sequence-to-sequence tasks (translation, summarization): `Seq2SeqTrainer` with generation at
+evaluation; each task says where sources and targets are and how outputs are scored."""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+from pydantic import Field, PositiveInt
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    DataCollatorForSeq2Seq,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    Trainer,
+)
+
+from finetune_kit.config.recipe import DataConfig
+from finetune_kit.errors import DataError
+from finetune_kit.tasks.base import Task
+from finetune_kit.tasks.generation import GenerationSettings, generate_texts
+
+logger = logging.getLogger(__name__)
+IGNORED = -100
+
+
+class Seq2SeqData(DataConfig):
+    source_prefix: str = Field("", description="Put before every source, T5 style: 'translate English to German: '")
+    max_target_length: PositiveInt = Field(128, description="Targets are cut here; sources at training.max_length")
+
+
+class Seq2SeqTask(Task):
+    """Sources → targets. Subclasses say where the pairs are (`pairs`)."""
+
+    model_class: ClassVar[Any] = AutoModelForSeq2SeqLM
+    trainer_class: ClassVar[type[Trainer]] = Seq2SeqTrainer
+    arguments_class: ClassVar[type[Seq2SeqTrainingArguments]] = Seq2SeqTrainingArguments
+    peft_task_type: ClassVar[str | None] = "SEQ_2_SEQ_LM"
+
+    @abstractmethod
+    def pairs(self, rows: Dataset, where: str, need_targets: bool = True) -> tuple[list[str], list[str] | None]:
+        """Source texts and target texts; without `need_targets` (predict) targets may be None."""
+
+    @property
+    def generation(self) -> GenerationSettings:
+        return self.recipe.generation
+
+    def inspect(self, data: DatasetDict) -> None:
+        for split_name, split in data.items():
+            self.inspect_eval(split, f"data.{split_name}")
+
+    def inspect_eval(self, rows: Dataset, where: str) -> None:
+        sources, targets = self.pairs(rows, where)
+        for i, (source, target) in enumerate(zip(sources, targets, strict=True)):
+            if not (isinstance(source, str) and source.strip() and isinstance(target, str) and target.strip()):
+                raise DataError(f"{where}: row {i}: empty source or target text")
+
+    def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
+        self._tokenizer = tokenizer
+        source_limit, target_limit = self.recipe.training.max_length, self.recipe.data.max_target_length
+        features = {}
+        for name, split in data.items():
+            sources, targets = self.pairs(split, f"data.{name}")
+            sources = [self.recipe.data.source_prefix + s for s in sources]
+            _warn_cut(name, "sources", tokenizer(sources)["input_ids"], source_limit)
+            _warn_cut(name, "targets", tokenizer(text_target=targets)["input_ids"], target_limit)
+            encoded = tokenizer(sources, truncation=True, max_length=source_limit)
+            labels = tokenizer(text_target=targets, truncation=True, max_length=target_limit)["input_ids"]
+            features[name] = Dataset.from_dict(
+                {
+                    "input_ids": encoded["input_ids"],
+                    "attention_mask": encoded["attention_mask"],
+                    "labels": labels,
+                    "length": [len(ids) for ids in encoded["input_ids"]],
+                }
+            )
+        return DatasetDict(features)
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorForSeq2Seq:
+        return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORED)
+
+    def _decode(self, ids: Any) -> list[str]:
+        ids = np.where(np.asarray(ids) == IGNORED, self._tokenizer.pad_token_id, ids)
+        return [text.strip() for text in self._tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
+        sources, _ = self.pairs(rows, "input", need_targets=False)
+        prefixed = [self.recipe.data.source_prefix + s for s in sources]
+        outputs = generate_texts(model, tokenizer, prefixed, self.generation, continue_prompt=False)
+        return [{"source": s, "generated": o} for s, o in zip(sources, outputs, strict=True)]
+
+    def tokenizer_texts(self, rows: Dataset):
+        sources, targets = self.pairs(rows, "data.train")
+        yield from sources
+        yield from targets or []
+
+
+class GeneratedTextTask(Seq2SeqTask):
+    """A seq2seq task scored on generated text (`score`): evaluation generates, as at use time."""
+
+    @abstractmethod
+    def score(self, predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+        """Corpus scores of decoded outputs against one or more references per row."""
+
+    def training_arguments(self) -> dict[str, Any]:
+        return {
+            "predict_with_generate": True,
+            "generation_max_length": self.recipe.data.max_target_length,
+            "generation_num_beams": self.generation.num_beams,
+        }
+
+    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        predictions = self._decode(prediction.predictions)
+        references = [[text] for text in self._decode(prediction.label_ids)]
+        return self.score(predictions, references)
+
+
+def _warn_cut(split: str, what: str, rows: list[list[int]], limit: int) -> None:
+    cut = sum(len(ids) > limit for ids in rows)
+    if cut:
+        logger.warning("%s: %d of %d %s cut at %d tokens", split, cut, len(rows), what, limit)
