@@ -29,6 +29,8 @@ lint: install
 
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/throughput.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/peft_vs_full.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/ddp.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,8 +1,8 @@
 """LoRA vs full fine-tuning of MiniLM on SST-2, same data, epochs, batch size and seed.
 
-Each run is a separate `finetune-kit train` process (so its peak memory is its own, read with
-`os.wait4`). Prints dev accuracy, trainable parameters, saved model size, peak memory and
-samples/s, and the LoRA / full ratios. Method: bench/README.md.
+Each run is a separate `finetune-kit train` process, so its peak memory is its own. Prints dev
+accuracy, trainable parameters, saved model size, peak memory and samples/s, and the LoRA / full
+ratios. Method: bench/README.md.
 
     python bench/peft_vs_full.py [--data-dir path/to/sst2] [--rows 4000] [--epochs 1]
 """
@@ -11,50 +11,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from recipe_runs import train_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "sst2_demo.yaml"
 DATA = REPO / "recipes" / "data" / "sst2"
 # The LoRA block commented in recipes/sst2_full.yaml; learning rates are each method's usual one.
-FULL = ["--set", "training.learning_rate=1e-4"]
-LORA = [
-    "--set",
-    "training.learning_rate=1e-3",
-    "--set",
-    "peft.method=lora",
-    "--set",
-    "peft.r=8",
-    "--set",
-    "peft.alpha=16",
-    "--set",
-    "peft.target_modules=all-linear",
-]
+FULL = {"training.learning_rate": 1e-4}
+LORA = {
+    "training.learning_rate": 1e-3,
+    "peft.method": "lora",
+    "peft.r": 8,
+    "peft.alpha": 16,
+    "peft.target_modules": "all-linear",
+}
 
 
-def run(name: str, extra: list[str], args: argparse.Namespace, out: Path) -> dict:
+def run(name: str, extra: dict, args: argparse.Namespace, out: Path) -> dict:
     run_dir = out / name
-    command = [
-        *(sys.executable, "-m", "finetune_kit", "train", str(RECIPE)),
-        *("--set", f"data.train={args.data_dir / 'train.jsonl'}"),
-        *("--set", f"data.validation={args.data_dir / 'validation.jsonl'}"),
-        *("--set", f"data.max_train_rows={args.rows}"),
-        *("--set", f"training.epochs={args.epochs}"),
-        *("--set", "training.eval_strategy=no"),
-        *("--set", f"output_dir={run_dir}"),
-        *extra,
-    ]
-    log = out / f"{name}.log"
-    with log.open("w") as stderr:
-        pid = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr).pid
-        _, status, usage = os.wait4(pid, 0)  # this child's own peak memory
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{name} run failed:\n{log.read_text()[-2000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    overrides = {
+        "data.train": args.data_dir / "train.jsonl",
+        "data.validation": args.data_dir / "validation.jsonl",
+        "data.max_train_rows": args.rows,
+        "training.epochs": args.epochs,
+        "training.eval_strategy": "no",
+        **extra,
+    }
+    metrics, peak_mb = train_recipe(RECIPE, run_dir, overrides)
     weights = list((run_dir / "model").glob("*.safetensors"))
     return {
         "accuracy": metrics["validation"]["accuracy"],
@@ -65,7 +51,7 @@ def run(name: str, extra: list[str], args: argparse.Namespace, out: Path) -> dic
         "samples_per_second": metrics["train"]["samples_per_second"],
         "train_seconds": metrics["train"]["runtime"],
         "emissions_g": metrics.get("emissions_g"),
-        "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
+        "peak_rss_mb": peak_mb,
     }
 
 

@@ -70,7 +70,7 @@ def predict(run: LoadedRun, rows: Dataset) -> list[dict[str, Any]]:
 def generate(run: LoadedRun, prompts: list[str], overrides: dict[str, Any]) -> list[str]:
     """Prompt + continuation for each prompt, with the recipe's generation settings overridden."""
     settings = getattr(run.recipe, "generation", None)
-    if settings is None or not run.task.model_class.__name__.endswith("CausalLM"):
+    if settings is None or run.task.pipeline_tag != "text-generation":
         raise ModelError(f"{run.run_dir}: generate needs a causal-lm run (this one is {run.recipe.task}); use predict")
     try:
         settings = settings.model_validate({**settings.model_dump(), **overrides})

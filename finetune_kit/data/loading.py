@@ -19,7 +19,7 @@ FORMATS: dict[str, tuple[str, dict]] = {
     "json": ("json", {}),
     "jsonl": ("json", {}),
     "parquet": ("parquet", {}),
-    "text": ("text", {}),
+    "text": ("text", {"keep_linebreaks": True}),  # a line's newline is text a language model must learn
 }
 EXTENSIONS = {
     ".conll": "conll",

@@ -20,6 +20,8 @@ from transformers import (
 )
 
 from finetune_kit.config.recipe import Recipe
+from finetune_kit.data import require_columns
+from finetune_kit.errors import DataError
 from finetune_kit.models import load_pretrained_model
 from finetune_kit.models.adapters import attach_adapter, is_adapter, load_adapter_model, new_module_names
 from finetune_kit.models.architecture import build_from_architecture, build_from_checkpoint_config
@@ -138,11 +140,7 @@ class Task(ABC):
     def tokenizer_texts(self, rows: Dataset) -> Iterator[str]:
         """The texts a new tokenizer learns its vocabulary from: every column the model reads."""
         for column in self.input_columns():
-            for value in rows[column]:
-                if isinstance(value, str):
-                    yield value
-                elif isinstance(value, list):  # word lists (NER tokens)
-                    yield " ".join(map(str, value))
+            yield from (_as_text(value) for value in rows[column])
 
     def card_facts(self) -> dict[str, Any]:
         """Task facts worth a line in the model card (labels, ...)."""
@@ -164,3 +162,29 @@ class LabelledHead:
 
     def adopt_trained_config(self, config: PretrainedConfig) -> None:
         self.labels = [config.id2label[i] for i in range(len(config.id2label))]
+
+
+class RawTextColumn:
+    """For tasks that learn from one column of raw text (masked and causal LM): the column must
+    exist in every split and hold some text (strings, or word lists such as a NER tokens column)."""
+
+    recipe: Recipe
+
+    def inspect(self, data: DatasetDict) -> None:
+        require_columns(data, {"data.text_column": self.recipe.data.text_column})
+        for split_name, split in data.items():
+            self.inspect_eval(split, f"data.{split_name}")
+
+    def inspect_eval(self, rows: Dataset, where: str) -> None:
+        column = self.recipe.data.text_column
+        require_columns(DatasetDict(eval=rows), {"text_column": column})
+        if not any(_as_text(value).strip() for value in rows[column]):
+            raise DataError(f"{where}: no non-empty text in column '{column}'")
+
+    def input_columns(self) -> list[str]:
+        return [self.recipe.data.text_column]
+
+
+def _as_text(value: Any) -> str:
+    """A text cell, or a word list (a NER tokens column) joined by spaces."""
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value or "")

@@ -16,9 +16,7 @@ from pydantic import Field
 from transformers import AutoModelForCausalLM, EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.recipe import DataConfig, Recipe
-from finetune_kit.data import require_columns
-from finetune_kit.errors import DataError
-from finetune_kit.tasks.base import Task
+from finetune_kit.tasks.base import RawTextColumn, Task
 from finetune_kit.tasks.generation import GenerationSettings, SampleGenerations, generate_texts
 
 logger = logging.getLogger(__name__)
@@ -27,10 +25,12 @@ PACKING_ROWS = 10_000  # rows packed together at once: at most one short block p
 
 
 class CausalLmData(DataConfig):
-    text_column: str = Field("text", description="Raw text; text files give `text`, one line per row")
-    packing: bool = Field(
-        True, description="Join rows (each ended by the end-of-text token) into max_length blocks; false: one row each"
+    text_column: str = Field(
+        "text",
+        description="Raw text. A row ending in a newline (a text file's line) runs on into the next; "
+        "any other row is a document, ended by the end-of-text token",
     )
+    packing: bool = Field(True, description="Join rows into max_length blocks; false: one row per example")
 
 
 class CausalLmGeneration(GenerationSettings):
@@ -48,7 +48,7 @@ class CausalLmRecipe(Recipe):
     generation: CausalLmGeneration = Field(default_factory=CausalLmGeneration)
 
 
-class CausalLmTask(Task):
+class CausalLmTask(RawTextColumn, Task):
     name: ClassVar[str] = "causal-lm"
     recipe_class: ClassVar[type[Recipe]] = CausalLmRecipe
     model_class: ClassVar[Any] = AutoModelForCausalLM
@@ -60,24 +60,15 @@ class CausalLmTask(Task):
     recipe: CausalLmRecipe
     _token_chars: np.ndarray  # characters per token id, set by `preprocess`
 
-    def inspect(self, data: DatasetDict) -> None:
-        require_columns(data, {"data.text_column": self.recipe.data.text_column})
-        for split_name, split in data.items():
-            self.inspect_eval(split, f"data.{split_name}")
-
-    def inspect_eval(self, rows: Dataset, where: str) -> None:
-        column = self.recipe.data.text_column
-        require_columns(DatasetDict(eval=rows), {"text_column": column})
-        if not any(isinstance(text, str) and text.strip() for text in rows[column]):
-            raise DataError(f"{where}: no non-empty text in column '{column}'")
-
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
         self._token_chars = _characters_per_token(tokenizer)
         column, block = self.recipe.data.text_column, self.recipe.training.max_length
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
-            encoded = tokenizer(batch[column], add_special_tokens=False)["input_ids"]
-            ids = [[*row, tokenizer.eos_token_id] for row in encoded]  # the end of each row is learned
+            texts = batch[column]
+            encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+            eos = [tokenizer.eos_token_id]
+            ids = [row if text.endswith("\n") else row + eos for row, text in zip(encoded, texts, strict=True)]
             if self.recipe.data.packing:
                 rows, cut = pack(ids, block), []
             else:
@@ -139,9 +130,6 @@ class CausalLmTask(Task):
         texts = generate_texts(model, tokenizer, prompts, self.recipe.generation, continue_prompt=True)
         return [{"prompt": p, "generated": t} for p, t in zip(prompts, texts, strict=True)]
 
-    def input_columns(self) -> list[str]:
-        return [self.recipe.data.text_column]
-
 
 def pack(rows: list[list[int]], size: int) -> list[list[int]]:
     """Concatenate token rows and cut the stream into `size`-token blocks. The last block keeps the
@@ -170,10 +158,8 @@ class CausalLmCollator:
 
 
 def _characters_per_token(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
-    """Characters each token stands for, for bits per character. The end-of-text token ends a
-    line (text files are read line by line), so it counts as the newline; other specials as 0."""
+    """Characters each token stands for, for bits per character; special tokens stand for none."""
     vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     counts = np.array([len(tokenizer.convert_tokens_to_string([token])) for token in vocabulary], dtype=np.int64)
     counts[tokenizer.all_special_ids] = 0
-    counts[tokenizer.eos_token_id] = 1
     return counts

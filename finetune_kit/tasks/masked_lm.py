@@ -20,9 +20,8 @@ from transformers import (
 )
 
 from finetune_kit.config.recipe import DataConfig, Recipe
-from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
-from finetune_kit.tasks.base import Task
+from finetune_kit.tasks.base import RawTextColumn, Task
 
 IGNORED = -100
 
@@ -41,7 +40,7 @@ class MaskedLmRecipe(Recipe):
     data: MaskedLmData
 
 
-class MaskedLmTask(Task):
+class MaskedLmTask(RawTextColumn, Task):
     name: ClassVar[str] = "masked-lm"
     recipe_class: ClassVar[type[Recipe]] = MaskedLmRecipe
     model_class: ClassVar[Any] = AutoModelForMaskedLM
@@ -51,17 +50,6 @@ class MaskedLmTask(Task):
     evaluate_before_training: ClassVar[bool] = True
     remove_unused_columns: ClassVar[bool] = False  # the collator needs special_tokens_mask / offset_mapping
     recipe: MaskedLmRecipe
-
-    def inspect(self, data: DatasetDict) -> None:
-        require_columns(data, {"data.text_column": self.recipe.data.text_column})
-        for split_name, split in data.items():
-            self.inspect_eval(split, f"data.{split_name}")
-
-    def inspect_eval(self, rows: Dataset, where: str) -> None:
-        column = self.recipe.data.text_column
-        require_columns(DatasetDict(eval=rows), {"text_column": column})
-        if not _texts(rows[column]):
-            raise DataError(f"{where}: no non-empty text in column '{column}'")
 
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
         cfg, block = self.recipe.data, self.recipe.training.max_length
@@ -122,9 +110,6 @@ class MaskedLmTask(Task):
                 {"text": text, "fills": [{"token": c["token_str"], "score": round(c["score"], 6)} for c in candidates]}
             )
         return results
-
-    def input_columns(self) -> list[str]:
-        return [self.recipe.data.text_column]
 
 
 def _texts(values: list[Any]) -> list[str]:

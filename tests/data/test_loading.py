@@ -28,10 +28,10 @@ def test_every_tabular_format_loads_by_extension(tmp_path, name, write):
     assert rows[3] == {"text": "sentence number 3", "label": 1}
 
 
-def test_text_files_give_one_row_per_line(tmp_path):
+def test_text_files_give_one_row_per_line_newlines_kept(tmp_path):
     path = tmp_path / "corpus.txt"
-    path.write_text("first line\nsecond line\n")
-    assert load_source(str(path), "train")["text"] == ["first line", "second line"]
+    path.write_text("first line\nsecond line\nlast, unended")
+    assert load_source(str(path), "train")["text"] == ["first line\n", "second line\n", "last, unended"]
 
 
 def test_stated_format_beats_the_extension(tmp_path):

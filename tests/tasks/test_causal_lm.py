@@ -75,6 +75,11 @@ def test_packed_blocks_hold_the_tokenized_text_exactly(tiny_gpt2):
     assert list(chain.from_iterable(blocks)) == expected
     assert all(len(block) == 16 for block in blocks[:-1]) and 0 < len(blocks[-1]) <= 16
 
+    # a text file's lines keep their newline and run on; a row without one is a document, ended by eos
+    lines = DatasetDict(train=Dataset.from_dict({"text": ["the film\n", "was superb\n", "a review"]}))
+    stream = list(chain.from_iterable(task.preprocess(lines, tokenizer)["train"]["input_ids"]))
+    assert stream == tokenizer("the film\nwas superb\na review")["input_ids"] + [tokenizer.eos_token_id]
+
 
 def test_pretrain_from_architecture_then_fine_tune_the_pretrained_run(tmp_path, write_recipe, cli):
     pretrained = tmp_path / "runs" / "pretrained"
