@@ -108,6 +108,8 @@ def test_pretrain_from_architecture_then_fine_tune_the_pretrained_run(tmp_path, 
     assert first.exit_code == 0 and first.stdout == again.stdout and first.stdout.startswith("the film")
     greedy = cli("generate", pretrained, "--prompt", "the", "--temperature", "0", "--max-new-tokens", "5")
     assert greedy.exit_code == 0 and greedy.stdout.startswith("the")
+    predicted = cli("predict", pretrained, "--text", "the film")
+    assert predicted.exit_code == 0 and '"prompt": "the film"' in predicted.stdout and '"generated"' in predicted.stdout
 
     # transfer learning: a second recipe fine-tunes the pretrained run's model
     tuned = tmp_path / "runs" / "tuned"
