@@ -30,6 +30,7 @@ from peft.utils.constants import (
     TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
 )
 from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.pytorch_utils import Conv1D
 
 from finetune_kit.config.recipe import PeftSection
 from finetune_kit.errors import ModelError, RecipeError, first_line
@@ -37,8 +38,9 @@ from finetune_kit.models.checkpoints import LINEAGE_FILE, resolve_checkpoint
 
 ADAPTER_CONFIG = "adapter_config.json"
 PROMPT_METHODS = {"prompt_tuning", "prefix_tuning"}  # virtual tokens: nothing to merge into weights
-# Layer kinds an adapter can wrap; their names are what `target_modules` may list.
-_ADAPTABLE = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d)
+# Layer kinds an adapter can wrap (GPT-2's attention is a transformers Conv1D); their names are what
+# `target_modules` may list.
+_ADAPTABLE = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, Conv1D)
 
 
 def attach_adapter(

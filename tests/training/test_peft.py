@@ -148,6 +148,14 @@ def test_unknown_target_module_lists_the_real_ones(tiny_bert, toy_data, tmp_path
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
 
 
+def test_named_target_modules_of_a_decoder_are_found(tiny_gpt2, tmp_path, write_recipe, cli):
+    peft = {**LORA, "target_modules": ["c_attn"]}  # GPT-2's attention is a Conv1D, not a Linear
+    recipe = clm_recipe(tmp_path, tmp_path / "run", {"checkpoint": str(tiny_gpt2)}, peft=peft)
+    result = cli("validate", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    assert "trainable" in result.stdout
+
+
 def test_option_of_another_method_is_refused(tiny_bert, toy_data, tmp_path, write_recipe, cli):
     recipe = adapter_recipe(toy_data, tmp_path / "run", {"method": "ia3", "r": 4}, checkpoint=tiny_bert)
     result = cli("validate", write_recipe(recipe))
