@@ -134,9 +134,10 @@ def merge(
     """Merge an adapter run (LoRA, IA3, ...) into a full checkpoint plain transformers loads."""
     from finetune_kit import inference
     from finetune_kit.models.adapters import write_merged
+    from finetune_kit.runs import RunFolder
 
     run = inference.load_run(run_dir)
-    write_merged(run.model, run.tokenizer, run_dir / "model", output)
+    write_merged(run.model, run.tokenizer, run_dir / RunFolder.MODEL, output)
     console.print(f"merged {run_dir} → {output}")
 
 
