@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -16,6 +17,7 @@ from transformers import EvalPrediction, PreTrainedTokenizerBase
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import ModelError
+from finetune_kit.tasks.base import Task
 from finetune_kit.tasks.generation import GenerationSettings
 from finetune_kit.tasks.seq2seq import IGNORED, Seq2SeqData, Seq2SeqTask
 
@@ -85,6 +87,11 @@ class DenoisingTask(Seq2SeqTask):
 
     def input_columns(self) -> list[str]:
         return [self.recipe.data.text_column]
+
+    def tokenizer_texts(self, rows: Dataset) -> Iterator[str]:
+        """The original texts only: corrupting them for this would be wasted work and would teach
+        the vocabulary the mask token's spelling."""
+        return Task.tokenizer_texts(self, rows)
 
 
 def _poisson(mean: float, rng: random.Random) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from pydantic import Field, PositiveInt
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback, set_seed
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from finetune_kit.config.recipe import Section
 
@@ -41,27 +41,38 @@ def generate_texts(
 ) -> list[str]:
     """One generated text per prompt. A decoder continues its prompt (`continue_prompt`: no
     end-of-text token appended; an empty prompt starts a new text); an encoder-decoder answers it."""
-    set_seed(settings.seed)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    texts = []
-    for prompt in prompts:
-        ids = tokenizer(prompt, add_special_tokens=not continue_prompt)["input_ids"]
-        if not ids:
-            ids = [tokenizer.eos_token_id]  # a document boundary: generate from the start of a text
-        inputs = torch.tensor([ids], device=device)
-        with torch.no_grad():
-            output = model.generate(
-                input_ids=inputs,
-                attention_mask=torch.ones_like(inputs),
-                pad_token_id=tokenizer.pad_token_id,
-                **settings.generate_kwargs(),
-            )
-        new = output[0, inputs.shape[1] :] if continue_prompt else output[0]
-        texts.append(tokenizer.decode(new, skip_special_tokens=True))
+    # Seeded sampling in a forked RNG: generating mid-training must not reset the training's random stream.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(settings.seed)
+        texts = [_generate_one(model, tokenizer, prompt, settings, continue_prompt, device) for prompt in prompts]
     model.train(was_training)
     return texts
+
+
+def _generate_one(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    settings: GenerationSettings,
+    continue_prompt: bool,
+    device: torch.device,
+) -> str:
+    ids = tokenizer(prompt, add_special_tokens=not continue_prompt)["input_ids"]
+    if not ids:
+        ids = [tokenizer.eos_token_id]  # a document boundary: generate from the start of a text
+    inputs = torch.tensor([ids], device=device)
+    with torch.no_grad():
+        output = model.generate(
+            input_ids=inputs,
+            attention_mask=torch.ones_like(inputs),
+            pad_token_id=tokenizer.pad_token_id,
+            **settings.generate_kwargs(),
+        )
+    new = output[0, inputs.shape[1] :] if continue_prompt else output[0]
+    return tokenizer.decode(new, skip_special_tokens=True)
 
 
 class SampleGenerations(TrainerCallback):
@@ -76,10 +87,12 @@ class SampleGenerations(TrainerCallback):
         continue_prompt: bool,
     ) -> None:
         self.prompts, self.settings, self.write, self.continue_prompt = prompts, settings, write, continue_prompt
+        self.step: int | None = None
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
-        if not state.is_world_process_zero or model is None or not self.prompts:
-            return
+        if not state.is_world_process_zero or model is None or not self.prompts or state.global_step == self.step:
+            return  # the final validation and test evaluations fall on the step already sampled
+        self.step = state.global_step
         texts = generate_texts(
             model, processing_class, self.prompts, self.settings, continue_prompt=self.continue_prompt
         )

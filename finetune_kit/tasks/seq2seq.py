@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
+from collections import Counter
 from typing import Any, ClassVar
 
 import numpy as np
@@ -68,10 +69,8 @@ class Seq2SeqTask(Task):
         for name, split in data.items():
             sources, targets = self.pairs(split, f"data.{name}")
             sources = [self.recipe.data.source_prefix + s for s in sources]
-            _warn_cut(name, "sources", tokenizer(sources)["input_ids"], source_limit)
-            _warn_cut(name, "targets", tokenizer(text_target=targets)["input_ids"], target_limit)
-            encoded = tokenizer(sources, truncation=True, max_length=source_limit)
-            labels = tokenizer(text_target=targets, truncation=True, max_length=target_limit)["input_ids"]
+            encoded = _truncated(tokenizer, f"{name} sources", source_limit, text=sources)
+            labels = _truncated(tokenizer, f"{name} targets", target_limit, text_target=targets)["input_ids"]
             features[name] = Dataset.from_dict(
                 {
                     "input_ids": encoded["input_ids"],
@@ -121,7 +120,13 @@ class GeneratedTextTask(Seq2SeqTask):
         return self.score(predictions, references)
 
 
-def _warn_cut(split: str, what: str, rows: list[list[int]], limit: int) -> None:
-    cut = sum(len(ids) > limit for ids in rows)
+def _truncated(tokenizer: PreTrainedTokenizerBase, what: str, limit: int, **texts: Any) -> dict[str, list]:
+    """One tokenization, cut at `limit` tokens; how many rows were cut is counted from the overflow
+    the tokenizer reports, in a warning."""
+    encoded = tokenizer(**texts, truncation=True, max_length=limit, return_overflowing_tokens=True)
+    rows = encoded.pop("overflow_to_sample_mapping")
+    first = [i for i, row in enumerate(rows) if i == 0 or rows[i - 1] != row]  # later pieces are overflow
+    cut = sum(pieces > 1 for pieces in Counter(rows).values())
     if cut:
-        logger.warning("%s: %d of %d %s cut at %d tokens", split, cut, len(rows), what, limit)
+        logger.warning("%s: %d of %d cut at %d tokens", what, cut, len(first), limit)
+    return {key: [values[i] for i in first] for key, values in encoded.items()}
