@@ -22,7 +22,7 @@ from transformers import (
     Trainer,
 )
 
-from finetune_kit.config.recipe import DataConfig
+from finetune_kit.config.recipe import DataConfig, Recipe
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.base import Task
 from finetune_kit.tasks.generation import GenerationSettings, generate_texts
@@ -34,6 +34,12 @@ IGNORED = -100
 class Seq2SeqData(DataConfig):
     source_prefix: str = Field("", description="Put before every source, T5 style: 'translate English to German: '")
     max_target_length: PositiveInt = Field(128, description="Targets are cut here; sources at training.max_length")
+
+
+class GeneratedTextRecipe(Recipe):
+    """Recipes of the tasks scored on generated text: outputs up to 128 new tokens by default."""
+
+    generation: GenerationSettings = Field(default_factory=lambda: GenerationSettings(max_new_tokens=128))
 
 
 class Seq2SeqTask(Task):

@@ -14,8 +14,7 @@ from transformers import Trainer
 from finetune_kit.config.recipe import DataSource, Recipe
 from finetune_kit.data import load_source, require_columns
 from finetune_kit.errors import DataError
-from finetune_kit.tasks.generation import GenerationSettings
-from finetune_kit.tasks.seq2seq import GeneratedTextTask, Seq2SeqData
+from finetune_kit.tasks.seq2seq import GeneratedTextRecipe, GeneratedTextTask, Seq2SeqData
 
 ROUGE_TYPES = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -31,10 +30,9 @@ class SummarizationData(Seq2SeqData):
     references_column: str = Field("summaries", description="List of reference summaries in test_references")
 
 
-class SummarizationRecipe(Recipe):
+class SummarizationRecipe(GeneratedTextRecipe):
     task: Literal["summarization"]
     data: SummarizationData
-    generation: GenerationSettings = Field(default_factory=lambda: GenerationSettings(max_new_tokens=128))
 
 
 class SummarizationTask(GeneratedTextTask):

@@ -10,8 +10,7 @@ from pydantic import Field
 
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.errors import DataError
-from finetune_kit.tasks.generation import GenerationSettings
-from finetune_kit.tasks.seq2seq import GeneratedTextTask, Seq2SeqData
+from finetune_kit.tasks.seq2seq import GeneratedTextRecipe, GeneratedTextTask, Seq2SeqData
 
 
 class TranslationData(Seq2SeqData):
@@ -22,10 +21,9 @@ class TranslationData(Seq2SeqData):
     )
 
 
-class TranslationRecipe(Recipe):
+class TranslationRecipe(GeneratedTextRecipe):
     task: Literal["translation"]
     data: TranslationData
-    generation: GenerationSettings = Field(default_factory=lambda: GenerationSettings(max_new_tokens=128))
 
 
 class TranslationTask(GeneratedTextTask):
