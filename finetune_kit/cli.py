@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from finetune_kit.errors import UserError
@@ -27,6 +29,24 @@ RunDirArg = Annotated[Path, typer.Argument(help="A finished run folder")]
 SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="Override a field: training.learning_rate=3e-5 (repeatable)")
 ]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also show the libraries' own logs, load reports and progress bars")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Show only the final summary and errors")]
+
+
+@app.callback()
+def output(verbose: VerboseOpt = False, quiet: QuietOpt = False) -> None:
+    """Before any command: how much the console shows (`finetune-kit --quiet train ...`)."""
+    _configure_output(verbose, quiet)
+
+
+def _configure_output(verbose: bool, quiet: bool) -> None:
+    from finetune_kit.console import configure_output
+
+    if verbose and quiet:
+        raise UserError("--verbose and --quiet: choose one")
+    configure_output(verbose, quiet)
 
 
 @app.command()
@@ -35,35 +55,44 @@ def train(
     overrides: SetOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run from its last checkpoint")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder once this run completes")] = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune a model as the recipe says; write the run folder."""
+    if verbose or quiet:  # also accepted after the command: `finetune-kit train RECIPE --quiet`
+        _configure_output(verbose, quiet)
     from finetune_kit.config import load_recipe
+    from finetune_kit.console import get_console, run_summary, stop_bars
     from finetune_kit.training import train as run_training
 
+    started = time.perf_counter()
     loaded = load_recipe(recipe, overrides)
-    console.print(f"[bold]finetune-kit[/] {loaded.task} · {loaded.model.description} → {loaded.run_dir}")
+    get_console().print(f"[bold]finetune-kit[/] {loaded.task} · {loaded.model.description} → {loaded.run_dir}")
     try:
         result = run_training(loaded, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
+        stop_bars()
         errors.print(f"interrupted; continue with: finetune-kit train {recipe} --resume")
         raise typer.Exit(130) from None
     if result.is_main:
-        _print_run_summary(result.metrics, result.emissions, result.run_dir)
+        console.print(run_summary(result.metrics, result.emissions, result.run_dir, time.perf_counter() - started))
 
 
 @app.command()
 def validate(recipe: RecipeArg, overrides: SetOpt = None) -> None:
     """Check the recipe, the data and the checkpoint without training."""
     from finetune_kit.config import load_recipe
+    from finetune_kit.console import parameters_text
     from finetune_kit.models.adapters import parameter_counts
+    from finetune_kit.models.building import build_model
     from finetune_kit.training import prepare
 
     loaded = load_recipe(recipe, overrides)
     prepared = prepare(loaded)
-    model = prepared.task.build_model(prepared.tokenizer)
+    model = build_model(loaded, prepared.task.model_head(), prepared.tokenizer)
     sizes = ", ".join(f"{name} {len(split)}" for name, split in prepared.data.items())
     console.print(f"[green]ok[/] {recipe}: task {loaded.task}, rows: {sizes}")
-    console.print(f"  {_parameters_line(parameter_counts(model))}")
+    console.print(f"  parameters: {parameters_text(parameter_counts(model))}")
     for fact, value in prepared.task.card_facts().items():
         console.print(f"  {fact}: {value}")
 
@@ -134,10 +163,9 @@ def merge(
     """Merge an adapter run (LoRA, IA3, ...) into a full checkpoint plain transformers loads."""
     from finetune_kit import inference
     from finetune_kit.models.adapters import write_merged
-    from finetune_kit.runs import RunFolder
 
     run = inference.load_run(run_dir)
-    write_merged(run.model, run.tokenizer, run_dir / RunFolder.MODEL, output)
+    write_merged(run.model, run.tokenizer, run.files.model_dir, output)
     console.print(f"merged {run_dir} → {output}")
 
 
@@ -148,8 +176,8 @@ def card(run_dir: RunDirArg) -> None:
     from finetune_kit.hub.card import write_model_card
 
     run = inference.load_run(run_dir)
-    write_model_card(run_dir, run.recipe, run.task)
-    console.print(f"wrote {run_dir / 'README.md'}")
+    write_model_card(run.files, run.recipe, run.task)
+    console.print(f"wrote {run.files.card}")
 
 
 @app.command()
@@ -242,37 +270,15 @@ def _print_metrics(title: str, metrics: dict) -> None:
     console.print(table)
 
 
-def _parameters_line(counts: dict) -> str:
-    return (
-        f"parameters: {counts['parameters']:,} · trainable {counts['trainable_parameters']:,}"
-        f" ({counts['trainable_percent']}%)"
-    )
-
-
-def _print_run_summary(metrics: dict, emissions, run_dir: Path) -> None:
-    main = metrics["main_metric"]
-    validation = metrics.get("validation", {})
-    train_stats = metrics.get("train", {})
-    console.print(
-        f"[bold green]done[/] validation {main}: {validation.get(main, float('nan')):.4f}"
-        f" · {train_stats.get('samples_per_second', 0):.1f} samples/s"
-        f" · {train_stats.get('tokens_per_second', 0):.0f} tokens/s"
-    )
-    if "parameters" in metrics.get("model", {}):
-        console.print(_parameters_line(metrics["model"]))
-    if emissions is not None:
-        console.print(
-            f"CO2: {emissions.emissions_g:.3f} g CO2eq · {emissions.energy_kwh:.6f} kWh · {emissions.location}"
-        )
-    console.print(f"run folder: {run_dir}")
-
-
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
         app()
     except UserError as err:
-        errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        from finetune_kit.console import stop_bars
+
+        stop_bars()  # the error line lands below any bar still drawn
+        errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -17,17 +17,19 @@ from finetune_kit.config.loading import validate_recipe
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.data import load_source
 from finetune_kit.errors import DataError, ModelError
-from finetune_kit.runs import RunFolder
-from finetune_kit.runs.folder import PARTIAL_SUFFIX
+from finetune_kit.models.building import load_trained
+from finetune_kit.runs import FinishedRun, Layout
 from finetune_kit.tasks import Task, build_task
 from finetune_kit.tasks.generation import generate_texts
 from finetune_kit.training.arguments import build_training_arguments
 from finetune_kit.training.precision import resolve_precision
+from finetune_kit.training.trainer import build_trainer, evaluate
 
 
 @dataclass
 class LoadedRun:
     run_dir: Path
+    files: FinishedRun
     recipe: Recipe
     task: Task
     model: PreTrainedModel
@@ -35,16 +37,14 @@ class LoadedRun:
 
 
 def load_run(run_dir: Path) -> LoadedRun:
-    recipe_file = run_dir / RunFolder.RECIPE
-    if not (run_dir / RunFolder.MODEL).is_dir() or not recipe_file.is_file():
-        partial = run_dir.with_name(run_dir.name + PARTIAL_SUFFIX)
-        hint = f"; {partial} is an unfinished run (resume it with --resume)" if partial.exists() else ""
-        raise ModelError(f"{run_dir}: not a finished run folder (no model/ or recipe.yaml){hint}")
-    recipe = validate_recipe(yaml.safe_load(recipe_file.read_text()), source=str(recipe_file))
+    """A finished run folder's recipe, task (with what it learned), model and tokenizer."""
+    files = FinishedRun.open(run_dir)
+    recipe = validate_recipe(yaml.safe_load(files.recipe_text()), source=str(files.path(Layout.RECIPE)))
     task = build_task(recipe)
-    model = task.load_trained(run_dir / RunFolder.MODEL)
-    tokenizer = AutoTokenizer.from_pretrained(str(run_dir / RunFolder.MODEL))
-    return LoadedRun(run_dir, recipe, task, model, tokenizer)
+    model = load_trained(task.model_head(), files.model_dir)
+    task.adopt_trained_config(model.config)
+    tokenizer = AutoTokenizer.from_pretrained(str(files.model_dir))
+    return LoadedRun(run_dir, files, recipe, task, model, tokenizer)
 
 
 def read_inputs(run: LoadedRun, input_file: Path | None, texts: list[str]) -> Dataset:
@@ -96,14 +96,5 @@ def evaluate_file(run: LoadedRun, data_file: Path) -> dict[str, float]:
     precision = resolve_precision(run.recipe.training.precision)
     with tempfile.TemporaryDirectory() as scratch:
         args = build_training_arguments(run.recipe.training, run.task, Path(scratch), precision)
-        trainer = run.task.trainer_class(
-            model=run.model,
-            args=args,
-            eval_dataset=features,
-            processing_class=run.tokenizer,
-            data_collator=run.task.collator(run.tokenizer),
-            compute_metrics=run.task.compute_metrics,
-            preprocess_logits_for_metrics=run.task.logits_for_metrics,
-        )
-        raw = trainer.evaluate(metric_key_prefix="eval")
-    return {key.removeprefix("eval_"): value for key, value in raw.items()}
+        trainer = build_trainer(run.task, args, run.model, run.tokenizer, eval_dataset=features)
+        return evaluate(trainer, features, "eval")

@@ -1,5 +1,5 @@
-"""Ten ways to get a recipe or its data wrong: each exits 2 with one line naming the culprit,
-and none leaves a run folder behind."""
+"""Ways to get a recipe, its data or its checkpoint wrong: each exits 2 with one line naming the
+culprit and the fix, and none leaves a run folder behind."""
 
 import pytest
 
@@ -51,11 +51,34 @@ CASES = {
         lambda r, tmp: set_path(
             r, "data.train", str(_write(tmp / "bad.jsonl", '{"text": "a", "label": "pos"}\n{oops\n'))
         ),
-        "data.train: cannot read bad.jsonl as jsonl",
+        "data.train: bad.jsonl line 2 is not valid JSON (Expecting property name enclosed in double quotes); "
+        "fix or remove that line",
+    ),
+    "empty train file": (
+        lambda r, tmp: set_path(r, "data.train", str(_write(tmp / "empty.csv", ""))),
+        "data.train: empty.csv is empty (no rows); give a file with at least one row",
+    ),
+    "csv header without rows": (
+        lambda r, tmp: set_path(r, "data.validation", str(_write(tmp / "header.csv", "text,label\n"))),
+        "data.validation: header.csv is empty (no rows)",
+    ),
+    "train file not UTF-8": (
+        lambda r, tmp: set_path(
+            r, "data.train", str(_write(tmp / "latin1.csv", "text,label\ngood,pos\ncafé,neg\n", "latin-1"))
+        ),
+        "data.train: latin1.csv line 3 is not UTF-8 text; save the file as UTF-8",
+    ),
+    "named .gz but not compressed": (
+        lambda r, tmp: set_path(r, "data.train", str(_write(tmp / "train.jsonl.gz", '{"text": "a", "label": "pos"}'))),
+        "data.train: train.jsonl.gz is not gz-compressed; remove the .gz ending from its name",
     ),
     "checkpoint folder without a model": (
         lambda r, tmp: set_path(r, "model.checkpoint", str(_mkdir(tmp / "empty-model"))),
         "model.checkpoint: cannot load",
+    ),
+    "checkpoint folder missing": (
+        lambda r, tmp: set_path(r, "model.checkpoint", str(tmp / "runs" / "earlier" / "model")),
+        "/runs/earlier/model not found; check the path",
     ),
     "empty label": (
         lambda r, tmp: set_path(
@@ -68,8 +91,8 @@ CASES = {
 }
 
 
-def _write(path, text):
-    path.write_text(text)
+def _write(path, text, encoding="utf-8"):
+    path.write_text(text, encoding=encoding)
     return path
 
 

@@ -11,6 +11,7 @@ DataFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "text", "conll"]
 # YAML reads a bare `no` as false: accept it as the "no" strategy it was meant to be.
 Strategy = Annotated[Literal["epoch", "steps", "no"], BeforeValidator(lambda value: "no" if value is False else value)]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+FULL_FINE_TUNING_LEARNING_RATE = 5e-5
 
 
 class Section(BaseModel):
@@ -96,7 +97,9 @@ class TrainingConfig(Section):
     max_steps: PositiveInt | None = Field(None, description="Overrides epochs when set")
     batch_size: PositiveInt = 32
     eval_batch_size: PositiveInt | None = None
-    learning_rate: float = Field(5e-5, gt=0, lt=1)
+    learning_rate: float | None = Field(
+        None, gt=0, lt=1, description="Unset: 5e-5 for full fine-tuning, the task family's default for an adapter"
+    )
     lr_scheduler: str = "linear"
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -180,13 +183,17 @@ class PeftSection(Section):
     """Train a small adapter instead of every weight; the run folder keeps the adapter only."""
 
     method: PeftMethod = "lora"
-    r: PositiveInt = Field(8, description="Rank of the low-rank update")
-    alpha: float = Field(16.0, gt=0, description="Scale of the update (alpha / r, or alpha / sqrt(r) with rsLoRA)")
+    r: PositiveInt | None = Field(None, description="Rank of the low-rank update; unset: the task family's default")
+    alpha: float | None = Field(
+        None, gt=0, description="Scale of the update (alpha / r, or alpha / sqrt(r) with rsLoRA); unset: the family's"
+    )
     dropout: float = Field(0.05, ge=0, lt=1)
     use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha / sqrt(r)")
     use_dora: bool = Field(False, description="DoRA: learn magnitude and direction separately")
-    target_modules: Literal["auto", "all-linear"] | list[str] = Field(
-        "auto", description="auto: peft's choice for the architecture (e.g. query/value), else all linear layers"
+    target_modules: Literal["auto", "all-linear"] | list[str] | None = Field(
+        None,
+        description="auto: peft's choice for the architecture (e.g. query/value), else all linear layers; "
+        "unset: the task family's default (IA3: auto)",
     )
     modules_to_save: list[str] = Field(
         default_factory=list, description="Extra modules trained in full; the task head always is"
@@ -223,6 +230,23 @@ class Recipe(Section):
             raise ValueError("a model.architecture needs a tokenizer section: a new model has no vocabulary yet")
         if self.model.checkpoint is not None and self.tokenizer is not None:
             raise ValueError("tokenizer: only with model.architecture; a checkpoint brings its own tokenizer")
+        return self
+
+    @model_validator(mode="after")
+    def _resolve_unset(self) -> Recipe:
+        """The learning rate and adapter options left unset take their effective values here, from
+        the task's family when it trains an adapter, so the recipe saved with a run shows what ran."""
+        learning_rate = FULL_FINE_TUNING_LEARNING_RATE
+        if self.peft is not None:
+            # imported here: both import this module
+            from finetune_kit.models.adapters import family_defaults, with_family_defaults
+            from finetune_kit.tasks import task_class_for
+
+            task_type = task_class_for(self.task).peft_task_type
+            self.peft = with_family_defaults(self.peft, task_type)
+            learning_rate = family_defaults(task_type).learning_rate
+        if self.training.learning_rate is None:
+            self.training.learning_rate = learning_rate
         return self
 
     @property

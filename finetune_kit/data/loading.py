@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import json
+import lzma
 import re
+from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
+from typing import IO
 
 import datasets
 from datasets import Dataset, DatasetDict
+from datasets.exceptions import DatasetGenerationError
 
 from finetune_kit.config.recipe import DataConfig, DataSource, HubDataSource
-from finetune_kit.data.conll import load_conll
+from finetune_kit.data.conll import CONLL_COLUMNS, load_conll
 from finetune_kit.errors import DataError, first_line
 
 # datasets builder and extra keyword arguments per recipe format
@@ -31,13 +39,24 @@ EXTENSIONS = {
     ".txt": "text",
 }
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+# Compressed files are told by their first bytes, as datasets tells them, whatever their name says; each
+# with the stdlib reader that opens it (None for zstd: the stdlib has none, so datasets' own message stands).
+COMPRESSIONS: dict[str, tuple[bytes, Callable[..., IO] | None]] = {
+    ".gz": (b"\x1f\x8b", gzip.open),
+    ".bz2": (b"BZh", bz2.open),
+    ".xz": (b"\xfd7zXZ\x00", lzma.open),
+    ".zst": (b"\x28\xb5\x2f\xfd", None),
+}
+PARQUET_MAGIC = b"PAR1"
+JSON_FORMATS = {"json", "jsonl"}
 
 
 def load_data(config: DataConfig, seed: int) -> DatasetDict:
     """Train, validation (given or cut from train) and optional test, with the recipe's row caps."""
-    splits = {"train": load_source(config.train, "train", config.format)}
+    columns = _conll_columns(config)
+    splits = {"train": load_source(config.train, "train", config.format, columns)}
     if config.validation is not None:
-        splits["validation"] = load_source(config.validation, "validation", config.format)
+        splits["validation"] = load_source(config.validation, "validation", config.format, columns)
     else:
         if round(len(splits["train"]) * config.validation_fraction) < 1:
             raise DataError(
@@ -47,7 +66,7 @@ def load_data(config: DataConfig, seed: int) -> DatasetDict:
         cut = splits["train"].train_test_split(test_size=config.validation_fraction, seed=seed)
         splits["train"], splits["validation"] = cut["train"], cut["test"]
     if config.test is not None:
-        splits["test"] = load_source(config.test, "test", config.format)
+        splits["test"] = load_source(config.test, "test", config.format, columns)
     for name, split in splits.items():
         cap = config.max_train_rows if name == "train" else config.max_eval_rows
         if cap is not None and len(split) > cap:
@@ -57,13 +76,16 @@ def load_data(config: DataConfig, seed: int) -> DatasetDict:
     return DatasetDict(splits)
 
 
-def load_source(source: DataSource, role: str, data_format: str | None = None) -> Dataset:
-    """One split from a local file (format from the extension unless stated) or the Hub."""
+def load_source(
+    source: DataSource, role: str, data_format: str | None = None, conll_columns: tuple[str, str] = CONLL_COLUMNS
+) -> Dataset:
+    """One split from a local file (format from the extension unless stated) or the Hub. A CoNLL
+    file's tokens and tags load into `conll_columns`."""
     if isinstance(source, HubDataSource):
         return _load_hub(source, role)
     path = Path(source).expanduser()
     if path.is_file():
-        return _load_file(path, role, data_format)
+        return _load_file(path, role, data_format, conll_columns)
     if path.exists():
         raise DataError(f"data.{role}: {source} is a folder; name a data file (.csv, .jsonl, ...)")
     if _file_format(path) is None and HUB_ID.match(source):
@@ -84,24 +106,141 @@ def require_columns(data: DatasetDict, columns: dict[str, str | None]) -> None:
                 )
 
 
+def _conll_columns(config: DataConfig) -> tuple[str, str]:
+    """Token-classification recipes name the columns a CoNLL file loads into (`data.tokens_column`,
+    `data.tags_column`); other recipes keep the defaults."""
+    return getattr(config, "tokens_column", CONLL_COLUMNS[0]), getattr(config, "tags_column", CONLL_COLUMNS[1])
+
+
 def _file_format(path: Path) -> str | None:
-    suffixes = [s for s in path.suffixes if s not in {".gz", ".bz2", ".xz", ".zst"}]
+    suffixes = [s for s in path.suffixes if s.lower() not in COMPRESSIONS]
     return EXTENSIONS.get(suffixes[-1].lower()) if suffixes else None
 
 
-def _load_file(path: Path, role: str, data_format: str | None) -> Dataset:
+def _load_file(path: Path, role: str, data_format: str | None, conll_columns: tuple[str, str]) -> Dataset:
     fmt = data_format or _file_format(path)
     if fmt is None:
         raise DataError(
             f"data.{role}: cannot tell the format of {path.name}; set data.format to one of {', '.join(FORMATS)}"
         )
-    if fmt == "conll":
-        return load_conll(path, role)
-    builder, kwargs = FORMATS[fmt]
     try:
-        return datasets.load_dataset(builder, data_files={role: str(path)}, split=role, **kwargs)
-    except Exception as err:  # datasets raises many types for malformed files
-        raise DataError(f"data.{role}: cannot read {path.name} as {fmt}: {first_line(err)}") from None
+        rows = _read(path, role, fmt, conll_columns)
+    except DataError:
+        raise
+    except Exception as err:  # datasets and the decoders raise many types for malformed files
+        raise DataError(f"data.{role}: {_unreadable(path, fmt, err)}") from None
+    if len(rows) == 0:
+        raise DataError(f"data.{role}: {_empty(path)}")
+    return rows
+
+
+def _read(path: Path, role: str, fmt: str, conll_columns: tuple[str, str]) -> Dataset:
+    opener = _opener(path)
+    if fmt in JSON_FORMATS and opener is not None and (problem := _undecodable_line(path, fmt)):
+        raise DataError(f"data.{role}: {problem}")  # pyarrow's JSON reader takes bytes that are not UTF-8 silently
+    if fmt == "conll":
+        if opener is None:
+            raise DataError(f"data.{role}: {path.name} is zstd-compressed; decompress it to read it as conll")
+        with opener(path, "rt", encoding="utf-8") as handle:
+            return load_conll(handle, path.name, role, conll_columns)
+    builder, kwargs = FORMATS[fmt]
+    return datasets.load_dataset(builder, data_files={role: str(path)}, split=role, **kwargs)
+
+
+def _unreadable(path: Path, fmt: str, err: Exception) -> str:
+    """What is wrong with a file that failed to load, told from its bytes: the libraries' own
+    messages rarely name the line ("An error occurred while generating the dataset")."""
+    text_checks = (_undecodable_line, _no_rows, _invalid_json) if fmt != "parquet" and _opener(path) else ()
+    try:
+        for check in (_misnamed, *text_checks):
+            problem = check(path, fmt)
+            if problem is not None:
+                return problem
+    except (OSError, EOFError, lzma.LZMAError):  # a corrupt or cut-off compressed file: the library's reason stands
+        pass
+    return f"cannot read {path.name} as {fmt}: {first_line(_cause(err))}; fix the file, or set data.format"
+
+
+def _cause(err: BaseException) -> BaseException:
+    """The parser's own error, not datasets' wrapper around it."""
+    while isinstance(err, DatasetGenerationError) and err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
+def _empty(path: Path) -> str:
+    return f"{path.name} is empty (no rows); give a file with at least one row"
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(8)
+
+
+def _opener(path: Path) -> Callable[..., IO] | None:
+    """The reader for the file's bytes, decompressing as they say; None when the stdlib has none."""
+    head = _head(path)
+    return next((reader for magic, reader in COMPRESSIONS.values() if head.startswith(magic)), open)
+
+
+def _raw_lines(path: Path) -> Iterator[bytes]:
+    with _opener(path)(path, "rb") as handle:
+        yield from handle
+
+
+def _misnamed(path: Path, fmt: str) -> str | None:
+    """A name that says compressed for a file that is not (datasets then fails to decompress it), or
+    a Parquet file under another format."""
+    head, suffix = _head(path), path.suffix.lower()
+    if suffix in COMPRESSIONS and not head.startswith(COMPRESSIONS[suffix][0]):
+        return f"{path.name} is not {suffix[1:]}-compressed; remove the {suffix} ending from its name"
+    if fmt != "parquet" and head.startswith(PARQUET_MAGIC):
+        return f"{path.name} is a Parquet file; name it .parquet or set data.format: parquet"
+    return None
+
+
+def _undecodable_line(path: Path, fmt: str) -> str | None:
+    for number, line in enumerate(_raw_lines(path), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return (
+                f"{path.name} line {number} is not UTF-8 text; "
+                f"save the file as UTF-8 (or set data.format if it is not {fmt})"
+            )
+    return None
+
+
+def _no_rows(path: Path, fmt: str) -> str | None:
+    """Nothing but blank lines (around a JSON array's brackets), or a CSV / TSV header alone."""
+    header = 1 if fmt in {"csv", "tsv"} else 0
+    blank = {b"", b"[", b"]", b"[]"} if fmt == "json" else {b""}
+    rows = islice((line for line in _raw_lines(path) if line.strip() not in blank), header, None)
+    return _empty(path) if next(rows, None) is None else None
+
+
+def _invalid_json(path: Path, fmt: str) -> str | None:
+    """The first line that does not parse: of the document (a JSON array), or of JSON lines."""
+    if fmt not in JSON_FORMATS:
+        return None
+    text = b"".join(_raw_lines(path)).decode("utf-8")
+    try:
+        if text.lstrip().startswith("["):
+            json.loads(text)
+            return None
+    except json.JSONDecodeError as err:
+        return _json_line(path, err.lineno, err.msg)
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            if line.strip():
+                json.loads(line)
+        except json.JSONDecodeError as err:
+            return _json_line(path, number, err.msg)
+    return None
+
+
+def _json_line(path: Path, number: int, problem: str) -> str:
+    return f"{path.name} line {number} is not valid JSON ({problem}); fix or remove that line"
 
 
 def _load_hub(source: HubDataSource, role: str) -> Dataset:

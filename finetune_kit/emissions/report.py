@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from finetune_kit.emissions.tracker import EmissionsRecord
 from finetune_kit.errors import UserError
+from finetune_kit.runs import RunFiles
 
 
 @dataclass
@@ -25,12 +25,10 @@ class RunEmissions:
 
 
 def read_run_emissions(run_dir: Path) -> RunEmissions:
-    emissions_file, metrics_file = run_dir / "emissions.json", run_dir / "metrics.json"
-    if not metrics_file.is_file():
-        raise UserError(f"{run_dir}: no metrics.json; not a finished run folder")
-    if not emissions_file.is_file():
-        raise UserError(f"{run_dir}: no emissions.json; the run was trained with emissions.enabled: false")
-    metrics = json.loads(metrics_file.read_text())
+    run = RunFiles(run_dir)
+    metrics, record = run.metrics(), run.emissions()
+    if record is None:
+        raise UserError(f"{run_dir}: no emissions record; the run was trained with emissions.enabled: false")
     main = metrics.get("main_metric", "")
     value = metrics.get("test", metrics.get("validation", {})).get(main)
-    return RunEmissions(run_dir.name, EmissionsRecord.from_dict(json.loads(emissions_file.read_text())), main, value)
+    return RunEmissions(run_dir.name, record, main, value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +15,16 @@ from finetune_kit.config.recipe import HubDataSource, Recipe
 from finetune_kit.emissions import EmissionsRecord
 from finetune_kit.hub.plot import plot_training_curve
 from finetune_kit.models import base_model_id
+from finetune_kit.runs import Layout, RunFiles
 from finetune_kit.tasks.base import Task
 
-CURVE_IMAGE = "training_curve.png"
 
-
-def write_model_card(folder: Path, recipe: Recipe, task: Task) -> ModelCard:
-    """(Re)write `README.md` and the curve image from what the run folder holds."""
-    metrics = json.loads((folder / "metrics.json").read_text())
-    emissions_file = folder / "emissions.json"
-    emissions = EmissionsRecord.from_dict(json.loads(emissions_file.read_text())) if emissions_file.is_file() else None
-    log_file = folder / "log.jsonl"
-    log = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.is_file() else []
-    has_curve = plot_training_curve(log, task.main_metric, folder / CURVE_IMAGE)
-    card = build_model_card(recipe, task, metrics, emissions, log, has_curve)
-    card.save(folder / "README.md")
+def write_model_card(run: RunFiles, recipe: Recipe, task: Task) -> ModelCard:
+    """(Re)write the card and the curve image from what the run folder holds."""
+    log = run.log()
+    has_curve = plot_training_curve(log, task.main_metric, run.path(Layout.CURVE_IMAGE))
+    card = build_model_card(recipe, task, run.metrics(), run.emissions(), log, has_curve)
+    card.save(run.card)
     return card
 
 
@@ -248,7 +242,7 @@ def _training_curve(task: Task, log: list[dict[str, Any]], has_curve: bool) -> s
                 f"| {entry.get('epoch', 0):.2f} | {entry['step']} | {loss} | "
                 f"{entry.get('eval_loss', float('nan')):.4f} | {entry[main]:.4f} |"
             )
-    image = f"![Training curve]({CURVE_IMAGE})\n\n" if has_curve else ""
+    image = f"![Training curve]({Layout.CURVE_IMAGE})\n\n" if has_curve else ""
     if not rows:
         return f"## Training results\n\n{image}".rstrip()
     header = f"| epoch | step | training loss | validation loss | {task.main_metric} |\n|---|---|---|---|---|\n"

@@ -14,10 +14,9 @@ from finetune_kit.config.recipe import HubConfig
 from finetune_kit.errors import UserError
 from finetune_kit.hub.errors import HUB_ERRORS, HubError, describe_hub_error
 from finetune_kit.hub.validation import check_card_metadata
+from finetune_kit.runs import FinishedRun
 
-# Run-folder files that go to the repo root next to the weights; pickles and checkpoints stay home.
-RESULT_FILES = ("README.md", "recipe.yaml", "metrics.json", "emissions.json", "log.jsonl", "training_curve.png")
-MODEL_SKIP = {"training_args.bin"}
+MODEL_SKIP = {"training_args.bin"}  # a pickle: never published
 
 
 def push_run(
@@ -29,9 +28,12 @@ def push_run(
     commit_message: str | None = None,
 ) -> str:
     """Create the repo if needed and upload everything in a single commit; returns the commit URL."""
-    operations = _operations(run_dir)
-    card = ModelCard.load(run_dir / "README.md")
-    check_card_metadata(card, run_dir / "README.md")
+    run = FinishedRun.open(run_dir)
+    if not run.card.is_file():
+        raise UserError(f"{run_dir}: no model card; write it with: finetune-kit card {run_dir}")
+    operations = _operations(run)
+    card = ModelCard.load(run.card)
+    check_card_metadata(card, run.card)
     api = HfApi()
     try:
         card.validate()  # the Hub's own metadata check, before anything is created
@@ -58,18 +60,12 @@ def push_after_training(run_dir: Path, hub: HubConfig) -> str:
         raise HubError(f"{err} — the run itself is complete in {run_dir}; retry with: finetune-kit push") from None
 
 
-def _operations(run_dir: Path) -> list[CommitOperationAdd]:
-    model_dir = run_dir / "model"
-    if not model_dir.is_dir() or not (run_dir / "README.md").is_file():
-        raise UserError(f"{run_dir}: not a finished run folder (needs model/ and README.md)")
+def _operations(run: FinishedRun) -> list[CommitOperationAdd]:
+    """The model files at the repo root, the run's results beside them; checkpoints stay home."""
     operations = [
-        CommitOperationAdd(path_in_repo=str(path.relative_to(model_dir)), path_or_fileobj=str(path))
-        for path in sorted(model_dir.rglob("*"))
+        CommitOperationAdd(path_in_repo=str(path.relative_to(run.model_dir)), path_or_fileobj=str(path))
+        for path in sorted(run.model_dir.rglob("*"))
         if path.is_file() and path.name not in MODEL_SKIP
     ]
-    operations += [
-        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(run_dir / name))
-        for name in RESULT_FILES
-        if (run_dir / name).is_file()
-    ]
+    operations += [CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)) for path in run.result_files()]
     return operations

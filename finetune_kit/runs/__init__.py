@@ -1,5 +1,5 @@
-"""The run folder: everything one run produced, in one place, complete or clearly not."""
+"""The run folder: layout, writer (partial → complete) and reader."""
 
-from finetune_kit.runs.folder import RunFolder
+from finetune_kit.runs.folder import FinishedRun, Layout, RunFiles, RunFolder
 
-__all__ = ["RunFolder"]
+__all__ = ["FinishedRun", "Layout", "RunFiles", "RunFolder"]

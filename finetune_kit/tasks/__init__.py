@@ -6,7 +6,7 @@ import difflib
 
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.errors import RecipeError
-from finetune_kit.tasks.base import Task
+from finetune_kit.tasks.base import SamplesDuringTraining, Task
 from finetune_kit.tasks.causal_lm import CausalLmTask
 from finetune_kit.tasks.classification import ClassificationTask
 from finetune_kit.tasks.denoising import DenoisingTask
@@ -44,4 +44,4 @@ def build_task(recipe: Recipe) -> Task:
     return task_class_for(recipe.task)(recipe)
 
 
-__all__ = ["TASKS", "Task", "build_task", "recipe_class_for", "task_class_for"]
+__all__ = ["TASKS", "SamplesDuringTraining", "Task", "build_task", "recipe_class_for", "task_class_for"]

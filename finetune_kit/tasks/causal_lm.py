@@ -3,9 +3,9 @@ token and per character; sample generations."""
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
+from functools import cache
 from itertools import chain
 from typing import Any, ClassVar, Literal
 
@@ -16,11 +16,10 @@ from pydantic import Field
 from transformers import AutoModelForCausalLM, EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.recipe import DataConfig, Recipe
-from finetune_kit.tasks.base import RawTextColumn, Task
+from finetune_kit.tasks.base import ModelHead, RawTextColumn, SamplesDuringTraining, Task
+from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, first_output
 from finetune_kit.tasks.generation import GenerationSettings, SampleGenerations, generate_texts
 
-logger = logging.getLogger(__name__)
-IGNORED = -100
 PACKING_ROWS = 10_000  # rows packed together at once: at most one short block per this many rows
 
 
@@ -48,20 +47,19 @@ class CausalLmRecipe(Recipe):
     generation: CausalLmGeneration = Field(default_factory=CausalLmGeneration)
 
 
-class CausalLmTask(RawTextColumn, Task):
+class CausalLmTask(RawTextColumn, SamplesDuringTraining, Task):
     name: ClassVar[str] = "causal-lm"
     recipe_class: ClassVar[type[Recipe]] = CausalLmRecipe
-    model_class: ClassVar[Any] = AutoModelForCausalLM
     pipeline_tag: ClassVar[str] = "text-generation"
     main_metric: ClassVar[str] = "perplexity"
     greater_is_better: ClassVar[bool] = False
     evaluate_before_training: ClassVar[bool] = True
-    peft_task_type: ClassVar[str | None] = "CAUSAL_LM"
     recipe: CausalLmRecipe
-    _token_chars: np.ndarray  # characters per token id, set by `preprocess`
+
+    def model_head(self) -> ModelHead:
+        return ModelHead(AutoModelForCausalLM, "CAUSAL_LM")
 
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
-        self._token_chars = _characters_per_token(tokenizer)
         column, block = self.recipe.data.text_column, self.recipe.training.max_length
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
@@ -73,22 +71,24 @@ class CausalLmTask(RawTextColumn, Task):
                 rows, cut = pack(ids, block), []
             else:
                 rows, cut = [row[:block] for row in ids], [len(row) > block for row in ids]
-            return {"input_ids": rows, "length": [len(row) for row in rows], "cut": cut or [False] * len(rows)}
+            return {"input_ids": rows, "length": [len(row) for row in rows], CUT_COLUMN: cut or [False] * len(rows)}
 
-        features = {}
-        for name, split in data.items():
-            mapped = split.map(
-                encode,
-                batched=True,
-                batch_size=PACKING_ROWS,
-                remove_columns=split.column_names,
-                desc=f"Tokenizing {name}",
-            )
-            cut = sum(mapped["cut"])
-            if cut:
-                logger.warning("%s: %d of %d rows cut at max_length %d", name, cut, len(mapped), block)
-            features[name] = mapped.remove_columns("cut")
-        return DatasetDict(features)
+        return DatasetDict(
+            {
+                name: drop_cut_column(
+                    split.map(
+                        encode,
+                        batched=True,
+                        batch_size=PACKING_ROWS,
+                        remove_columns=split.column_names,
+                        desc=f"Tokenizing {name}",
+                    ),
+                    f"{name} rows",
+                    block,
+                )
+                for name, split in data.items()
+            }
+        )
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
         return CausalLmCollator(tokenizer.pad_token_id)
@@ -96,18 +96,20 @@ class CausalLmTask(RawTextColumn, Task):
     def logits_for_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Per position, the loss of predicting the next token (0 where nothing is predicted):
         never the full vocabulary-sized logits."""
-        logits = logits[0] if isinstance(logits, tuple) else logits
         losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().transpose(1, 2), labels[:, 1:], ignore_index=IGNORED, reduction="none"
+            first_output(logits)[:, :-1].float().transpose(1, 2),
+            labels[:, 1:],
+            ignore_index=IGNORE_INDEX,
+            reduction="none",
         )
         return torch.nn.functional.pad(losses, (0, 1))
 
-    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+    def compute_metrics(self, prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
         losses = np.asarray(prediction.predictions)[:, :-1]
         targets = np.asarray(prediction.label_ids)[:, 1:]
-        scored = targets != IGNORED
+        scored = targets != IGNORE_INDEX
         total, tokens = float(losses[scored].sum()), int(scored.sum())
-        characters = int(self._token_chars[targets[scored]].sum())
+        characters = int(characters_per_token(tokenizer)[targets[scored]].sum())
         mean = total / max(tokens, 1)
         return {
             "perplexity": math.exp(min(mean, 50)),
@@ -153,12 +155,14 @@ class CausalLmCollator:
             ids = torch.as_tensor(feature["input_ids"], dtype=torch.long)
             input_ids[i, : len(ids)] = ids
             attention_mask[i, : len(ids)] = 1
-        labels = input_ids.masked_fill(attention_mask == 0, IGNORED)
+        labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def _characters_per_token(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
-    """Characters each token stands for, for bits per character; special tokens stand for none."""
+@cache
+def characters_per_token(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
+    """Characters each token stands for, for bits per character; special tokens stand for none.
+    Computed once per tokenizer: every evaluation needs it."""
     vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     counts = np.array([len(tokenizer.convert_tokens_to_string([token])) for token in vocabulary], dtype=np.int64)
     counts[tokenizer.all_special_ids] = 0

@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from datasets import Dataset, DatasetDict
 from pydantic import Field
+from sklearn.metrics import accuracy_score, f1_score
 from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
@@ -19,8 +20,8 @@ from transformers import (
 from finetune_kit.config.recipe import DataConfig, Recipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
-from finetune_kit.metrics import load_metric
-from finetune_kit.tasks.base import LabelledHead, Task
+from finetune_kit.tasks.base import LabelledHead, ModelHead, Task
+from finetune_kit.tasks.common import first_output
 
 
 class ClassificationData(DataConfig):
@@ -40,15 +41,16 @@ class ClassificationRecipe(Recipe):
 class ClassificationTask(LabelledHead, Task):
     name: ClassVar[str] = "classification"
     recipe_class: ClassVar[type[Recipe]] = ClassificationRecipe
-    model_class: ClassVar[Any] = AutoModelForSequenceClassification
     pipeline_tag: ClassVar[str] = "text-classification"
     main_metric: ClassVar[str] = "accuracy"
-    peft_task_type: ClassVar[str | None] = "SEQ_CLS"
     recipe: ClassificationRecipe
 
     def __init__(self, recipe: ClassificationRecipe) -> None:
         super().__init__(recipe)
         self.labels: list[str] = []
+
+    def model_head(self) -> ModelHead:
+        return ModelHead(AutoModelForSequenceClassification, "SEQ_CLS", self.label_config())
 
     # -- data ---------------------------------------------------------------------------------
     def inspect(self, data: DatasetDict) -> None:
@@ -146,19 +148,14 @@ class ClassificationTask(LabelledHead, Task):
         return DataCollatorWithPadding(tokenizer)
 
     # -- metrics and inference ----------------------------------------------------------------
-    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        predicted = np.argmax(logits, axis=-1)
+    def compute_metrics(self, prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        del tokenizer  # labels are ids: nothing to decode
+        predicted = np.argmax(first_output(prediction.predictions), axis=-1)
         references = prediction.label_ids
         class_ids = list(range(len(self.labels)))
-        per_class = load_metric("f1").compute(
-            predictions=predicted, references=references, labels=class_ids, average=None
-        )["f1"]
-        metrics = {
-            "accuracy": load_metric("accuracy").compute(predictions=predicted, references=references)["accuracy"],
-            "f1_macro": float(np.mean(per_class)),
-        }
-        metrics.update({f"f1_{name}": score for name, score in zip(self.labels, per_class, strict=True)})
+        per_class = f1_score(references, predicted, labels=class_ids, average=None, zero_division=0)
+        metrics = {"accuracy": float(accuracy_score(references, predicted)), "f1_macro": float(np.mean(per_class))}
+        metrics.update({f"f1_{name}": float(score) for name, score in zip(self.labels, per_class, strict=True)})
         return metrics
 
     def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
@@ -189,9 +186,6 @@ class ClassificationTask(LabelledHead, Task):
 
     def input_columns(self) -> list[str]:
         return [c for c in (self.recipe.data.text_column, self.recipe.data.text_pair_column) if c]
-
-    def card_facts(self) -> dict[str, Any]:
-        return {"labels": self.labels}
 
 
 def _natural_key(name: str) -> tuple[int, float | str]:

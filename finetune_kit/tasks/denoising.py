@@ -18,8 +18,9 @@ from finetune_kit.config.recipe import Recipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import ModelError
 from finetune_kit.tasks.base import Task
+from finetune_kit.tasks.common import IGNORE_INDEX, first_output
 from finetune_kit.tasks.generation import GenerationSettings
-from finetune_kit.tasks.seq2seq import IGNORED, Seq2SeqData, Seq2SeqTask
+from finetune_kit.tasks.seq2seq import Seq2SeqData, Seq2SeqTask
 
 
 class DenoisingData(Seq2SeqData):
@@ -41,24 +42,27 @@ class DenoisingTask(Seq2SeqTask):
     main_metric: ClassVar[str] = "loss"  # reconstruction loss; generation would be slow and says little
     greater_is_better: ClassVar[bool] = False
     recipe: DenoisingRecipe
-    mask_token = "<mask>"  # the tokenizer's own replaces it in `preprocess`
-
-    def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
-        if tokenizer.mask_token is None:
-            raise ModelError("denoising needs a tokenizer with a mask token (BART's <mask>, or a trained tokenizer)")
-        self.mask_token = tokenizer.mask_token
-        return super().preprocess(data, tokenizer)
 
     def pairs(self, rows: Dataset, where: str, need_targets: bool = True) -> tuple[list[str], list[str]]:
-        cfg = self.recipe.data
-        require_columns(DatasetDict({where: rows}), {"data.text_column": cfg.text_column})
-        texts = list(rows[cfg.text_column])
-        seed = self.recipe.training.seed
-        return [self.corrupt(text, random.Random(seed * 1_000_003 + i)) for i, text in enumerate(texts)], texts
+        """The original texts on both sides: `encoder_inputs` corrupts the sources."""
+        require_columns(DatasetDict({where: rows}), {"data.text_column": self.recipe.data.text_column})
+        texts = list(rows[self.recipe.data.text_column])
+        return texts, texts
 
-    def corrupt(self, text: str, rng: random.Random) -> str:
+    def encoder_inputs(self, sources: list[str], tokenizer: PreTrainedTokenizerBase) -> list[str]:
+        """Each text with spans hidden behind the tokenizer's mask token, seeded per row: the same
+        corruption every epoch and every run."""
+        if tokenizer.mask_token is None:
+            raise ModelError("denoising needs a tokenizer with a mask token (BART's <mask>, or a trained tokenizer)")
+        seed, prefix = self.recipe.training.seed, self.recipe.data.source_prefix
+        return [
+            prefix + self.corrupt(text, random.Random(seed * 1_000_003 + i), tokenizer.mask_token)
+            for i, text in enumerate(sources)
+        ]
+
+    def corrupt(self, text: str, rng: random.Random, mask_token: str) -> str:
         """Replace Poisson-length spans of words by one mask token each until `mask_ratio` of the
-        words are hidden. Seeded per row: the same corruption every epoch and every run."""
+        words are hidden."""
         words = text.split(" ")
         budget = max(1, round(self.recipe.data.mask_ratio * len(words)))
         masked = [False] * len(words)
@@ -71,17 +75,17 @@ class DenoisingTask(Seq2SeqTask):
         for word, hidden in zip(words, masked, strict=True):
             if not hidden:
                 out.append(word)
-            elif not out or out[-1] != self.mask_token:
-                out.append(self.mask_token)
+            elif not out or out[-1] != mask_token:
+                out.append(mask_token)
         return " ".join(out)
 
     def logits_for_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits = logits[0] if isinstance(logits, tuple) else logits
-        return logits.argmax(dim=-1)
+        return first_output(logits).argmax(dim=-1)
 
-    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+    def compute_metrics(self, prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        del tokenizer  # token ids compare as they are
         labels = np.asarray(prediction.label_ids)
-        scored = labels != IGNORED
+        scored = labels != IGNORE_INDEX
         hits = (np.asarray(prediction.predictions) == labels) & scored
         return {"token_accuracy": float(hits.sum() / max(scored.sum(), 1))}
 
@@ -89,8 +93,7 @@ class DenoisingTask(Seq2SeqTask):
         return [self.recipe.data.text_column]
 
     def tokenizer_texts(self, rows: Dataset) -> Iterator[str]:
-        """The original texts only: corrupting them for this would be wasted work and would teach
-        the vocabulary the mask token's spelling."""
+        """Each original text once (`pairs` gives it as source and target)."""
         return Task.tokenizer_texts(self, rows)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from itertools import chain
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -21,9 +21,8 @@ from transformers import (
 
 from finetune_kit.config.recipe import DataConfig, Recipe
 from finetune_kit.errors import DataError
-from finetune_kit.tasks.base import RawTextColumn, Task
-
-IGNORED = -100
+from finetune_kit.tasks.base import ModelHead, RawTextColumn, Task, TrainerSetup
+from finetune_kit.tasks.common import IGNORE_INDEX, as_text, first_output
 
 
 class MaskedLmData(DataConfig):
@@ -43,20 +42,24 @@ class MaskedLmRecipe(Recipe):
 class MaskedLmTask(RawTextColumn, Task):
     name: ClassVar[str] = "masked-lm"
     recipe_class: ClassVar[type[Recipe]] = MaskedLmRecipe
-    model_class: ClassVar[Any] = AutoModelForMaskedLM
     pipeline_tag: ClassVar[str] = "fill-mask"
     main_metric: ClassVar[str] = "perplexity"
     greater_is_better: ClassVar[bool] = False
     evaluate_before_training: ClassVar[bool] = True
-    remove_unused_columns: ClassVar[bool] = False  # the collator needs special_tokens_mask / offset_mapping
     recipe: MaskedLmRecipe
+
+    def model_head(self) -> ModelHead:
+        return ModelHead(AutoModelForMaskedLM)  # peft has no task type for masked LM: a plain PeftModel
+
+    def trainer_setup(self) -> TrainerSetup:
+        return TrainerSetup(remove_unused_columns=False)  # the collator needs special_tokens_mask / offset_mapping
 
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
         cfg, block = self.recipe.data, self.recipe.training.max_length
         wwm = cfg.whole_word_masking
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
-            texts = _texts(batch[cfg.text_column])
+            texts = [text for text in map(as_text, batch[cfg.text_column]) if text.strip()]
             if cfg.line_by_line:
                 return tokenizer(
                     texts,
@@ -85,13 +88,13 @@ class MaskedLmTask(RawTextColumn, Task):
 
     def logits_for_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Per row: summed cross-entropy over masked tokens, and their count (never the full logits)."""
-        logits = logits[0] if isinstance(logits, tuple) else logits
         losses = torch.nn.functional.cross_entropy(
-            logits.float().transpose(1, 2), labels, ignore_index=IGNORED, reduction="none"
+            first_output(logits).float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
         )
-        return torch.stack([losses.sum(dim=1), (labels != IGNORED).sum(dim=1).float()], dim=1)
+        return torch.stack([losses.sum(dim=1), (labels != IGNORE_INDEX).sum(dim=1).float()], dim=1)
 
-    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+    def compute_metrics(self, prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        del tokenizer  # the losses are summed per row already
         sums = np.asarray(prediction.predictions).reshape(-1, 2).sum(axis=0)
         mean_loss = float(sums[0] / max(sums[1], 1))
         return {"perplexity": math.exp(min(mean_loss, 50)), "masked_loss": mean_loss}
@@ -110,12 +113,6 @@ class MaskedLmTask(RawTextColumn, Task):
                 {"text": text, "fills": [{"token": c["token_str"], "score": round(c["score"], 6)} for c in candidates]}
             )
         return results
-
-
-def _texts(values: list[Any]) -> list[str]:
-    """Non-empty texts; a list of words (a NER `tokens` column) becomes one space-joined text."""
-    joined = (" ".join(map(str, v)) if isinstance(v, list) else v for v in values)
-    return [t for t in joined if isinstance(t, str) and t.strip()]
 
 
 def _blocks(encoded: dict[str, list[list]], size: int) -> dict[str, list[list]]:

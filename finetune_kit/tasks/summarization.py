@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Literal
+from dataclasses import replace
+from typing import ClassVar, Literal
 
 import numpy as np
 from datasets import Dataset, DatasetDict
 from pydantic import Field
 from rouge_score import rouge_scorer
-from transformers import Trainer
+from transformers import EvalPrediction, PreTrainedTokenizerBase
 
 from finetune_kit.config.recipe import DataSource, Recipe
 from finetune_kit.data import load_source, require_columns
 from finetune_kit.errors import DataError
-from finetune_kit.tasks.seq2seq import GeneratedTextRecipe, GeneratedTextTask, Seq2SeqData
+from finetune_kit.tasks.base import TrainerSetup
+from finetune_kit.tasks.seq2seq import ROW_ID, GeneratedTextRecipe, GeneratedTextTask, Seq2SeqData, decode
 
 ROUGE_TYPES = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -44,7 +46,7 @@ class SummarizationTask(GeneratedTextTask):
 
     def __init__(self, recipe: SummarizationRecipe) -> None:
         super().__init__(recipe)
-        self._references: dict[str, list[list[str]]] = {}
+        self.test_references: list[list[str]] | None = None  # every reference of each test row
 
     def inspect(self, data: DatasetDict) -> None:
         super().inspect(data)
@@ -61,7 +63,20 @@ class SummarizationTask(GeneratedTextTask):
         missing = next((row_id for row_id in data["test"][cfg.id_column] if row_id not in by_id), None)
         if missing is not None:
             raise DataError(f"data.test_references: no references for test row id '{missing}'")
-        self._references["test"] = [list(by_id[row_id]) for row_id in data["test"][cfg.id_column]]
+        self.test_references = [list(by_id[row_id]) for row_id in data["test"][cfg.id_column]]
+
+    def trainer_setup(self) -> TrainerSetup:
+        setup = super().trainer_setup()
+        if self.recipe.data.test_references is None:
+            return setup
+        return replace(setup, arguments={**setup.arguments, "label_names": ["labels", ROW_ID]})
+
+    def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
+        """Test rows carry their row number through evaluation, to find their references again."""
+        features = super().preprocess(data, tokenizer)
+        if self.test_references is not None:
+            features["test"] = features["test"].add_column(ROW_ID, list(range(len(features["test"]))))
+        return features
 
     def pairs(self, rows: Dataset, where: str, need_targets: bool = True) -> tuple[list[str], list[str] | None]:
         cfg = self.recipe.data
@@ -73,23 +88,17 @@ class SummarizationTask(GeneratedTextTask):
         targets = list(rows[cfg.summary_column]) if cfg.summary_column in rows.column_names else None
         return list(rows[cfg.text_column]), targets
 
-    def evaluate_split(self, trainer: Trainer, features: Dataset, split: str) -> dict[str, float]:
+    def compute_metrics(self, prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
         """With several references per row, ROUGE takes each row's best-matching one (as
         rouge-score's `score_multi`); the single-reference scores stay, suffixed `_first_reference`."""
-        references = self._references.get(split)
-        if references is None:
-            return super().evaluate_split(trainer, features, split)
-        output = trainer.predict(features, metric_key_prefix=split)
-        # Evaluation batches are grouped by length: put the references in the order rows were scored.
-        sampler = trainer._get_eval_sampler(features)
-        order = list(sampler) if sampler is not None else list(range(len(features)))
-        references = [references[i] for i in order]
-        metrics: dict[str, Any] = dict(output.metrics)
-        for rouge in ROUGE_TYPES:
-            metrics[f"{split}_{rouge}_first_reference"] = metrics.pop(f"{split}_{rouge}")
-        multi = self.score(self._decode(output.predictions), references)
-        metrics |= {f"{split}_{key}": value for key, value in multi.items()}
-        metrics[f"{split}_references_per_row"] = float(np.mean([len(r) for r in references]))
+        if not isinstance(prediction.label_ids, tuple):
+            return super().compute_metrics(prediction, tokenizer)
+        labels, row_ids = prediction.label_ids
+        first = super().compute_metrics(EvalPrediction(prediction.predictions, labels), tokenizer)
+        references = [self.test_references[int(row)] for row in row_ids]
+        metrics = {f"{rouge}_first_reference": value for rouge, value in first.items()}
+        metrics |= self.score(decode(prediction.predictions, tokenizer), references)
+        metrics["references_per_row"] = float(np.mean([len(r) for r in references]))
         return metrics
 
     def score(self, predictions: list[str], references: list[list[str]]) -> dict[str, float]:

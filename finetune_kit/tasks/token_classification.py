@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -21,10 +20,8 @@ from transformers import (
 from finetune_kit.config.recipe import DataConfig, Recipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
-from finetune_kit.tasks.base import LabelledHead, Task
-
-logger = logging.getLogger(__name__)
-IGNORED = -100  # label id the loss and the metrics skip (special tokens, later sub-tokens)
+from finetune_kit.tasks.base import LabelledHead, ModelHead, Task
+from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, first_output
 
 
 class TokenClassificationData(DataConfig):
@@ -77,16 +74,17 @@ def entity_spans(words: list[str], tags: list[str], scores: list[float]) -> list
 class NerTask(LabelledHead, Task):
     name: ClassVar[str] = "ner"
     recipe_class: ClassVar[type[Recipe]] = NerRecipe
-    model_class: ClassVar[Any] = AutoModelForTokenClassification
     pipeline_tag: ClassVar[str] = "token-classification"
     main_metric: ClassVar[str] = "f1"
-    peft_task_type: ClassVar[str | None] = "TOKEN_CLS"
     recipe: NerRecipe
 
     def __init__(self, recipe: NerRecipe) -> None:
         super().__init__(recipe)
         self.labels: list[str] = []
         self._id_names: list[str] | None = recipe.data.label_names
+
+    def model_head(self) -> ModelHead:
+        return ModelHead(AutoModelForTokenClassification, "TOKEN_CLS", self.label_config())
 
     # -- data ---------------------------------------------------------------------------------
     def inspect(self, data: DatasetDict) -> None:
@@ -157,39 +155,36 @@ class NerTask(LabelledHead, Task):
                 truncation=True,
                 max_length=self.recipe.training.max_length,
             )
-            labels, truncated = [], []
+            labels, cut = [], []
             for i, tags in enumerate(batch[cfg.tags_column]):
                 names = to_iob2([self._tag_name(t, "data", i) for t in tags])
                 word_ids = encoded.word_ids(i)
                 labels.append(self._align(word_ids, [label_ids[n] for n in names]))
                 last_word = max((w for w in word_ids if w is not None), default=-1)
-                truncated.append(last_word < len(tags) - 1)
+                cut.append(last_word < len(tags) - 1)
             encoded["labels"] = labels
             encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-            encoded["truncated"] = truncated
+            encoded[CUT_COLUMN] = cut
             return encoded
 
-        features = {}
-        for name, split in data.items():
-            mapped = split.map(encode, batched=True, remove_columns=split.column_names, desc=f"Tokenizing {name}")
-            cut = sum(mapped["truncated"])
-            if cut:
-                logger.warning(
-                    "%s: %d of %d sentences cut at max_length %d",
-                    name,
-                    cut,
-                    len(mapped),
-                    self.recipe.training.max_length,
+        limit = self.recipe.training.max_length
+        return DatasetDict(
+            {
+                name: drop_cut_column(
+                    split.map(encode, batched=True, remove_columns=split.column_names, desc=f"Tokenizing {name}"),
+                    f"{name} sentences",
+                    limit,
                 )
-            features[name] = mapped.remove_columns("truncated")
-        return DatasetDict(features)
+                for name, split in data.items()
+            }
+        )
 
     def _align(self, word_ids: list[int | None], word_labels: list[int]) -> list[int]:
         """A word's label on its first sub-token; later sub-tokens ignored (or labelled I-X)."""
         aligned, previous = [], None
         for word in word_ids:
             if word is None:
-                aligned.append(IGNORED)
+                aligned.append(IGNORE_INDEX)
             elif word != previous:
                 aligned.append(word_labels[word])
             elif self.recipe.data.label_all_subtokens:
@@ -197,7 +192,7 @@ class NerTask(LabelledHead, Task):
                 inside = f"I-{name[2:]}" if name.startswith("B-") else name
                 aligned.append(self.labels.index(inside) if inside in self.labels else word_labels[word])
             else:
-                aligned.append(IGNORED)
+                aligned.append(IGNORE_INDEX)
             previous = word
         return aligned
 
@@ -205,12 +200,12 @@ class NerTask(LabelledHead, Task):
         return DataCollatorForTokenClassification(tokenizer)
 
     # -- metrics and inference ----------------------------------------------------------------
-    def compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        predicted_ids = np.argmax(logits, axis=-1)
+    def compute_metrics(self, prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        del tokenizer  # tags are ids: nothing to decode
+        predicted_ids = np.argmax(first_output(prediction.predictions), axis=-1)
         truth, guess = [], []
         for predicted_row, label_row in zip(predicted_ids, prediction.label_ids, strict=True):
-            keep = label_row != IGNORED
+            keep = label_row != IGNORE_INDEX
             truth.append([self.labels[i] for i in label_row[keep]])
             guess.append([self.labels[i] for i in predicted_row[keep]])
         metrics = {
@@ -255,6 +250,3 @@ class NerTask(LabelledHead, Task):
 
     def input_columns(self) -> list[str]:
         return [self.recipe.data.tokens_column]
-
-    def card_facts(self) -> dict[str, Any]:
-        return {"labels": self.labels}

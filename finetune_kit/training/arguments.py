@@ -16,11 +16,12 @@ from finetune_kit.training.precision import Resolved
 def build_training_arguments(
     config: TrainingConfig, task: Task, checkpoints: Path, precision: Resolved
 ) -> TrainingArguments:
+    setup = task.trainer_setup()
     save_strategy = config.resolved_save_strategy
     keep_best = config.eval_strategy != "no" and save_strategy != "no"
     try:
-        return task.arguments_class(
-            **task.training_arguments(),
+        return setup.arguments_class(
+            **setup.arguments,
             output_dir=str(checkpoints),
             num_train_epochs=config.epochs,
             max_steps=config.max_steps or -1,
@@ -47,11 +48,12 @@ def build_training_arguments(
             bf16=precision == "bf16",
             fp16=precision == "fp16",
             use_cpu=not torch.cuda.is_available(),
-            gradient_checkpointing=config.gradient_checkpointing,
+            activation_checkpointing=config.gradient_checkpointing,
             torch_compile=config.torch_compile,
             include_num_input_tokens_seen="non_padding",
             dataloader_num_workers=config.dataloader_workers,
-            remove_unused_columns=task.remove_unused_columns,
+            remove_unused_columns=setup.remove_unused_columns,
+            disable_tqdm=True,  # the toolkit's console shows progress (finetune_kit.console)
             report_to="none",
         )
     except ValueError as err:

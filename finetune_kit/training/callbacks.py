@@ -52,9 +52,10 @@ class Throughput(TrainerCallback):
 
 
 class EmissionsCallback(TrainerCallback):
-    """Tracks CO2 from the first to the last training step, in every process; each saves its
-    reading at each checkpoint, so a killed run, once resumed, still counts the energy spent
-    before the kill, and the processes of a distributed run add up.
+    """Tracks CO2 from the first to the last training step, in every process. Each process saves
+    its reading every `save_every_s` seconds and at each checkpoint, so a killed run, once resumed
+    (or started over), still counts the energy spent up to its last reading, and the processes of a
+    distributed run add up.
 
     With a budget, training stops at the first check past it, after one last evaluation and save,
     so the best checkpoint so far is what the run keeps. Checks fall on logging steps, where all
@@ -67,28 +68,38 @@ class EmissionsCallback(TrainerCallback):
         save_reading: Callable[[EmissionsRecord], None],
         budget: EmissionsBudget | None = None,
         earlier: EmissionsRecord | None = None,
+        save_every_s: float = 15.0,
     ) -> None:
         self.tracker = tracker
         self.save_reading = save_reading
         self.budget = budget
         self.earlier = earlier  # sessions before a resume count against the budget too
-        self.final: EmissionsRecord | None = None
+        self.save_every_s = save_every_s
+        self.latest: EmissionsRecord | None = None  # this session, all processes
         self.stopped: dict | None = None
+        self._last_saved = 0.0
+
+    def spent_g(self) -> float | None:
+        """Grams CO2eq so far, earlier sessions included, as of the latest logging step."""
+        spent = [r for r in (self.earlier, self.latest) if r is not None]
+        return sum_records(spent).emissions_g if spent else None
 
     def on_train_begin(self, args, state, control, **kw):
         self.tracker.start()
+        self._last_saved = time.monotonic()
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
-        if self.budget is None or self.stopped or state.global_step % args.logging_steps:
+        if time.monotonic() - self._last_saved >= self.save_every_s:
+            self._save()
+        if state.global_step % args.logging_steps:
             return
         reading = self.tracker.read()
         if reading is None:
             return
         grams, kwh = _summed_across_processes(args, reading.emissions_g, reading.energy_kwh)
-        spent = replace(reading, emissions_g=grams, energy_kwh=kwh)
-        if self.earlier:
-            spent = sum_records([self.earlier, spent])
-        exceeded = self.budget.exceeded(spent)
+        self.latest = replace(reading, emissions_g=grams, energy_kwh=kwh)
+        spent = sum_records([self.earlier, self.latest]) if self.earlier else self.latest
+        exceeded = self.budget.exceeded(spent) if self.budget and not self.stopped else None
         if exceeded:
             self.stopped = {"limit": exceeded, "step": state.global_step, "emissions_g": spent.emissions_g}
             control.should_training_stop = True
@@ -96,14 +107,18 @@ class EmissionsCallback(TrainerCallback):
             control.should_save = args.save_strategy != "no"
 
     def on_save(self, args, state: TrainerState, control, **kw):
+        self._save()
+
+    def on_train_end(self, args, state: TrainerState, control, **kw):
+        final = self.tracker.stop()
+        if final is not None:
+            self.save_reading(final)
+
+    def _save(self) -> None:
         reading = self.tracker.read()
         if reading is not None:
             self.save_reading(reading)
-
-    def on_train_end(self, args, state: TrainerState, control, **kw):
-        self.final = self.tracker.stop()
-        if self.final is not None:
-            self.save_reading(self.final)
+        self._last_saved = time.monotonic()
 
 
 def _summed_across_processes(args: TrainingArguments, grams: float, kwh: float) -> tuple[float, float]:

@@ -13,6 +13,7 @@ Resolved = Literal["fp32", "bf16", "fp16"]
 
 def cpu_supports_bf16() -> bool:
     """AVX512-BF16 or AMX: CPU bf16 matmuls are fast there, and slow emulations elsewhere."""
+    # Private torch.cpu probes: torch has no public query for these CPU features.
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 

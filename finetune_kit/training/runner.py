@@ -1,15 +1,18 @@
-"""load → setup → train → save. Knows no task by name: everything task-shaped comes from `Task`."""
+"""One training run in named phases: prepare → open the run → build → train → finish.
+
+Knows no task by name: everything task-shaped comes from `Task`.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from datasets import DatasetDict
 from peft import PeftModel
 from transformers import (
@@ -22,20 +25,26 @@ from transformers import (
 )
 
 from finetune_kit.config.recipe import Recipe
+from finetune_kit.console import ConsoleProgress, phase
 from finetune_kit.data import load_data
-from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker, sum_processes, sum_records
-from finetune_kit.errors import UserError
+from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker
 from finetune_kit.hub.card import write_model_card
 from finetune_kit.hub.push import push_after_training
 from finetune_kit.models import base_model_id, load_tokenizer, resolve_checkpoint
 from finetune_kit.models.adapters import parameter_counts, save_adapter_extras
+from finetune_kit.models.building import build_model
 from finetune_kit.models.checkpoints import LINEAGE_FILE
 from finetune_kit.models.tokenizer_training import train_tokenizer
-from finetune_kit.runs import RunFolder
-from finetune_kit.tasks import Task, build_task
+from finetune_kit.runs import Layout, RunFolder
+from finetune_kit.runs.folder import checkpoint_step
+from finetune_kit.tasks import SamplesDuringTraining, Task, build_task
 from finetune_kit.training.arguments import build_training_arguments
 from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, Throughput
-from finetune_kit.training.precision import resolve_precision
+from finetune_kit.training.mfu import model_flops_utilization
+from finetune_kit.training.precision import Resolved, resolve_precision
+from finetune_kit.training.trainer import build_trainer, evaluate, without_prefix
+
+logger = logging.getLogger("finetune_kit")
 
 
 @dataclass
@@ -56,113 +65,128 @@ class RunResult:
     is_main: bool = True  # False in the other ranks of a distributed run: they print nothing
 
 
+@dataclass
+class OpenRun:
+    """A run between its phases: what `open_run` set up and the later phases share."""
+
+    prepared: Prepared
+    model: PreTrainedModel | PeftModel
+    args: TrainingArguments
+    precision: Resolved
+    folder: RunFolder
+    checkpoint: Path | None
+    emissions: EmissionsCallback | None
+    is_main: bool
+    features: DatasetDict | None = None  # set by `build`
+    early_stopping: EarlyStoppingCallback | None = None
+    train_metrics: dict[str, Any] = field(default_factory=dict)  # set by `fit`
+
+
 def prepare(recipe: Recipe) -> Prepared:
     """Load and check data and tokenizer: bad input fails here, before anything is written."""
     task = build_task(recipe)
+    # A checkpoint's tokenizer loads first: a missing checkpoint is told before the data is read.
+    tokenizer = load_tokenizer(recipe.model) if recipe.tokenizer is None else None
     data = load_data(recipe.data, recipe.training.seed)
     task.inspect(data)
-    if recipe.tokenizer is not None:  # a new model: its vocabulary is learned from the training texts
+    if tokenizer is None:  # a new model: its vocabulary is learned from the training texts
         tokenizer = train_tokenizer(recipe.tokenizer, task.tokenizer_texts(data["train"]), recipe.training.max_length)
-    else:
-        tokenizer = load_tokenizer(recipe.model)
     return Prepared(recipe, task, data, tokenizer)
 
 
 def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> RunResult:
     """One run, in one process or as one rank of several (torchrun / accelerate launch): every
     rank trains and measures its emissions; only the main one writes the run folder."""
-    prepared = prepare(recipe)
-    task, tokenizer = prepared.task, prepared.tokenizer
+    run = open_run(prepare(recipe), resume=resume, overwrite=overwrite)
+    trainer = build(run)
+    fit(run, trainer)
+    return finish(run, trainer)
+
+
+def open_run(prepared: Prepared, *, resume: bool, overwrite: bool) -> OpenRun:
+    """The model, the Trainer's arguments and the partial run folder (reopened by a resume)."""
+    recipe = prepared.recipe
     set_seed(recipe.training.seed)  # the new head's initialisation is part of the run's seed
-    model = task.build_model(tokenizer)
+    model = build_model(recipe, prepared.task.model_head(), prepared.tokenizer)
     precision = resolve_precision(recipe.training.precision)
-    args = build_training_arguments(recipe.training, task, RunFolder(recipe.run_dir).checkpoints, precision)
+    args = build_training_arguments(recipe.training, prepared.task, RunFolder(recipe.run_dir).checkpoints, precision)
     is_main = args.process_index == 0
     with args.main_process_first(desc="run folder"):
-        run = (
+        folder = (
             RunFolder.begin(recipe.run_dir, resume=resume, overwrite=overwrite)
             if is_main
             else RunFolder(recipe.run_dir)
         )
-    checkpoint = run.last_checkpoint() if resume else None
+    checkpoint = folder.last_checkpoint() if resume else None
     if is_main:
-        _record_recipe(run, recipe, resume)
+        if folder.restarted:
+            logger.warning(
+                "no complete checkpoint in %s: starting over (energy spent so far still counts)", folder.partial
+            )
+        folder.record_recipe(recipe.model_dump(mode="json"), resume)
         if checkpoint is not None:
-            _drop_log_after(run.path(RunFolder.LOG), _checkpoint_step(checkpoint))
+            folder.drop_log_after(checkpoint_step(checkpoint))
+    emissions = _emissions_callback(recipe, folder, args)
+    return OpenRun(prepared, model, args, precision, folder, checkpoint, emissions, is_main)
 
-    with args.main_process_first(desc="tokenizing"):  # rank 0 fills the datasets cache, the rest read it
-        features = task.preprocess(prepared.data, tokenizer)
-    emissions = _emissions_callback(recipe, run, args)
-    log = JsonLinesLog(run.path(RunFolder.LOG))
-    callbacks: list[Any] = [Throughput(), log, *task.training_callbacks(log.write)]
-    if emissions:
-        callbacks.append(emissions)
+
+def build(run: OpenRun) -> Trainer:
+    """Tokenized data, callbacks and the Trainer."""
+    prepared, recipe = run.prepared, run.prepared.recipe
+    rows = sum(len(split) for split in prepared.data.values())
+    with run.args.main_process_first(desc="tokenizing"), phase("tokenize", total=rows):
+        run.features = prepared.task.preprocess(prepared.data, prepared.tokenizer)  # rank 0 fills the cache first
+    log = JsonLinesLog(run.folder.files.path(Layout.LOG))
+    callbacks: list[Any] = [Throughput(), log, ConsoleProgress(run.emissions.spent_g if run.emissions else _none)]
+    if isinstance(prepared.task, SamplesDuringTraining):
+        callbacks += prepared.task.training_callbacks(log.write)
+    if run.emissions:
+        callbacks.append(run.emissions)
     if recipe.training.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(recipe.training.early_stopping_patience))
-    trainer = task.trainer_class(
-        model=model,
-        args=args,
-        train_dataset=features["train"],
-        eval_dataset=features["validation"],
-        processing_class=tokenizer,
-        data_collator=task.collator(tokenizer),
-        compute_metrics=task.compute_metrics,
-        preprocess_logits_for_metrics=task.logits_for_metrics,
+        run.early_stopping = EarlyStoppingCallback(recipe.training.early_stopping_patience)
+        callbacks.append(run.early_stopping)
+    return build_trainer(
+        prepared.task,
+        run.args,
+        run.model,
+        prepared.tokenizer,
+        train_dataset=run.features["train"],
+        eval_dataset=run.features["validation"],
         callbacks=callbacks,
     )
-    if task.evaluate_before_training and checkpoint is None:
-        baseline = _without_prefix(trainer.evaluate(metric_key_prefix="before"), "before")
-        if is_main:
-            run.write_json(RunFolder.BASELINE, baseline)
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
-    metrics = _final_metrics(trainer, task, features, output.metrics, model, precision)
-    if is_main and run.path(RunFolder.BASELINE).is_file():
-        metrics["before_training"] = run.read_json(RunFolder.BASELINE)
-    if emissions and emissions.stopped:
-        metrics["stopped_on_budget"] = emissions.stopped
-    if is_main:
-        metrics |= task.final_results(model, tokenizer)
-    trainer.save_model(str(run.path(RunFolder.MODEL)))  # every rank calls it; the main one writes
+
+def fit(run: OpenRun, trainer: Trainer) -> None:
+    """The starting point (when the task measures one), then training from the checkpoint if any."""
+    if run.prepared.task.evaluate_before_training and run.checkpoint is None:
+        baseline = evaluate(trainer, None, "before")
+        if run.is_main:
+            run.folder.files.write_json(Layout.BASELINE, baseline)
+    output = trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
+    run.train_metrics = without_prefix(output.metrics, "train")
+
+
+def finish(run: OpenRun, trainer: Trainer) -> RunResult:
+    """Final metrics, the model, emissions, the card; then the folder moves into place."""
+    recipe = run.prepared.recipe
+    metrics = _final_metrics(run, trainer)
+    trainer.save_model(str(run.folder.files.model_dir))  # every rank calls it; the main one writes
     trainer.accelerator.wait_for_everyone()  # all emission readings are on disk past this point
-    record = _total_emissions(run)
-    if not is_main:
+    record = run.folder.total_emissions()
+    if not run.is_main:
         return RunResult(recipe.run_dir, metrics, record, is_main=False)
-    _save(run, recipe, task, model, metrics, record)
-    run_dir = run.finalize()
+    _save(run, metrics, record)
+    run_dir = run.folder.finalize()
     if recipe.hub is not None:
         push_after_training(run_dir, recipe.hub)
     return RunResult(run_dir, metrics, record)
 
 
-def _record_recipe(run: RunFolder, recipe: Recipe, resume: bool) -> None:
-    """The resolved recipe is saved first; a resume must use the same one."""
-    resolved = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
-    saved = run.path(RunFolder.RECIPE)
-    if resume and saved.is_file():
-        before = yaml.safe_load(saved.read_text())
-        changed = [key for key, value in recipe.model_dump(mode="json").items() if before.get(key) != value]
-        if changed:
-            raise UserError(
-                f"{changed[0]}: differs from the recipe the interrupted run started with ({saved}); "
-                "resume with the same recipe, or start over with --overwrite"
-            )
-        return
-    saved.write_text(resolved, encoding="utf-8")
+def _none() -> None:
+    return None
 
 
-def _checkpoint_step(checkpoint: Path) -> int:
-    return int(checkpoint.name.rsplit("-", 1)[1])
-
-
-def _drop_log_after(log: Path, step: int) -> None:
-    """Steps after the resumed checkpoint are trained again; their old log lines would be doubles."""
-    if log.is_file():
-        lines = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= step]
-        log.write_text("".join(line + "\n" for line in lines))
-
-
-def _emissions_callback(recipe: Recipe, run: RunFolder, args: TrainingArguments) -> EmissionsCallback | None:
+def _emissions_callback(recipe: Recipe, folder: RunFolder, args: TrainingArguments) -> EmissionsCallback | None:
     if not recipe.emissions.enabled:
         return None
     session = [uuid.uuid4().hex[:12]]
@@ -170,68 +194,73 @@ def _emissions_callback(recipe: Recipe, run: RunFolder, args: TrainingArguments)
         torch.distributed.broadcast_object_list(session, src=0)  # one session id for all ranks
 
     def save_reading(record: EmissionsRecord) -> None:
-        run.save_emissions_reading(session[0], args.process_index, record.to_dict())
+        folder.save_emissions_reading(session[0], args.process_index, record.to_dict())
 
     return EmissionsCallback(
         RunTracker(recipe.emissions, recipe.name or "run", one_of_several_processes=args.world_size > 1),
         save_reading,
         budget=EmissionsBudget.from_config(recipe.emissions),
-        earlier=_total_emissions(run),
+        earlier=folder.total_emissions(),
+        save_every_s=recipe.emissions.measure_power_secs,
     )
 
 
-def _total_emissions(run: RunFolder) -> EmissionsRecord | None:
-    """Processes of a session add up side by side, sessions (resumes) one after the other."""
-    sessions = [
-        sum_processes([EmissionsRecord.from_dict(r) for r in readings])
-        for readings in run.emissions_readings().values()
-    ]
-    return sum_records(sessions) if sessions else None
-
-
-def _final_metrics(
-    trainer: Trainer,
-    task: Task,
-    features: DatasetDict,
-    train_metrics: dict[str, float],
-    model: PreTrainedModel,
-    precision: str,
-) -> dict[str, Any]:
+def _final_metrics(run: OpenRun, trainer: Trainer) -> dict[str, Any]:
+    task, features = run.prepared.task, run.features
     metrics: dict[str, Any] = {"task": task.name, "main_metric": task.main_metric}
     for split in ("validation", "test"):
         if split in features:
-            metrics[split] = _without_prefix(task.evaluate_split(trainer, features[split], split), split)
-    metrics["train"] = _without_prefix(train_metrics, "train")
-    metrics["train"]["steps"] = trainer.state.global_step
-    runtime = metrics["train"].get("runtime")
+            metrics[split] = evaluate(trainer, features[split], split)
+    metrics["train"] = {**run.train_metrics, "steps": trainer.state.global_step}
+    runtime = run.train_metrics.get("runtime")
     if runtime:
-        metrics["train"]["tokens_per_second"] = round(trainer.state.num_input_tokens_seen / runtime, 1)
-    metrics["best_checkpoint_step"] = (
-        _checkpoint_step(Path(trainer.state.best_model_checkpoint)) if trainer.state.best_model_checkpoint else None
-    )
-    metrics["model"] = {**parameter_counts(model), "precision": precision}
+        tokens_per_second = trainer.state.num_input_tokens_seen / runtime
+        metrics["train"]["tokens_per_second"] = round(tokens_per_second, 1)
+        metrics["train"] |= model_flops_utilization(run.model, tokens_per_second, run.precision)
+    best = trainer.state.best_model_checkpoint
+    metrics["best_checkpoint_step"] = checkpoint_step(Path(best)) if best else None
+    metrics["model"] = {**parameter_counts(run.model), "precision": run.precision}
+    metrics |= _why_training_stopped(run, trainer)
+    if run.is_main:
+        metrics |= _results_beyond_metrics(run)
     return metrics
 
 
-def _without_prefix(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {key.removeprefix(f"{prefix}_"): value for key, value in metrics.items()}
+def _why_training_stopped(run: OpenRun, trainer: Trainer) -> dict[str, Any]:
+    """Said in metrics.json, the summary and the card whenever training ended before its plan."""
+    reasons: dict[str, Any] = {}
+    if run.emissions and run.emissions.stopped:
+        reasons["stopped_on_budget"] = run.emissions.stopped
+    patience = run.early_stopping.early_stopping_patience if run.early_stopping else None
+    if patience and run.early_stopping.early_stopping_patience_counter >= patience:
+        reasons["stopped_early"] = {
+            "reason": f"early stopping: no better {run.prepared.task.main_metric} in {patience} evaluations",
+            "step": trainer.state.global_step,
+        }
+    return reasons
 
 
-def _save(
-    run: RunFolder,
-    recipe: Recipe,
-    task: Task,
-    model: PreTrainedModel | PeftModel,
-    metrics: dict[str, Any],
-    record: EmissionsRecord | None,
-) -> None:
-    model_dir = run.path(RunFolder.MODEL)
+def _results_beyond_metrics(run: OpenRun) -> dict[str, Any]:
+    """The starting point measured before training, and sample generations after it."""
+    results: dict[str, Any] = {}
+    baseline = run.folder.files.path(Layout.BASELINE)
+    if baseline.is_file():
+        results["before_training"] = json.loads(baseline.read_text())
+    task = run.prepared.task
+    if isinstance(task, SamplesDuringTraining):
+        with phase("generate", total=len(task.recipe.generation.prompts), unit="samples"):
+            results |= task.final_results(run.model, run.prepared.tokenizer)
+    return results
+
+
+def _save(run: OpenRun, metrics: dict[str, Any], record: EmissionsRecord | None) -> None:
+    recipe, files = run.prepared.recipe, run.folder.files
     base_model = base_model_id(recipe.model.weights_from)
-    (model_dir / LINEAGE_FILE).write_text(json.dumps({"base_model": base_model}))
-    if isinstance(model, PeftModel) and recipe.model.weights_from:
-        save_adapter_extras(model, model_dir, base_model or resolve_checkpoint(recipe.model.checkpoint))
+    (files.model_dir / LINEAGE_FILE).write_text(json.dumps({"base_model": base_model}))
+    if isinstance(run.model, PeftModel) and recipe.model.weights_from:
+        save_adapter_extras(run.model, files.model_dir, base_model or resolve_checkpoint(recipe.model.checkpoint))
     if record is not None:
         metrics["emissions_g"] = record.emissions_g
-        run.write_json(RunFolder.EMISSIONS, record.to_dict())
-    run.write_json(RunFolder.METRICS, metrics)
-    write_model_card(run.partial, recipe, task)
+        files.write_json(Layout.EMISSIONS, record.to_dict())
+    files.write_json(Layout.METRICS, metrics)
+    write_model_card(files, recipe, run.prepared.task)

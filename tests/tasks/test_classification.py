@@ -26,7 +26,7 @@ def test_string_labels_are_sorted_into_ids():
     task = make_task()
     task.inspect(splits(["pos", "neg", "neutral", "pos"], ["neg"]))
     assert task.labels == ["neg", "neutral", "pos"]
-    assert task.head_kwargs()["label2id"] == {"neg": 0, "neutral": 1, "pos": 2}
+    assert task.label_config()["label2id"] == {"neg": 0, "neutral": 1, "pos": 2}
 
 
 def test_integer_labels_sort_numerically_and_take_names():
@@ -35,7 +35,7 @@ def test_integer_labels_sort_numerically_and_take_names():
     assert task.labels == ["1", "2", "10"]
     named = make_task(label_names=["negative", "positive"])
     named.inspect(splits([0, 1, 1], [0]))
-    assert named.head_kwargs()["id2label"] == {0: "negative", 1: "positive"}
+    assert named.label_config()["id2label"] == {0: "negative", 1: "positive"}
 
 
 def test_label_missing_from_train_names_split_row_and_labels():
@@ -73,7 +73,7 @@ def test_metrics_include_accuracy_macro_and_per_class_f1():
     task = make_task()
     task.inspect(splits(["neg", "pos"], ["neg"]))
     logits = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [0.0, 2.0]])
-    metrics = task.compute_metrics(EvalPrediction(predictions=logits, label_ids=np.array([0, 1, 0, 1])))
+    metrics = task.compute_metrics(EvalPrediction(predictions=logits, label_ids=np.array([0, 1, 0, 1])), tokenizer=None)
     assert metrics["accuracy"] == pytest.approx(0.75)
     assert metrics["f1_neg"] == pytest.approx(2 / 3)
     assert metrics["f1_pos"] == pytest.approx(0.8)

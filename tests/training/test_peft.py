@@ -9,8 +9,11 @@ import json
 import pytest
 import torch
 import yaml
+from peft import TaskType
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from finetune_kit.config.loading import validate_recipe
+from finetune_kit.models.adapters import FAMILY_DEFAULTS
 from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
 from tests.tasks.test_causal_lm import clm_recipe
 from tests.tasks.test_masked_lm import mlm_recipe
@@ -22,8 +25,9 @@ LORA = {"method": "lora", "r": 8, "alpha": 16}
 
 
 def adapter_recipe(toy_data, run_dir, peft, checkpoint=MINILM, **training):
-    """One epoch (50 steps) on the toy sentiment data; adapters take a higher learning rate."""
-    training = {"epochs": 1, "learning_rate": 5e-3, "max_length": 24, **training}
+    """One epoch (50 steps) on the toy sentiment data; unset, the learning rate is the
+    classification family's adapter default."""
+    training = {"epochs": 1, "learning_rate": None, "max_length": 24, **training}
     recipe = classification_recipe(checkpoint, toy_data, run_dir, **training)
     recipe["peft"] = peft
     return recipe
@@ -44,7 +48,7 @@ def test_lora_run_keeps_the_adapter_only_predicts_and_merges(toy_data, tmp_path,
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["validation"]["accuracy"] >= 0.95
     counts = metrics["model"]
-    assert 0 < counts["trainable_percent"] < 1  # query/value adapters + the 2-label head
+    assert 0 < counts["trainable_percent"] < 2  # adapters on every linear layer + the 2-label head
     assert f"trainable {counts['trainable_parameters']:,}" in result.stdout
 
     card = (run_dir / "README.md").read_text()
@@ -210,3 +214,91 @@ def test_lora_on_an_encoder_decoder(tmp_path, write_recipe, cli):
     assert json.loads((run_dir / "model" / "adapter_config.json").read_text())["task_type"] == "SEQ_2_SEQ_LM"
     translated = cli("predict", run_dir, "--text", "the film was superb")
     assert translated.exit_code == 0 and '"generated"' in translated.stdout
+
+
+def ner_recipe(checkpoint, tmp_path, run_dir, peft, **training) -> dict:
+    return {
+        "task": "ner",
+        "model": {"checkpoint": str(checkpoint)},
+        "data": {
+            "train": str(write_jsonl(tmp_path / "train.jsonl", toy_ner_rows(400, 1))),
+            "validation": str(write_jsonl(tmp_path / "validation.jsonl", toy_ner_rows(100, 2))),
+            "tags_column": "ner_tags",
+        },
+        "training": {"batch_size": 16, "precision": "fp32", "logging_steps": 5, **training},
+        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
+        "peft": peft,
+        "output_dir": str(run_dir),
+    }
+
+
+@pytest.mark.slow
+def test_a_bare_lora_section_learns_ner_and_records_the_values_used(tmp_path, write_recipe, cli):
+    """The reported bug: `peft: {method: lora}` alone on MiniLM tagged every token O (F1 0). The NER
+    family's defaults fill in rank, alpha, targets and learning rate, and the saved recipe shows them."""
+    run_dir = tmp_path / "runs" / "ner"
+    recipe = ner_recipe(MINILM, tmp_path, run_dir, {"method": "lora"}, epochs=1)
+    result = cli("train", write_recipe(recipe, "ner.yaml"))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["validation"]["f1"] >= 0.8
+    defaults = FAMILY_DEFAULTS[TaskType.TOKEN_CLS]
+    saved = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    assert saved["training"]["learning_rate"] == defaults.learning_rate
+    assert saved["peft"]["r"] == defaults.r and saved["peft"]["alpha"] == defaults.alpha_per_rank * defaults.r
+    assert saved["peft"]["target_modules"] == defaults.target_modules
+    adapter_config = json.loads((run_dir / "model" / "adapter_config.json").read_text())
+    assert adapter_config["r"] == defaults.r and adapter_config["lora_alpha"] == defaults.alpha_per_rank * defaults.r
+
+
+FAMILY_RECIPES = {
+    "classification": {"task": "classification", "data": {"train": "t.jsonl"}},
+    "ner": {"task": "ner", "data": {"train": "t.jsonl"}},
+    "causal-lm": {"task": "causal-lm", "data": {"train": "t.txt"}},
+    "translation": {"task": "translation", "data": {"train": "t.jsonl", "source_lang": "en", "target_lang": "de"}},
+    "summarization": {"task": "summarization", "data": {"train": "t.jsonl"}},
+    "masked-lm": {"task": "masked-lm", "data": {"train": "t.txt"}},
+}
+
+
+def family_recipe(task: str, peft: dict | None = None, **training) -> dict:
+    return {**FAMILY_RECIPES[task], "model": {"checkpoint": "x"}, "peft": peft, "training": training}
+
+
+@pytest.mark.parametrize(
+    ("task", "task_type"),
+    [
+        ("classification", TaskType.SEQ_CLS),
+        ("ner", TaskType.TOKEN_CLS),
+        ("causal-lm", TaskType.CAUSAL_LM),
+        ("translation", TaskType.SEQ_2_SEQ_LM),
+        ("summarization", TaskType.SEQ_2_SEQ_LM),
+        ("masked-lm", None),
+    ],
+)
+def test_unset_adapter_values_take_the_task_family_defaults(task, task_type):
+    recipe = validate_recipe(family_recipe(task, {"method": "lora"}))
+    defaults = FAMILY_DEFAULTS[task_type]
+    assert recipe.training.learning_rate == defaults.learning_rate
+    assert (recipe.peft.r, recipe.peft.alpha) == (defaults.r, defaults.alpha_per_rank * defaults.r)
+    assert recipe.peft.target_modules == defaults.target_modules
+    full = validate_recipe(family_recipe(task))
+    assert full.training.learning_rate == 5e-5 and full.peft is None  # full fine-tuning keeps its default
+
+
+def test_recipe_values_win_over_the_family_defaults():
+    peft = {"method": "lora", "r": 4, "alpha": 8, "target_modules": ["query"]}
+    recipe = validate_recipe(family_recipe("ner", peft, learning_rate=2e-4))
+    assert recipe.training.learning_rate == 2e-4
+    assert (recipe.peft.r, recipe.peft.alpha, recipe.peft.target_modules) == (4, 8, ["query"])
+    only_rank = validate_recipe(family_recipe("ner", {"method": "lora", "r": 4})).peft
+    assert only_rank.alpha == FAMILY_DEFAULTS[TaskType.TOKEN_CLS].alpha_per_rank * 4  # the scale follows the rank
+
+
+def test_family_defaults_fill_only_what_the_method_reads():
+    ia3 = validate_recipe(family_recipe("ner", {"method": "ia3"}))
+    assert (ia3.peft.r, ia3.peft.alpha, ia3.peft.target_modules) == (None, None, "auto")
+    assert ia3.training.learning_rate == FAMILY_DEFAULTS[TaskType.TOKEN_CLS].learning_rate
+    prompt = validate_recipe(family_recipe("classification", {"method": "prompt_tuning"})).peft
+    assert (prompt.r, prompt.alpha, prompt.target_modules) == (None, None, None)
+    resaved = validate_recipe(ia3.model_dump(mode="json"))  # a run folder's recipe reads back the same
+    assert resaved == ia3

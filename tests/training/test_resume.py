@@ -31,7 +31,7 @@ def wait_for(condition, process, timeout=180.0):
         if process.poll() is not None:
             pytest.fail(f"training ended before the kill: {process.stderr.read()[-2000:]}")
         time.sleep(0.01)
-    pytest.fail("timed out waiting for the first checkpoint")
+    pytest.fail("timed out waiting for the run to reach the point of the kill")
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_bert, tmp_path, write_recipe):
@@ -70,3 +70,33 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_bert, tmp_path, w
     assert len(train_steps) == len(set(train_steps))  # no step logged twice across the kill
     emissions = json.loads((killed_dir / "emissions.json").read_text())
     assert emissions["sessions"] == 2 and emissions["emissions_g"] > 0
+
+
+def test_kill_while_the_first_checkpoint_is_written_then_resume_starts_over_and_keeps_the_energy(
+    tiny_bert, tmp_path, write_recipe
+):
+    data = {
+        "train": write_jsonl(tmp_path / "train.jsonl", toy_sentiment_rows(3000, seed=1)),
+        "validation": write_jsonl(tmp_path / "validation.jsonl", toy_sentiment_rows(200, seed=2)),
+    }
+    settings = {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "logging_steps": 20}
+    recipe = write_recipe(classification_recipe(tiny_bert, data, tmp_path / "run", **settings))
+    process = start_training(recipe)
+    partial = tmp_path / "run.partial"
+    # Readings are saved on a timer (every measure_power_secs), long before the first checkpoint.
+    wait_for(lambda: any(partial.glob("emissions.readings/*.json")), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not list(partial.glob("checkpoints/checkpoint-*/trainer_state.json"))
+    half_written = partial / "checkpoints" / "checkpoint-188"
+    half_written.mkdir(parents=True, exist_ok=True)  # what a kill during the checkpoint's write leaves
+    (half_written / "model.safetensors").write_bytes(b"\0" * 64)
+
+    resumed = start_training(recipe, "--resume")
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr[-2000:]
+    assert "starting over" in stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 376  # trained from the start: 2 epochs of 188 steps
+    emissions = json.loads((tmp_path / "run" / "emissions.json").read_text())
+    assert emissions["sessions"] == 2  # the killed session's energy is counted too

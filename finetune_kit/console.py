@@ -1,0 +1,432 @@
+"""What a person sees while finetune-kit works: one bar per phase (tokenize, train, evaluate, generate),
+one line per evaluation and a summary table. Without a terminal (CI, `> log`) bars become plain lines;
+with --quiet only the summary and errors remain; the libraries' own chatter shows only with --verbose.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+
+from rich.console import Console, Group, RenderableType
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+    from finetune_kit.emissions import EmissionsRecord
+
+# Read by each library when it is imported, so they also hold in worker processes; the CLI sets them
+# before it imports any of these libraries. A variable the user set wins.
+_LIBRARY_NOISE_OFF = {
+    "TRANSFORMERS_VERBOSITY": "error",  # load reports and other warnings of transformers
+    "DATASETS_VERBOSITY": "error",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # "Generating train split", "Map"
+    "HF_HUB_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub's bars, and transformers' (which follow them)
+}
+_SPEED_METRICS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
+_SHOWN_METRICS = 6  # per evaluation line; the rest are in log.jsonl and metrics.json
+_EVALUATION_NAMES = {"eval": "validation", "before": "before training"}
+_Metrics = dict[str, Any] | None
+
+_console = Console(soft_wrap=True)  # long paths stay on one line, copyable
+
+
+def get_console() -> Console:
+    """The console for progress and status lines, silent with --quiet and in all processes but the main one."""
+    return _console
+
+
+def configure_output(verbose: bool, quiet: bool) -> None:
+    """How much this process shows. Call it before anything runs: with --verbose, libraries imported
+    earlier stay as quiet as an earlier call made them."""
+    global _console
+    _console = Console(soft_wrap=True, quiet=quiet or not _is_main_process())
+    for variable, value in _LIBRARY_NOISE_OFF.items():
+        if not verbose:
+            os.environ.setdefault(variable, value)
+        elif os.environ.get(variable) == value:
+            del os.environ[variable]
+    if not verbose:
+        _quieten_loaded_libraries()
+
+
+def _quieten_loaded_libraries() -> None:
+    """Libraries imported before (the test suite, a notebook) no longer read those variables."""
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()  # huggingface_hub's bars too
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()
+        disable_progress_bars()
+
+
+def _is_main_process() -> bool:
+    """torchrun and accelerate launch number their processes in RANK; a lone process has none."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _interactive(console: Console) -> bool:
+    """Bars only where they redraw in place; a file or a dumb terminal gets plain lines."""
+    return console.is_terminal and not console.is_dumb_terminal
+
+
+# -- bars ---------------------------------------------------------------------------------------------
+
+_live: WeakKeyDictionary[Console, Progress] = WeakKeyDictionary()
+
+
+class _Bar:
+    """One bar on its console's live display. The bars of a console share one rich Progress, since
+    rich shows one live display per console: the first bar starts it, the last one stops it."""
+
+    def __init__(self, console: Console, description: str, total: int | None, completed: int = 0) -> None:
+        if console not in _live:
+            _live[console] = _new_progress(console)
+        self._progress = _live[console]
+        self._task: TaskID = self._progress.add_task(description, total=total, completed=completed, info="")
+
+    def update(self, **changes: Any) -> None:
+        self._progress.update(self._task, **changes)
+
+    def close(self) -> None:
+        self._progress.remove_task(self._task)
+        if not self._progress.tasks:
+            self._progress.stop()
+            _live.pop(self._progress.console, None)
+
+
+def _new_progress(console: Console) -> Progress:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=True,  # a finished phase leaves its one summary line, not a frozen bar
+    )
+    progress.start()
+    return progress
+
+
+def stop_bars() -> None:
+    """Stop every live bar (a run interrupted or failed): what is printed next lands below them and the
+    terminal gets its cursor back."""
+    for progress in list(_live.values()):
+        progress.stop()
+    _live.clear()
+
+
+class Phase:
+    """A running phase, as `phase()` yields it."""
+
+    def __init__(self, bar: _Bar | None) -> None:
+        self._bar = bar
+        self.done = 0
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(advance=n)
+
+
+@contextmanager
+def phase(
+    description: str, total: int | None = None, *, unit: str = "rows", console: Console | None = None
+) -> Iterator[Phase]:
+    """A step the user waits for (tokenize, generate): a bar on a terminal, then one line either way,
+    `tokenize: 4,000 rows … done in 1.2 s`; nothing with --quiet."""
+    console = console or get_console()
+    started = time.perf_counter()
+    bar = _Bar(console, description, total) if _interactive(console) and not console.quiet else None
+    running = Phase(bar)
+    try:
+        yield running
+    finally:
+        if bar is not None:
+            bar.close()
+    count = running.done or total
+    what = f"{description}: {count:,} {unit}" if count else description
+    _say(console, f"{what} … done in {_duration(time.perf_counter() - started)}")
+
+
+def _say(console: Console, line: str) -> None:
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+# -- training and evaluation --------------------------------------------------------------------------
+
+
+class _ConsoleProgressEvents:
+    """Training and evaluation as a person reads them (main process only): on a terminal, a bar for
+    training (step/total, loss, learning rate, tokens/s, g CO2eq so far) and one per evaluation;
+    otherwise one plain line per logging step; either way one line per evaluation.
+
+    It replaces Trainer's tqdm bar and printed dicts (`disable_tqdm=True`, PrinterCallback removed)
+    and comes after Throughput among the callbacks: it shows the tokens/s Throughput adds to the logs.
+    """
+
+    def __init__(self, emissions_so_far: Callable[[], float | None], console: Console | None = None) -> None:
+        self.emissions_so_far = emissions_so_far
+        self.console = console or get_console()
+        self._training = False
+        self._train_bar: _Bar | None = None
+        self._evaluation_bar: _Bar | None = None
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self._training = True
+        if self._shows(state) and _interactive(self.console):
+            self._train_bar = _Bar(self.console, "train", state.max_steps, completed=state.global_step)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if self._train_bar is not None:
+            self._train_bar.update(completed=state.global_step)
+
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: _Metrics = None, **kw: Any
+    ) -> None:
+        if not (self._shows(state) and logs and "loss" in logs):
+            return  # evaluations get their line from on_evaluate; the end of training, the CLI's summary
+        stats = " · ".join(_training_stats(logs, self.emissions_so_far()))
+        if self._train_bar is not None:
+            self._train_bar.update(info=stats)
+        else:
+            steps = f"step {state.global_step:,}/{state.max_steps:,} · epoch {state.epoch or 0:.2f}"
+            _say(self.console, f"{steps} · {stats}")
+
+    def on_prediction_step(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        eval_dataloader: Any = None,
+        **kw: Any,
+    ) -> None:
+        if not (self._shows(state) and _interactive(self.console)):
+            return
+        if self._evaluation_bar is None:
+            self._evaluation_bar = _Bar(self.console, "evaluate", _length(eval_dataloader))
+        self._evaluation_bar.update(advance=1)
+
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: _Metrics = None, **kw: Any
+    ) -> None:
+        self._evaluated(args, state, metrics or {})
+
+    def on_predict(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: _Metrics = None, **kw: Any
+    ) -> None:
+        self._evaluated(args, state, metrics or {})
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self._training = False
+        if self._train_bar is not None:
+            self._train_bar.close()
+            self._train_bar = None
+
+    def _shows(self, state: TrainerState) -> bool:
+        return state.is_world_process_zero and not self.console.quiet
+
+    def _evaluated(self, args: TrainingArguments, state: TrainerState, metrics: dict[str, Any]) -> None:
+        if self._evaluation_bar is not None:
+            self._evaluation_bar.close()
+            self._evaluation_bar = None
+        if not self._shows(state):
+            return
+        name, values = _unprefixed(metrics)
+        when = f" · step {state.global_step:,} · epoch {state.epoch or 0:.2f}" if self._training else ""
+        main = (args.metric_for_best_model or "").removeprefix("eval_")
+        _say(self.console, f"{_EVALUATION_NAMES.get(name, name)}{when}: {_evaluation_text(values, main)}")
+
+
+def __getattr__(name: str) -> Any:
+    """`ConsoleProgress` is made on first use: its base, transformers' TrainerCallback, takes seconds to
+    import, which commands that never train (emissions, search, --help) should not pay."""
+    if name != "ConsoleProgress":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from transformers import TrainerCallback
+
+    namespace = {"__module__": __name__, "__doc__": _ConsoleProgressEvents.__doc__}
+    made: type[TrainerCallback] = type(name, (_ConsoleProgressEvents, TrainerCallback), namespace)
+    globals()[name] = made
+    return made
+
+
+def _length(loader: Any) -> int | None:
+    """Batches in an evaluation, when the loader knows (an iterable dataset does not)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def _training_stats(logs: dict[str, Any], grams: float | None) -> list[str]:
+    stats = [f"loss {logs['loss']:.4f}"]
+    if "learning_rate" in logs:
+        stats.append(f"lr {logs['learning_rate']:.2e}")
+    if "tokens_per_second" in logs:
+        stats.append(f"{logs['tokens_per_second']:,.0f} tokens/s")
+    if grams is not None:
+        stats.append(f"{_grams(grams)} g CO2eq")
+    return stats
+
+
+def _unprefixed(metrics: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Trainer prefixes every metric of an evaluation with its name (`eval_`, `test_`, ...); speed
+    metrics always come with it, so `<name>_runtime` tells the name."""
+    name = next((key.removesuffix("_runtime") for key in metrics if key.endswith("_runtime")), "eval")
+    prefix = f"{name}_"
+    return name, {key.removeprefix(prefix): value for key, value in metrics.items() if key.startswith(prefix)}
+
+
+def _evaluation_text(values: dict[str, Any], main_metric: str) -> str:
+    """The main metric first, then the loss, then the others, rounded; speed reduced to the runtime."""
+    scores = {key: value for key, value in values.items() if _is_number(value) and key not in _SPEED_METRICS}
+    order = sorted(scores, key=lambda key: (key != main_metric, key != "loss"))
+    parts = [f"{key} {_number(scores[key])}" for key in order[:_SHOWN_METRICS]]
+    if len(order) > _SHOWN_METRICS:
+        parts.append(f"+{len(order) - _SHOWN_METRICS} more")
+    if "runtime" in values:
+        parts.append(_duration(values["runtime"]))
+    return " · ".join(parts)
+
+
+def _is_number(value: Any) -> bool:
+    """Python and numpy numbers alike (compute_metrics often returns numpy scalars); not flags."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _number(value: float) -> str:
+    """Scores and losses to 4 decimals; large values (perplexity, lengths) with fewer digits."""
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4f}"
+
+
+def _grams(grams: float) -> str:
+    return f"{grams:,.0f}" if grams >= 100 else f"{grams:.3g}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+# -- the summary --------------------------------------------------------------------------------------
+
+
+def run_summary(
+    metrics: dict[str, Any], emissions: EmissionsRecord | None, run_dir: Path, wall_seconds: float
+) -> RenderableType:
+    """What `train` ends with: scores, why training ended early, speed, size, CO2, time, folder."""
+    ended_early = "stopped_on_budget" in metrics or "stopped_early" in metrics
+    title = "[bold yellow]done, stopped early[/]" if ended_early else "[bold green]done[/]"
+    table = Table(box=None, show_header=False, title=title, title_justify="left", pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        *_score_rows(metrics),
+        *_stop_rows(metrics),
+        *_speed_rows(metrics.get("train", {})),
+        *_parameter_rows(metrics.get("model", {})),
+        *_emission_rows(emissions),
+        ("wall time:", _duration(wall_seconds)),
+    ]
+    for label, value in rows:
+        table.add_row(label, value)
+    return Group(table, Text(f"run folder: {run_dir}"))
+
+
+def parameters_text(counts: dict[str, Any]) -> str:
+    """`22,713,218 · trainable 1,538 (0.007%)`: how much of the model the run trains."""
+    total, trainable, percent = counts["parameters"], counts["trainable_parameters"], counts["trainable_percent"]
+    return f"{total:,} · trainable {trainable:,} ({percent}%)"
+
+
+def _score_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    main = metrics["main_metric"]
+    rows = []
+    for split in ("validation", "test"):
+        value = metrics.get(split, {}).get(main)
+        if value is None:
+            continue
+        text = _number(value)
+        before = metrics.get("before_training", {}).get(main) if split == "validation" else None
+        if before is not None:
+            text += f" (before training {_number(before)})"
+        rows.append((f"{split} {main}:", text))
+    return rows
+
+
+def _stop_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    if budget := metrics.get("stopped_on_budget"):
+        rows.append(
+            (
+                "stopped:",
+                f"emissions budget {budget['limit']} reached at step {budget['step']:,}"
+                f" ({_grams(budget['emissions_g'])} g CO2eq)",
+            )
+        )
+    if early := metrics.get("stopped_early"):
+        rows.append(("stopped:", f"{early['reason']}, at step {early['step']:,}"))
+    return rows
+
+
+def _speed_rows(train: dict[str, Any]) -> list[tuple[str, str]]:
+    if "samples_per_second" not in train:
+        return []
+    speed = f"{train['samples_per_second']:,.1f} samples/s"
+    if "tokens_per_second" in train:
+        speed += f" · {train['tokens_per_second']:,.0f} tokens/s"
+    if "mfu" in train:
+        speed += f" · MFU {100 * train['mfu']:.3g}%"  # 0.0412% on a tiny model, 12.3% on a big one
+    return [("speed:", speed)]
+
+
+def _parameter_rows(model: dict[str, Any]) -> list[tuple[str, str]]:
+    return [("parameters:", parameters_text(model))] if "parameters" in model else []
+
+
+def _emission_rows(emissions: EmissionsRecord | None) -> list[tuple[str, str]]:
+    if emissions is None:
+        return []
+    return [
+        ("CO2:", f"{_grams(emissions.emissions_g)} g CO2eq · {emissions.energy_kwh:.3g} kWh"),
+        ("where:", emissions.location),
+    ]

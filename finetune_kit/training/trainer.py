@@ -1,0 +1,57 @@
+"""The one place a Trainer is built (training and `eval` alike) and its metrics are read back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from datasets import Dataset
+from peft import PeftModel
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from finetune_kit.tasks import Task
+
+
+def build_trainer(
+    task: Task,
+    args: TrainingArguments,
+    model: PreTrainedModel | PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    train_dataset: Dataset | None = None,
+    eval_dataset: Dataset | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> Trainer:
+    """The task's Trainer class with `args` (from `build_training_arguments`), its collator and its
+    metrics, which get the tokenizer passed rather than left behind by preprocessing."""
+    trainer = task.trainer_setup().trainer_class(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=task.collator(tokenizer),
+        compute_metrics=partial(task.compute_metrics, tokenizer=tokenizer),
+        preprocess_logits_for_metrics=task.logits_for_metrics,
+        callbacks=list(callbacks),
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the toolkit's console shows them readably
+    return trainer
+
+
+def evaluate(trainer: Trainer, rows: Dataset | None, split: str) -> dict[str, Any]:
+    """Metrics of one split, named without Trainer's `<split>_` prefix."""
+    return without_prefix(trainer.evaluate(rows, metric_key_prefix=split), split)
+
+
+def without_prefix(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Trainer prefixes every metric with the split (`eval_accuracy`); results files do not."""
+    return {key.removeprefix(f"{prefix}_"): value for key, value in metrics.items()}
