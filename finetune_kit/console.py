@@ -9,7 +9,7 @@ import numbers
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,8 +29,6 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-
     from finetune_kit.emissions import EmissionsRecord
 
 # Read by each library when it is imported, so they also hold in worker processes; the CLI sets them
@@ -44,8 +42,8 @@ _LIBRARY_NOISE_OFF = {
 }
 _SPEED_METRICS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
 _SHOWN_METRICS = 6  # per evaluation line; the rest are in log.jsonl and metrics.json
-_EVALUATION_NAMES = {"eval": "validation", "before": "before training"}
-_Metrics = dict[str, Any] | None
+EVALUATION_NAMES = {"eval": "validation", "before": "before training"}
+Metrics = dict[str, Any] | None
 
 _console = Console(soft_wrap=True)  # long paths stay on one line, copyable
 
@@ -94,7 +92,7 @@ def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _interactive(console: Console) -> bool:
+def interactive(console: Console) -> bool:
     """Bars only where they redraw in place; a file or a dumb terminal gets plain lines."""
     return console.is_terminal and not console.is_dumb_terminal
 
@@ -104,7 +102,7 @@ def _interactive(console: Console) -> bool:
 _live: WeakKeyDictionary[Console, Progress] = WeakKeyDictionary()
 
 
-class _Bar:
+class Bar:
     """One bar on its console's live display. The bars of a console share one rich Progress, since
     rich shows one live display per console: the first bar starts it, the last one stops it."""
 
@@ -150,7 +148,7 @@ def stop_bars() -> None:
 class Phase:
     """A running phase, as `phase()` yields it."""
 
-    def __init__(self, bar: _Bar | None) -> None:
+    def __init__(self, bar: Bar | None) -> None:
         self._bar = bar
         self.done = 0
 
@@ -168,7 +166,7 @@ def phase(
     `tokenize: 4,000 rows … done in 1.2 s`; nothing with --quiet."""
     console = console or get_console()
     started = time.perf_counter()
-    bar = _Bar(console, description, total) if _interactive(console) and not console.quiet else None
+    bar = Bar(console, description, total) if interactive(console) and not console.quiet else None
     running = Phase(bar)
     try:
         yield running
@@ -177,120 +175,14 @@ def phase(
             bar.close()
     count = running.done or total
     what = f"{description}: {count:,} {unit}" if count else description
-    _say(console, f"{what} … done in {_duration(time.perf_counter() - started)}")
+    say(console, f"{what} … done in {_duration(time.perf_counter() - started)}")
 
 
-def _say(console: Console, line: str) -> None:
+def say(console: Console, line: str) -> None:
     console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-# -- training and evaluation --------------------------------------------------------------------------
-
-
-class _ConsoleProgressEvents:
-    """Training and evaluation as a person reads them (main process only): on a terminal, a bar for
-    training (step/total, loss, learning rate, tokens/s, g CO2eq so far) and one per evaluation;
-    otherwise one plain line per logging step; either way one line per evaluation.
-
-    It replaces Trainer's tqdm bar and printed dicts (`disable_tqdm=True`, PrinterCallback removed)
-    and comes after Throughput among the callbacks: it shows the tokens/s Throughput adds to the logs.
-    """
-
-    def __init__(self, emissions_so_far: Callable[[], float | None], console: Console | None = None) -> None:
-        self.emissions_so_far = emissions_so_far
-        self.console = console or get_console()
-        self._training = False
-        self._train_bar: _Bar | None = None
-        self._evaluation_bar: _Bar | None = None
-
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
-        self._training = True
-        if self._shows(state) and _interactive(self.console):
-            self._train_bar = _Bar(self.console, "train", state.max_steps, completed=state.global_step)
-
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
-        if self._train_bar is not None:
-            self._train_bar.update(completed=state.global_step)
-
-    def on_log(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: _Metrics = None, **kw: Any
-    ) -> None:
-        if not (self._shows(state) and logs and "loss" in logs):
-            return  # evaluations get their line from on_evaluate; the end of training, the CLI's summary
-        stats = " · ".join(_training_stats(logs, self.emissions_so_far()))
-        if self._train_bar is not None:
-            self._train_bar.update(info=stats)
-        else:
-            steps = f"step {state.global_step:,}/{state.max_steps:,} · epoch {state.epoch or 0:.2f}"
-            _say(self.console, f"{steps} · {stats}")
-
-    def on_prediction_step(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        eval_dataloader: Any = None,
-        **kw: Any,
-    ) -> None:
-        if not (self._shows(state) and _interactive(self.console)):
-            return
-        if self._evaluation_bar is None:
-            self._evaluation_bar = _Bar(self.console, "evaluate", _length(eval_dataloader))
-        self._evaluation_bar.update(advance=1)
-
-    def on_evaluate(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: _Metrics = None, **kw: Any
-    ) -> None:
-        self._evaluated(args, state, metrics or {})
-
-    def on_predict(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: _Metrics = None, **kw: Any
-    ) -> None:
-        self._evaluated(args, state, metrics or {})
-
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
-        self._training = False
-        if self._train_bar is not None:
-            self._train_bar.close()
-            self._train_bar = None
-
-    def _shows(self, state: TrainerState) -> bool:
-        return state.is_world_process_zero and not self.console.quiet
-
-    def _evaluated(self, args: TrainingArguments, state: TrainerState, metrics: dict[str, Any]) -> None:
-        if self._evaluation_bar is not None:
-            self._evaluation_bar.close()
-            self._evaluation_bar = None
-        if not self._shows(state):
-            return
-        name, values = _unprefixed(metrics)
-        when = f" · step {state.global_step:,} · epoch {state.epoch or 0:.2f}" if self._training else ""
-        main = (args.metric_for_best_model or "").removeprefix("eval_")
-        _say(self.console, f"{_EVALUATION_NAMES.get(name, name)}{when}: {_evaluation_text(values, main)}")
-
-
-def __getattr__(name: str) -> Any:
-    """`ConsoleProgress` is made on first use: its base, transformers' TrainerCallback, takes seconds to
-    import, which commands that never train (emissions, search, --help) should not pay."""
-    if name != "ConsoleProgress":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from transformers import TrainerCallback
-
-    namespace = {"__module__": __name__, "__doc__": _ConsoleProgressEvents.__doc__}
-    made: type[TrainerCallback] = type(name, (_ConsoleProgressEvents, TrainerCallback), namespace)
-    globals()[name] = made
-    return made
-
-
-def _length(loader: Any) -> int | None:
-    """Batches in an evaluation, when the loader knows (an iterable dataset does not)."""
-    try:
-        return len(loader)
-    except TypeError:
-        return None
-
-
-def _training_stats(logs: dict[str, Any], grams: float | None) -> list[str]:
+def training_stats(logs: dict[str, Any], grams: float | None) -> list[str]:
     stats = [f"loss {logs['loss']:.4f}"]
     if "learning_rate" in logs:
         stats.append(f"lr {logs['learning_rate']:.2e}")
@@ -301,7 +193,7 @@ def _training_stats(logs: dict[str, Any], grams: float | None) -> list[str]:
     return stats
 
 
-def _unprefixed(metrics: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def split_evaluation(metrics: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Trainer prefixes every metric of an evaluation with its name (`eval_`, `test_`, ...); speed
     metrics always come with it, so `<name>_runtime` tells the name."""
     name = next((key.removesuffix("_runtime") for key in metrics if key.endswith("_runtime")), "eval")
@@ -309,7 +201,7 @@ def _unprefixed(metrics: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return name, {key.removeprefix(prefix): value for key, value in metrics.items() if key.startswith(prefix)}
 
 
-def _evaluation_text(values: dict[str, Any], main_metric: str) -> str:
+def evaluation_text(values: dict[str, Any], main_metric: str) -> str:
     """The main metric first, then the loss, then the others, rounded; speed reduced to the runtime."""
     scores = {key: value for key, value in values.items() if _is_number(value) and key not in _SPEED_METRICS}
     order = sorted(scores, key=lambda key: (key != main_metric, key != "loss"))

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.loading import validate_recipe
 from finetune_kit.config.recipe import Recipe
-from finetune_kit.data import load_source
+from finetune_kit.data import conll_columns_of, load_source
 from finetune_kit.errors import DataError, ModelError
 from finetune_kit.models.building import load_trained
 from finetune_kit.runs import FinishedRun, Layout
@@ -56,7 +56,7 @@ def read_inputs(run: LoadedRun, input_file: Path | None, texts: list[str]) -> Da
         return Dataset.from_dict({columns[0]: texts})
     if input_file is None:
         raise DataError("predict needs --input FILE or --text TEXT")
-    rows = load_source(str(input_file), "input")
+    rows = load_source(str(input_file), "input", conll_columns=conll_columns_of(run.recipe.data))
     missing = [c for c in columns if c not in rows.column_names]
     if missing:
         raise DataError(f"{input_file}: column '{missing[0]}' not found; columns are: {', '.join(rows.column_names)}")
@@ -90,7 +90,7 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
 
 def evaluate_file(run: LoadedRun, data_file: Path) -> dict[str, float]:
     """The task's metrics on a new labelled file, computed the way training evaluated."""
-    rows = load_source(str(data_file), "eval")
+    rows = load_source(str(data_file), "eval", conll_columns=conll_columns_of(run.recipe.data))
     run.task.inspect_eval(rows, str(data_file))
     features = run.task.preprocess(DatasetDict(eval=rows), run.tokenizer)["eval"]
     precision = resolve_precision(run.recipe.training.precision)

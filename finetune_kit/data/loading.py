@@ -53,7 +53,7 @@ JSON_FORMATS = {"json", "jsonl"}
 
 def load_data(config: DataConfig, seed: int) -> DatasetDict:
     """Train, validation (given or cut from train) and optional test, with the recipe's row caps."""
-    columns = _conll_columns(config)
+    columns = conll_columns_of(config)
     splits = {"train": load_source(config.train, "train", config.format, columns)}
     if config.validation is not None:
         splits["validation"] = load_source(config.validation, "validation", config.format, columns)
@@ -106,7 +106,7 @@ def require_columns(data: DatasetDict, columns: dict[str, str | None]) -> None:
                 )
 
 
-def _conll_columns(config: DataConfig) -> tuple[str, str]:
+def conll_columns_of(config: DataConfig) -> tuple[str, str]:
     """Token-classification recipes name the columns a CoNLL file loads into (`data.tokens_column`,
     `data.tags_column`); other recipes keep the defaults."""
     return getattr(config, "tokens_column", CONLL_COLUMNS[0]), getattr(config, "tags_column", CONLL_COLUMNS[1])

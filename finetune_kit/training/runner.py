@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from finetune_kit.config.recipe import Recipe
-from finetune_kit.console import ConsoleProgress, phase
+from finetune_kit.console import phase
 from finetune_kit.data import load_data
 from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker
 from finetune_kit.hub.card import write_model_card
@@ -42,6 +42,7 @@ from finetune_kit.training.arguments import build_training_arguments
 from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, Throughput
 from finetune_kit.training.mfu import model_flops_utilization
 from finetune_kit.training.precision import Resolved, resolve_precision
+from finetune_kit.training.progress import ConsoleProgress
 from finetune_kit.training.trainer import build_trainer, evaluate, without_prefix
 
 logger = logging.getLogger("finetune_kit")
