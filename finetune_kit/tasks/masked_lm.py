@@ -79,11 +79,17 @@ class MaskedLmTask(RawTextColumn, Task):
         )
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorForLanguageModeling:
+        # Whole words are always replaced by the mask token (transformers supports no random replacement
+        # there): said outright, rather than left for the collator to warn about and override.
+        replacement = (
+            {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if self.recipe.data.whole_word_masking else {}
+        )
         return DataCollatorForLanguageModeling(
             tokenizer,
             mlm_probability=self.recipe.data.mlm_probability,
             whole_word_mask=self.recipe.data.whole_word_masking,
             seed=self.recipe.training.seed,  # the same masks for every evaluation: comparable perplexities
+            **replacement,
         )
 
     def logits_for_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -138,7 +138,8 @@ def build(run: OpenRun) -> Trainer:
     with run.args.main_process_first(desc="tokenizing"), phase("tokenize", total=rows):
         run.features = prepared.task.preprocess(prepared.data, prepared.tokenizer)  # rank 0 fills the cache first
     log = JsonLinesLog(run.folder.files.path(Layout.LOG))
-    callbacks: list[Any] = [Throughput(), log, ConsoleProgress(run.emissions.spent_g if run.emissions else _none)]
+    grams_so_far = run.emissions.spent_g if run.emissions else lambda: None
+    callbacks: list[Any] = [Throughput(), log, ConsoleProgress(grams_so_far)]
     if isinstance(prepared.task, SamplesDuringTraining):
         callbacks += prepared.task.training_callbacks(log.write)
     if run.emissions:
@@ -181,10 +182,6 @@ def finish(run: OpenRun, trainer: Trainer) -> RunResult:
     if recipe.hub is not None:
         push_after_training(run_dir, recipe.hub)
     return RunResult(run_dir, metrics, record)
-
-
-def _none() -> None:
-    return None
 
 
 def _emissions_callback(recipe: Recipe, folder: RunFolder, args: TrainingArguments) -> EmissionsCallback | None:
