@@ -57,7 +57,7 @@ def build_model_card(
             f"# {recipe.name}",
             _summary(recipe, task, metrics, base),
             _adapter_note(recipe, metrics),
-            _budget_note(metrics),
+            _stop_note(metrics),
             _results_section(task, metrics),
             _samples_section(metrics),
             _intended_use(recipe, task),
@@ -219,14 +219,17 @@ def _hyperparameters(recipe: Recipe, metrics: dict[str, Any]) -> str:
     return "## Training hyperparameters\n\n" + "\n".join(lines)
 
 
-def _budget_note(metrics: dict[str, Any]) -> str:
-    budget = metrics.get("stopped_on_budget")
-    if not budget:
-        return ""
-    return (
-        f"**Training stopped on its emissions budget** ({budget['limit']}) at step {budget['step']}; "
-        "the best checkpoint reached by then was kept."
-    )
+def _stop_note(metrics: dict[str, Any]) -> str:
+    """Why training ended before its plan, when it did: readers compare runs by their length too."""
+    notes = []
+    if budget := metrics.get("stopped_on_budget"):
+        notes.append(
+            f"**Training stopped on its emissions budget** ({budget['limit']}) at step {budget['step']}; "
+            "the best checkpoint reached by then was kept."
+        )
+    if early := metrics.get("stopped_early"):
+        notes.append(f"**Training stopped early** ({early['reason']}) at step {early['step']}.")
+    return "\n\n".join(notes)
 
 
 def _training_curve(task: Task, log: list[dict[str, Any]], has_curve: bool) -> str:

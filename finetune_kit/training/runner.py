@@ -232,7 +232,8 @@ def _why_training_stopped(run: OpenRun, trainer: Trainer) -> dict[str, Any]:
     patience = run.early_stopping.early_stopping_patience if run.early_stopping else None
     if patience and run.early_stopping.early_stopping_patience_counter >= patience:
         reasons["stopped_early"] = {
-            "reason": f"early stopping: no better {run.prepared.task.main_metric} in {patience} evaluations",
+            "reason": f"early stopping: no better {run.prepared.task.main_metric} in {patience} "
+            + ("evaluation" if patience == 1 else "evaluations"),
             "step": trainer.state.global_step,
         }
     return reasons

@@ -28,6 +28,7 @@ def test_co2_budget_stops_training_cleanly_and_says_so(tiny_bert, tmp_path, writ
     assert metrics["best_checkpoint_step"] is not None and (run_dir / "model" / "model.safetensors").is_file()
     card = ModelCard.load(run_dir / "README.md")
     assert "stopped on its emissions budget" in card.text
+    assert "emissions budget max_co2_g 1 g reached at step" in result.stdout  # the console says it too
 
 
 def test_emissions_table_compares_runs(tiny_bert, toy_data, tmp_path, write_recipe, cli):
