@@ -127,10 +127,11 @@ def evaluate(
 ) -> None:
     """Evaluate a finished run on a labelled file; print and save the metrics."""
     from finetune_kit import inference
+    from finetune_kit.runs import Layout
 
     run = inference.load_run(run_dir)
     metrics = inference.evaluate_file(run, data)
-    target = output or run_dir / "eval" / f"{data.name.split('.')[0]}.json"
+    target = output or run.files.path(Layout.EVALUATIONS) / f"{data.name.split('.')[0]}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(metrics, indent=2) + "\n")
     _print_metrics(f"{data.name}", metrics)
@@ -172,12 +173,12 @@ def merge(
 @app.command()
 def card(run_dir: RunDirArg) -> None:
     """(Re)write a finished run's model card and training-curve image."""
-    from finetune_kit import inference
     from finetune_kit.hub.card import write_model_card
+    from finetune_kit.inference import read_run
 
-    run = inference.load_run(run_dir)
-    write_model_card(run.files, run.recipe, run.task)
-    console.print(f"wrote {run.files.card}")
+    files, recipe, task = read_run(run_dir)
+    write_model_card(files, recipe, task)
+    console.print(f"wrote {files.card}")
 
 
 @app.command()

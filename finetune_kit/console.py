@@ -145,36 +145,22 @@ def stop_bars() -> None:
     _live.clear()
 
 
-class Phase:
-    """A running phase, as `phase()` yields it."""
-
-    def __init__(self, bar: Bar | None) -> None:
-        self._bar = bar
-        self.done = 0
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(advance=n)
-
-
 @contextmanager
 def phase(
     description: str, total: int | None = None, *, unit: str = "rows", console: Console | None = None
-) -> Iterator[Phase]:
-    """A step the user waits for (tokenize, generate): a bar on a terminal, then one line either way,
-    `tokenize: 4,000 rows … done in 1.2 s`; nothing with --quiet."""
+) -> Iterator[None]:
+    """A step the user waits for (tokenize, generate) that reports no progress of its own: a pulsing
+    bar on a terminal, then one line either way, `tokenize: 4,000 rows … done in 1.2 s`; nothing with
+    --quiet."""
     console = console or get_console()
     started = time.perf_counter()
-    bar = Bar(console, description, total) if interactive(console) and not console.quiet else None
-    running = Phase(bar)
+    bar = Bar(console, description, None) if interactive(console) and not console.quiet else None
     try:
-        yield running
+        yield
     finally:
         if bar is not None:
             bar.close()
-    count = running.done or total
-    what = f"{description}: {count:,} {unit}" if count else description
+    what = f"{description}: {total:,} {unit}" if total else description
     say(console, f"{what} … done in {_duration(time.perf_counter() - started)}")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from datasets import Dataset, DatasetDict
 from pydantic import ValidationError
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.loading import validate_recipe
 from finetune_kit.config.recipe import Recipe
@@ -36,13 +36,20 @@ class LoadedRun:
     tokenizer: PreTrainedTokenizerBase
 
 
-def load_run(run_dir: Path) -> LoadedRun:
-    """A finished run folder's recipe, task (with what it learned), model and tokenizer."""
+def read_run(run_dir: Path) -> tuple[FinishedRun, Recipe, Task]:
+    """A finished run folder's files, recipe and task, with what the task learned (labels) read
+    back from the saved config: all that `card` needs, without loading any weights."""
     files = FinishedRun.open(run_dir)
     recipe = validate_recipe(yaml.safe_load(files.recipe_text()), source=str(files.path(Layout.RECIPE)))
     task = build_task(recipe)
+    task.adopt_trained_config(AutoConfig.from_pretrained(str(files.model_dir)))
+    return files, recipe, task
+
+
+def load_run(run_dir: Path) -> LoadedRun:
+    """`read_run` plus the trained model (full, or base + adapter) and its tokenizer."""
+    files, recipe, task = read_run(run_dir)
     model = load_trained(task.model_head(), files.model_dir)
-    task.adopt_trained_config(model.config)
     tokenizer = AutoTokenizer.from_pretrained(str(files.model_dir))
     return LoadedRun(run_dir, files, recipe, task, model, tokenizer)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from finetune_kit.emissions.tracker import EmissionsRecord
 from finetune_kit.errors import UserError
-from finetune_kit.runs import RunFiles
+from finetune_kit.runs import FinishedRun
 
 
 @dataclass
@@ -25,7 +25,7 @@ class RunEmissions:
 
 
 def read_run_emissions(run_dir: Path) -> RunEmissions:
-    run = RunFiles(run_dir)
+    run = FinishedRun.open(run_dir)
     metrics, record = run.metrics(), run.emissions()
     if record is None:
         raise UserError(f"{run_dir}: no emissions record; the run was trained with emissions.enabled: false")

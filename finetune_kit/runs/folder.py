@@ -40,6 +40,7 @@ class Layout:
     BASELINE = "baseline_metrics.json"  # metrics before training, kept until metrics.json holds them
     # What a published run carries next to its model files:
     RESULTS = (CARD, RECIPE, METRICS, EMISSIONS, LOG, CURVE_IMAGE)
+    EVALUATIONS = "eval"  # `finetune-kit eval` results, one JSON per data file
 
 
 class RunFiles:
@@ -205,10 +206,8 @@ class RunFolder:
         return sum_records(sessions) if sessions else None
 
     def finalize(self) -> Path:
-        """Move the finished run into place, replacing an older run only now that this one is whole."""
-        for name in (Layout.CHECKPOINTS, Layout.EMISSION_READINGS):
-            shutil.rmtree(self.path(name), ignore_errors=True)
-        self.path(Layout.BASELINE).unlink(missing_ok=True)
+        """Move the finished run into place, replacing an older run only now that this one is whole;
+        then drop what only the build needed (a kill in between leaves a complete run, not a broken one)."""
         if self.final.exists():
             trash = self.final.with_name(f".{self.final.name}.replaced")
             shutil.rmtree(trash, ignore_errors=True)
@@ -217,6 +216,9 @@ class RunFolder:
             shutil.rmtree(trash)
         else:
             self.partial.rename(self.final)
+        for name in (Layout.CHECKPOINTS, Layout.EMISSION_READINGS):
+            shutil.rmtree(self.final / name, ignore_errors=True)
+        (self.final / Layout.BASELINE).unlink(missing_ok=True)
         return self.final
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import cache
+from functools import lru_cache
 from itertools import chain
 from typing import Any, ClassVar, Literal
 
@@ -109,7 +109,7 @@ class CausalLmTask(RawTextColumn, SamplesDuringTraining, Task):
         targets = np.asarray(prediction.label_ids)[:, 1:]
         scored = targets != IGNORE_INDEX
         total, tokens = float(losses[scored].sum()), int(scored.sum())
-        characters = int(characters_per_token(tokenizer)[targets[scored]].sum())
+        characters = int(characters_per_token(tokenizer, len(tokenizer))[targets[scored]].sum())
         mean = total / max(tokens, 1)
         return {
             "perplexity": math.exp(min(mean, 50)),
@@ -159,11 +159,12 @@ class CausalLmCollator:
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-@cache
-def characters_per_token(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
+@lru_cache(maxsize=2)
+def characters_per_token(tokenizer: PreTrainedTokenizerBase, vocabulary_size: int) -> np.ndarray:
     """Characters each token stands for, for bits per character; special tokens stand for none.
-    Computed once per tokenizer: every evaluation needs it."""
-    vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    Computed once per tokenizer and vocabulary size (added tokens make a new table): every
+    evaluation needs it."""
+    vocabulary = tokenizer.convert_ids_to_tokens(list(range(vocabulary_size)))
     counts = np.array([len(tokenizer.convert_tokens_to_string([token])) for token in vocabulary], dtype=np.int64)
     counts[tokenizer.all_special_ids] = 0
     return counts

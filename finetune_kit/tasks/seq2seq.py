@@ -116,7 +116,7 @@ class RowTrackingSeq2SeqTrainer(Seq2SeqTrainer):
         loss, generated, labels = super().prediction_step(
             model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs
         )
-        return loss, generated, labels if row_ids is None else (labels, row_ids)
+        return loss, generated, labels if row_ids is None or labels is None else (labels, row_ids)
 
 
 class GeneratedTextTask(Seq2SeqTask):

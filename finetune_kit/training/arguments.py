@@ -51,6 +51,7 @@ def build_training_arguments(
             activation_checkpointing=config.gradient_checkpointing,
             torch_compile=config.torch_compile,
             include_num_input_tokens_seen="non_padding",
+            restore_callback_states_from_checkpoint=True,  # early stopping's patience survives a resume
             dataloader_num_workers=config.dataloader_workers,
             remove_unused_columns=setup.remove_unused_columns,
             disable_tqdm=True,  # the toolkit's console shows progress (finetune_kit.console)

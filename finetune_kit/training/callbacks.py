@@ -34,9 +34,11 @@ class Throughput(TrainerCallback):
 
     def __init__(self) -> None:
         self._last: tuple[float, int, float] | None = None
+        self.tokens_at_start = 0  # a resumed run's state counts the tokens of earlier sessions too
 
     def on_train_begin(self, args, state: TrainerState, control, **kw):
-        self._last = (time.perf_counter(), state.global_step, state.num_input_tokens_seen or 0)
+        self.tokens_at_start = state.num_input_tokens_seen or 0
+        self._last = (time.perf_counter(), state.global_step, self.tokens_at_start)
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control, logs=None, **kw):
         if self._last is None or logs is None or "loss" not in logs:
@@ -52,7 +54,7 @@ class Throughput(TrainerCallback):
 
 
 class EmissionsCallback(TrainerCallback):
-    """Tracks CO2 from the first to the last training step, in every process. Each process saves
+    """Tracks CO2 from the opening of a run to its end (`start` / `stop`), in every process. Each process saves
     its reading every `save_every_s` seconds and at each checkpoint, so a killed run, once resumed
     (or started over), still counts the energy spent up to its last reading, and the processes of a
     distributed run add up.
@@ -84,9 +86,16 @@ class EmissionsCallback(TrainerCallback):
         spent = [r for r in (self.earlier, self.latest) if r is not None]
         return sum_records(spent).emissions_g if spent else None
 
-    def on_train_begin(self, args, state, control, **kw):
+    def start(self) -> None:
+        """Called when the run opens, so evaluations before and after training count too."""
         self.tracker.start()
         self._last_saved = time.monotonic()
+
+    def stop(self) -> None:
+        """Called once the run's last evaluation and generation are done."""
+        final = self.tracker.stop()
+        if final is not None:
+            self.save_reading(final)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
         if time.monotonic() - self._last_saved >= self.save_every_s:
@@ -108,11 +117,6 @@ class EmissionsCallback(TrainerCallback):
 
     def on_save(self, args, state: TrainerState, control, **kw):
         self._save()
-
-    def on_train_end(self, args, state: TrainerState, control, **kw):
-        final = self.tracker.stop()
-        if final is not None:
-            self.save_reading(final)
 
     def _save(self) -> None:
         reading = self.tracker.read()

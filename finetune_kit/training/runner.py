@@ -79,7 +79,7 @@ class OpenRun:
     emissions: EmissionsCallback | None
     is_main: bool
     features: DatasetDict | None = None  # set by `build`
-    early_stopping: EarlyStoppingCallback | None = None
+    throughput: Throughput = field(default_factory=Throughput)
     train_metrics: dict[str, Any] = field(default_factory=dict)  # set by `fit`
 
 
@@ -128,6 +128,8 @@ def open_run(prepared: Prepared, *, resume: bool, overwrite: bool) -> OpenRun:
         if checkpoint is not None:
             folder.drop_log_after(checkpoint_step(checkpoint))
     emissions = _emissions_callback(recipe, folder, args)
+    if emissions:
+        emissions.start()
     return OpenRun(prepared, model, args, precision, folder, checkpoint, emissions, is_main)
 
 
@@ -139,14 +141,13 @@ def build(run: OpenRun) -> Trainer:
         run.features = prepared.task.preprocess(prepared.data, prepared.tokenizer)  # rank 0 fills the cache first
     log = JsonLinesLog(run.folder.files.path(Layout.LOG))
     grams_so_far = run.emissions.spent_g if run.emissions else lambda: None
-    callbacks: list[Any] = [Throughput(), log, ConsoleProgress(grams_so_far)]
+    callbacks: list[Any] = [run.throughput, log, ConsoleProgress(grams_so_far)]
     if isinstance(prepared.task, SamplesDuringTraining):
         callbacks += prepared.task.training_callbacks(log.write)
     if run.emissions:
         callbacks.append(run.emissions)
     if recipe.training.early_stopping_patience:
-        run.early_stopping = EarlyStoppingCallback(recipe.training.early_stopping_patience)
-        callbacks.append(run.early_stopping)
+        callbacks.append(EarlyStoppingCallback(recipe.training.early_stopping_patience))
     return build_trainer(
         prepared.task,
         run.args,
@@ -173,6 +174,8 @@ def finish(run: OpenRun, trainer: Trainer) -> RunResult:
     recipe = run.prepared.recipe
     metrics = _final_metrics(run, trainer)
     trainer.save_model(str(run.folder.files.model_dir))  # every rank calls it; the main one writes
+    if run.emissions:
+        run.emissions.stop()
     trainer.accelerator.wait_for_everyone()  # all emission readings are on disk past this point
     record = run.folder.total_emissions()
     if not run.is_main:
@@ -212,7 +215,7 @@ def _final_metrics(run: OpenRun, trainer: Trainer) -> dict[str, Any]:
     metrics["train"] = {**run.train_metrics, "steps": trainer.state.global_step}
     runtime = run.train_metrics.get("runtime")
     if runtime:
-        tokens_per_second = trainer.state.num_input_tokens_seen / runtime
+        tokens_per_second = (trainer.state.num_input_tokens_seen - run.throughput.tokens_at_start) / runtime
         metrics["train"]["tokens_per_second"] = round(tokens_per_second, 1)
         metrics["train"] |= model_flops_utilization(run.model, tokens_per_second, run.precision)
     best = trainer.state.best_model_checkpoint
@@ -226,13 +229,17 @@ def _final_metrics(run: OpenRun, trainer: Trainer) -> dict[str, Any]:
 
 def _why_training_stopped(run: OpenRun, trainer: Trainer) -> dict[str, Any]:
     """Said in metrics.json, the summary and the card whenever training ended before its plan."""
+    if trainer.state.global_step >= trainer.state.max_steps:
+        return {}
     reasons: dict[str, Any] = {}
     if run.emissions and run.emissions.stopped:
         reasons["stopped_on_budget"] = run.emissions.stopped
-    patience = run.early_stopping.early_stopping_patience if run.early_stopping else None
-    if patience and run.early_stopping.early_stopping_patience_counter >= patience:
+    # The Trainer's own instance: a resume replaces the callback with the one saved in the checkpoint.
+    early = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStoppingCallback)), None)
+    if early and early.early_stopping_patience_counter >= early.early_stopping_patience:
+        patience, metric = early.early_stopping_patience, run.prepared.task.main_metric
         reasons["stopped_early"] = {
-            "reason": f"early stopping: no better {run.prepared.task.main_metric} in {patience} "
+            "reason": f"early stopping: no better {metric} in {patience} "
             + ("evaluation" if patience == 1 else "evaluations"),
             "step": trainer.state.global_step,
         }

@@ -51,7 +51,7 @@ def test_emissions_table_compares_runs(tiny_bert, toy_data, tmp_path, write_reci
     assert "France" in result.stdout and "accuracy" in result.stdout
 
     missing = cli("emissions", tmp_path / "runs" / "nope")
-    assert missing.exit_code == 2 and "no metrics.json" in missing.error_lines[0]
+    assert missing.exit_code == 2 and "not a finished run folder" in missing.error_lines[0]
 
 
 def test_card_command_rewrites_card_and_curve(tiny_bert, toy_data, tmp_path, write_recipe, cli):
