@@ -44,7 +44,8 @@ def build_training_arguments(
             greater_is_better=task.greater_is_better if keep_best else None,
             logging_strategy="steps",
             logging_steps=config.logging_steps,
-            train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+            # Grouped batches come in the order LengthGroupedBatches gives the dataset (shuffled batches).
+            train_sampling_strategy="sequential" if config.group_by_length else "random",
             bf16=precision == "bf16",
             fp16=precision == "fp16",
             use_cpu=not torch.cuda.is_available(),

@@ -39,6 +39,7 @@ from finetune_kit.runs import Layout, RunFolder
 from finetune_kit.runs.folder import checkpoint_step
 from finetune_kit.tasks import SamplesDuringTraining, Task, build_task
 from finetune_kit.training.arguments import build_training_arguments
+from finetune_kit.training.batching import LengthGroupedBatches
 from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, Throughput
 from finetune_kit.training.mfu import model_flops_utilization
 from finetune_kit.training.precision import Resolved, resolve_precision
@@ -153,7 +154,11 @@ def build(run: OpenRun) -> Trainer:
         run.args,
         run.model,
         prepared.tokenizer,
-        train_dataset=run.features["train"],
+        train_dataset=(
+            LengthGroupedBatches(run.features["train"], run.args.per_device_train_batch_size, run.args.seed)
+            if recipe.training.group_by_length
+            else run.features["train"]
+        ),
         eval_dataset=run.features["validation"],
         callbacks=callbacks,
     )
