@@ -240,9 +240,9 @@ class Recipe(Section):
         if self.peft is not None:
             # imported here: both import this module
             from finetune_kit.models.adapters import family_defaults, with_family_defaults
-            from finetune_kit.tasks import task_class_for
+            from finetune_kit.tasks import build_task
 
-            task_type = task_class_for(self.task).peft_task_type
+            task_type = build_task(self).model_head().peft_task_type
             self.peft = with_family_defaults(self.peft, task_type)
             learning_rate = family_defaults(task_type).learning_rate
         if self.training.learning_rate is None:

@@ -56,10 +56,11 @@ class AdapterDefaults:
     learning_rate: float
 
 
-# Per task family, keyed by the task's peft TaskType (None: tasks without one, masked LM and
-# denoising). An adapter starts as a zero update and trains a few percent of the weights, so it needs
-# a far higher learning rate than full fine-tuning's 5e-5: at 5e-4 with query/value targets, MiniLM
-# on 1,500 CoNLL sentences predicted O everywhere (F1 0.000). Measured by bench/lora_families.py.
+# Per task family, keyed by the task's peft TaskType (None: masked LM, which peft has no type for;
+# denoising pretraining is seq2seq). An adapter starts as a zero update and trains a few percent of
+# the weights, so it needs a far higher learning rate than full fine-tuning's 5e-5: at 5e-4 with
+# query/value targets, MiniLM on 1,500 CoNLL sentences tagged every token O (F1 0.000).
+# Measured by bench/lora_families.py.
 FAMILY_DEFAULTS: dict[TaskType | None, AdapterDefaults] = {
     TaskType.SEQ_CLS: AdapterDefaults("all-linear", r=8, alpha_per_rank=2, learning_rate=1e-3),
     TaskType.TOKEN_CLS: AdapterDefaults("all-linear", r=16, alpha_per_rank=2, learning_rate=3e-3),

@@ -14,7 +14,7 @@ of MiniLM's count at SST-2 lengths), padding, recomputation under gradient check
 not hardware FLOPs utilization). A task head that runs once per sequence is counted per token
 (MiniLM's pooler and classifier: about 1% too high).
 
-    MFU = tokens/s × flops_per_token / measured matmul peak
+    MFU = real tokens/s × flops_per_token / (measured matmul peak × devices)
 
 The peak is a short square-matmul benchmark in the run's precision on the training device,
 measured once per process: a real, reachable figure for this machine, not a datasheet number.
@@ -72,17 +72,20 @@ def _timed_matmul(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def model_flops_utilization(
-    model: torch.nn.Module, tokens_per_second: float, precision: str, device: str | None = None
+    model: torch.nn.Module, tokens_per_second: float, precision: str, devices: int = 1
 ) -> dict[str, float]:
-    """MFU of a finished run: its real tokens/s against this machine's matmul peak in `precision`
-    ("fp32", "bf16" or "fp16"; a bf16/fp16 autocast run is measured against that dtype's peak)."""
-    device = device or str(next(model.parameters()).device)
-    return flops_utilization(training_flops_per_token(model), tokens_per_second, precision, device)
+    """MFU of a finished run: its real tokens/s (summed over `devices` processes, as the Trainer
+    counts them) against `devices` × this machine's matmul peak in `precision` ("fp32", "bf16" or
+    "fp16"; an autocast run is measured against its low-precision peak), on the model's device."""
+    device = str(next(model.parameters()).device)
+    return flops_utilization(training_flops_per_token(model), tokens_per_second, precision, device, devices)
 
 
-def flops_utilization(flops_per_token: int, tokens_per_second: float, precision: str, device: str) -> dict[str, float]:
-    """MFU from a FLOP count already known (e.g. the same architecture measured once)."""
-    peak = matmul_peak_flops(precision, device)
+def flops_utilization(
+    flops_per_token: int, tokens_per_second: float, precision: str, device: str = "cpu", devices: int = 1
+) -> dict[str, float]:
+    """MFU from a FLOP count already known (e.g. the same architecture counted once)."""
+    peak = matmul_peak_flops(precision, device) * devices
     achieved = tokens_per_second * flops_per_token
     return {
         "mfu": round(achieved / peak, 6),

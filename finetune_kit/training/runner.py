@@ -222,7 +222,9 @@ def _final_metrics(run: OpenRun, trainer: Trainer) -> dict[str, Any]:
     if runtime:
         tokens_per_second = (trainer.state.num_input_tokens_seen - run.throughput.tokens_at_start) / runtime
         metrics["train"]["tokens_per_second"] = round(tokens_per_second, 1)
-        metrics["train"] |= model_flops_utilization(run.model, tokens_per_second, run.precision)
+        metrics["train"] |= model_flops_utilization(
+            run.model, tokens_per_second, run.precision, devices=run.args.world_size
+        )
     best = trainer.state.best_model_checkpoint
     metrics["best_checkpoint_step"] = checkpoint_step(Path(best)) if best else None
     metrics["model"] = {**parameter_counts(run.model), "precision": run.precision}

@@ -65,10 +65,10 @@ def test_mfu_of_a_real_tiny_training_run_is_a_fraction():
     assert result["model_tflops"] == pytest.approx(result["mfu"] * result["peak_tflops"], rel=0.05, abs=1e-4)
 
 
-def test_utilization_is_achieved_over_peak():
+def test_utilization_is_achieved_over_the_peak_of_every_device():
     peak = matmul_peak_flops("fp32", "cpu")
-    result = flops_utilization(1_000_000, peak / 4e6, "fp32", "cpu")  # a quarter of the peak
-    assert result["mfu"] == pytest.approx(0.25, abs=1e-3)
+    assert flops_utilization(1_000_000, peak / 4e6, "fp32", "cpu")["mfu"] == pytest.approx(0.25, abs=1e-3)
+    assert flops_utilization(1_000_000, peak / 4e6, "fp32", "cpu", devices=2)["mfu"] == pytest.approx(0.125, abs=1e-3)
 
 
 def _tiny_bert_config() -> BertConfig:

@@ -234,13 +234,14 @@ def ner_recipe(checkpoint, tmp_path, run_dir, peft, **training) -> dict:
 
 @pytest.mark.slow
 def test_a_bare_lora_section_learns_ner_and_records_the_values_used(tmp_path, write_recipe, cli):
-    """The reported bug: `peft: {method: lora}` alone on MiniLM tagged every token O (F1 0). The NER
-    family's defaults fill in rank, alpha, targets and learning rate, and the saved recipe shows them."""
+    """The reported bug: `peft: {method: lora}` alone on MiniLM tagged every CoNLL token O (F1 0);
+    on this toy set the old values (query/value, r 8, learning rate 5e-4) reach F1 0.28, the NER
+    family's defaults 0.83. The saved recipe shows the values used."""
     run_dir = tmp_path / "runs" / "ner"
     recipe = ner_recipe(MINILM, tmp_path, run_dir, {"method": "lora"}, epochs=1)
     result = cli("train", write_recipe(recipe, "ner.yaml"))
     assert result.exit_code == 0, result.stderr
-    assert json.loads((run_dir / "metrics.json").read_text())["validation"]["f1"] >= 0.8
+    assert json.loads((run_dir / "metrics.json").read_text())["validation"]["f1"] >= 0.7
     defaults = FAMILY_DEFAULTS[TaskType.TOKEN_CLS]
     saved = yaml.safe_load((run_dir / "recipe.yaml").read_text())
     assert saved["training"]["learning_rate"] == defaults.learning_rate
