@@ -1,6 +1,7 @@
 """Length-grouped batches: every row once per epoch, little padding, batches in a new random order each epoch."""
 
 import random
+from itertools import pairwise
 
 from datasets import Dataset
 
@@ -29,7 +30,7 @@ def test_each_epoch_is_a_shuffled_set_of_length_grouped_batches():
 
     # Not a long-to-short sweep: batch lengths go up and down through the epoch.
     longest = [max(lengths[i] for i in batch) for batch in first[1:-1]]
-    rises = sum(b > a for a, b in zip(longest, longest[1:], strict=False))
+    rises = sum(b > a for a, b in pairwise(longest))
     assert 0.3 < rises / len(longest) < 0.7
 
     rows.set_epoch(1)
