@@ -38,7 +38,7 @@ from finetune_kit.models.tokenizer_training import train_tokenizer
 from finetune_kit.runs import Layout, RunFolder
 from finetune_kit.runs.folder import checkpoint_step
 from finetune_kit.tasks import SamplesDuringTraining, Task, build_task
-from finetune_kit.training.arguments import build_training_arguments
+from finetune_kit.training.arguments import SHUFFLED_GROUPS, build_training_arguments
 from finetune_kit.training.batching import LengthGroupedBatches
 from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, Throughput
 from finetune_kit.training.mfu import model_flops_utilization
@@ -156,7 +156,7 @@ def build(run: OpenRun) -> Trainer:
         prepared.tokenizer,
         train_dataset=(
             LengthGroupedBatches(run.features["train"], run.args.per_device_train_batch_size, run.args.seed)
-            if recipe.training.group_by_length
+            if run.args.train_sampling_strategy == SHUFFLED_GROUPS
             else run.features["train"]
         ),
         eval_dataset=run.features["validation"],
