@@ -19,15 +19,11 @@ from recipe_runs import train_recipe
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "sst2_demo.yaml"
 DATA = REPO / "recipes" / "data" / "sst2"
-# The LoRA block commented in recipes/sst2_full.yaml; learning rates are each method's usual one.
+# Learning rates are each method's usual one: the recipe's 1e-4 for full fine-tuning; unset (null)
+# for LoRA, which then takes the classification family's adapter defaults (learning rate 1e-3, r 8,
+# alpha 16, all linear layers: finetune_kit/models/adapters.py), as recipes/sst2_lora.yaml does.
 FULL = {"training.learning_rate": 1e-4}
-LORA = {
-    "training.learning_rate": 1e-3,
-    "peft.method": "lora",
-    "peft.r": 8,
-    "peft.alpha": 16,
-    "peft.target_modules": "all-linear",
-}
+LORA = {"training.learning_rate": "null", "peft.method": "lora"}
 
 
 def run(name: str, extra: dict, args: argparse.Namespace, out: Path) -> dict:

@@ -15,11 +15,13 @@ import json
 import os
 import tempfile
 import time
+from functools import cache
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
+import torch
 from datasets import load_dataset
 from transformers import (
     AutoModelForSequenceClassification,
@@ -32,22 +34,51 @@ from transformers import (
 )
 
 from finetune_kit.config import load_recipe
+from finetune_kit.config.recipe import Recipe
 from finetune_kit.models import resolve_checkpoint
 from finetune_kit.training import train
+from finetune_kit.training.mfu import flops_utilization, model_flops_utilization, training_flops_per_token
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "sst2_demo.yaml"
 DATA = REPO / "recipes" / "data" / "sst2"
 
 
-def plain_trainer(data_dir: Path, rows: int, epochs: float, pad_to_128: bool, hp: dict) -> dict:
-    """What a user writes by hand: the transformers example-script way, fp32, random batches."""
+def recipe_hyperparameters(overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """The recipe's hyperparameters (after `--set`-style overrides), for the plain scripts to copy."""
+    recipe = load_recipe(RECIPE, list(overrides))
+    t = recipe.training
+    return {
+        "checkpoint": recipe.model.checkpoint,
+        "batch_size": t.batch_size,
+        "learning_rate": t.learning_rate,
+        "lr_scheduler": t.lr_scheduler,
+        "warmup_ratio": t.warmup_ratio,
+        "weight_decay": t.weight_decay,
+        "max_grad_norm": t.max_grad_norm,
+        "max_length": t.max_length,
+        "seed": t.seed,
+    }
+
+
+def plain_trainer(
+    data_dir: Path,
+    rows: int | None,
+    epochs: float,
+    hp: dict,
+    *,
+    pad_to_128: bool = False,
+    sampling: str = "random",
+    precision: str = "fp32",
+) -> dict:
+    """What a user writes by hand: the transformers example-script way (fp32, random batches by
+    default; `sampling` and `precision` let the bench switch one lever at a time)."""
     set_seed(hp["seed"])
     source = resolve_checkpoint(hp["checkpoint"])
     tokenizer = AutoTokenizer.from_pretrained(source)
     files = {"train": str(data_dir / "train.jsonl"), "validation": str(data_dir / "validation.jsonl")}
     data = load_dataset("json", data_files=files)
-    if rows < len(data["train"]):  # the same seeded sample the toolkit's data.max_train_rows takes
+    if rows is not None and rows < len(data["train"]):  # the same seeded sample as data.max_train_rows
         data["train"] = data["train"].shuffle(seed=hp["seed"]).select(range(rows))
     padding = "max_length" if pad_to_128 else False
 
@@ -63,9 +94,13 @@ def plain_trainer(data_dir: Path, rows: int, epochs: float, pad_to_128: bool, hp
             per_device_train_batch_size=hp["batch_size"],
             per_device_eval_batch_size=hp["batch_size"] * 2,
             learning_rate=hp["learning_rate"],
-            warmup_steps=hp["warmup_ratio"],
+            lr_scheduler_type=hp["lr_scheduler"],
+            warmup_steps=hp["warmup_ratio"],  # a float below 1 is a ratio of the total steps
             weight_decay=hp["weight_decay"],
+            max_grad_norm=hp["max_grad_norm"],
             seed=hp["seed"],
+            train_sampling_strategy=sampling,
+            bf16=precision == "bf16",
             eval_strategy="no",
             save_strategy="no",
             logging_steps=50,
@@ -89,40 +124,70 @@ def plain_trainer(data_dir: Path, rows: int, epochs: float, pad_to_128: bool, hp
         output = trainer.train()
         wall = time.perf_counter() - started
         evaluation = trainer.evaluate()
+    tokens_per_second = trainer.state.num_input_tokens_seen / output.metrics["train_runtime"]
     return {
         "samples_per_second": output.metrics["train_samples_per_second"],
-        "tokens_per_second": trainer.state.num_input_tokens_seen / output.metrics["train_runtime"],
+        "tokens_per_second": tokens_per_second,
         "accuracy": evaluation["eval_accuracy"],
+        "precision": precision,
         "train_wall_s": wall,
+        **model_flops_utilization(model, tokens_per_second, precision),
     }
 
 
-def toolkit(data_dir: Path, rows: int, epochs: float, emissions: bool, out: Path) -> dict:
-    """The bundled default recipe, unchanged but for the data, slice, epochs and output folder."""
+def toolkit(
+    data_dir: Path,
+    rows: int | None,
+    epochs: float,
+    out: Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    emissions: bool = True,
+) -> dict:
+    """The bundled default recipe, unchanged but for the data, slice, epochs, output folder and
+    any `overrides` (`training.seed=7`, `training.group_by_length=false`, ...)."""
     recipe = load_recipe(
         RECIPE,
         [
             f"data.train={data_dir / 'train.jsonl'}",
             f"data.validation={data_dir / 'validation.jsonl'}",
-            f"data.max_train_rows={rows}",
+            *([f"data.max_train_rows={rows}"] if rows is not None else []),
             f"training.epochs={epochs}",
             "training.eval_strategy=no",
             f"emissions.enabled={str(emissions).lower()}",
             f"output_dir={out}",
+            *overrides,
         ],
     )
     started = time.perf_counter()
     result = train(recipe, overwrite=True)
     wall = time.perf_counter() - started
+    trained = result.metrics["train"]
+    precision = result.metrics["model"]["precision"]
+    mfu_keys = ("mfu", "model_tflops", "peak_tflops")
+    mfu = {key: trained[key] for key in mfu_keys} if "mfu" in trained else _toolkit_mfu(recipe, trained, precision)
     return {
-        "samples_per_second": result.metrics["train"]["samples_per_second"],
-        "tokens_per_second": result.metrics["train"]["tokens_per_second"],
+        "samples_per_second": trained["samples_per_second"],
+        "tokens_per_second": trained["tokens_per_second"],
         "accuracy": result.metrics["validation"]["accuracy"],
-        "precision": result.metrics["model"]["precision"],
+        "precision": precision,
         "emissions_g": result.emissions.emissions_g if result.emissions else None,
-        "train_wall_s": result.metrics["train"]["runtime"],
+        "train_wall_s": trained["runtime"],
         "total_wall_s": wall,
+        **mfu,
     }
+
+
+def _toolkit_mfu(recipe: Recipe, trained: dict, precision: str) -> dict:
+    """Until the runner reports MFU itself: the same figure from the run's architecture."""
+    flops = _classifier_flops_per_token(recipe.model.checkpoint)
+    device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    return flops_utilization(flops, trained["tokens_per_second"], precision, device)
+
+
+@cache
+def _classifier_flops_per_token(checkpoint: str) -> int:
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_checkpoint(checkpoint), num_labels=2)
+    return training_flops_per_token(model)
 
 
 def main() -> None:
@@ -135,36 +200,27 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
 
-    t = load_recipe(RECIPE).training
-    hp = {
-        "checkpoint": load_recipe(RECIPE).model.checkpoint,
-        "batch_size": t.batch_size,
-        "learning_rate": t.learning_rate,
-        "warmup_ratio": t.warmup_ratio,
-        "weight_decay": t.weight_decay,
-        "max_length": t.max_length,
-        "seed": t.seed,
-    }
+    hp = recipe_hyperparameters()
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
-        results["toolkit"] = toolkit(args.data_dir, args.rows, args.epochs, True, Path(scratch) / "with-co2")
+        results["toolkit"] = toolkit(args.data_dir, args.rows, args.epochs, Path(scratch) / "with-co2")
         if not args.skip_overhead:
-            without = toolkit(args.data_dir, args.rows, args.epochs, False, Path(scratch) / "without-co2")
+            without = toolkit(args.data_dir, args.rows, args.epochs, Path(scratch) / "without-co2", emissions=False)
             results["toolkit_no_codecarbon"] = without
-    results["plain_dynamic_padding"] = plain_trainer(args.data_dir, args.rows, args.epochs, False, hp)
+    results["plain_dynamic_padding"] = plain_trainer(args.data_dir, args.rows, args.epochs, hp)
     if not args.skip_pad128:
-        results["plain_pad_to_128"] = plain_trainer(args.data_dir, args.rows, args.epochs, True, hp)
+        results["plain_pad_to_128"] = plain_trainer(args.data_dir, args.rows, args.epochs, hp, pad_to_128=True)
 
     print(
         f"\nSST-2 {args.rows} rows from {args.data_dir}, {args.epochs:g} epoch(s), "
         f"{hp['checkpoint']}, batch {hp['batch_size']}"
     )
-    print(f"{'run':24} {'samples/s':>10} {'tokens/s':>10} {'dev acc':>8} {'train s':>8}")
+    print(f"{'run':24} {'samples/s':>10} {'tokens/s':>10} {'dev acc':>8} {'train s':>8} {'MFU':>7} precision")
     for name, r in results.items():
         print(
             f"{name:24} {r['samples_per_second']:10.1f} {r['tokens_per_second']:10.0f} "
-            f"{r['accuracy']:8.4f} {r['train_wall_s']:8.1f}"
+            f"{r['accuracy']:8.4f} {r['train_wall_s']:8.1f} {100 * r['mfu']:6.2f}% {r['precision']}"
         )
     speed = results["toolkit"]["samples_per_second"]
     ratios = {

@@ -83,11 +83,11 @@ def test_lora_run_keeps_the_adapter_only_predicts_and_merges(toy_data, tmp_path,
 @pytest.mark.parametrize(
     ("peft", "learning_rate"),
     [
-        ({"method": "lora", "use_dora": True}, 5e-3),
+        ({"method": "lora", "use_dora": True, "target_modules": "auto"}, 5e-3),  # query/value: fast
         ({"method": "lora", "use_rslora": True, "target_modules": "all-linear"}, 1e-3),  # larger updates
         ({"method": "ia3"}, 5e-3),
-        ({"method": "loha", "r": 4}, 5e-3),
-        ({"method": "lokr", "r": 4}, 5e-3),
+        ({"method": "loha", "r": 4, "target_modules": "auto"}, 5e-3),
+        ({"method": "lokr", "r": 4, "target_modules": "auto"}, 5e-3),
         ({"method": "prompt_tuning", "num_virtual_tokens": 4, "init_text": "is it good or bad"}, 3e-2),
     ],
     ids=["dora", "rslora-all-linear", "ia3", "loha", "lokr", "prompt-tuning"],
