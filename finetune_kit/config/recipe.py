@@ -113,7 +113,9 @@ class TrainingConfig(Section):
     save_steps: PositiveInt | None = None
     logging_steps: PositiveInt = 10
     early_stopping_patience: PositiveInt | None = None
-    group_by_length: bool = Field(True, description="Batch rows of similar length: far less padding")
+    group_by_length: bool = Field(
+        True, description="Batch rows of similar length, batches in random order: far less padding"
+    )
     precision: Precision = Field("auto", description="auto: bf16 where the hardware supports it, else fp32")
     gradient_checkpointing: bool = Field(False, description="Recompute activations: less memory, ~30% slower")
     torch_compile: bool = Field(False, description="torch.compile the model: faster steps after a compile pause")
