@@ -20,6 +20,7 @@ def train_recipe(
     command = [sys.executable, *launcher, "-m", "finetune_kit", "train", str(recipe), *sets]
     command += ["--set", f"output_dir={run_dir}"]
     log = run_dir.with_name(run_dir.name + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as stderr:
         pid = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr).pid
         _, status, usage = os.wait4(pid, 0)

@@ -201,3 +201,59 @@ def cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Calla
         return CliResult(code, out.out, out.err)
 
     return run
+
+
+def toy_chat_rows(count: int, seed: int = 0) -> list[dict]:
+    """Sentiment as instructions: the reply is the label word, so a tiny model learns it in seconds."""
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"Sentiment of: {row['text']}"},
+                {"role": "assistant", "content": "positive" if row["label"] == "pos" else "negative"},
+            ],
+            "task": "sentiment",
+            "metric": "accuracy",
+        }
+        for row in toy_sentiment_rows(count, seed)
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide llama with a byte-level BPE vocabulary and a ChatML chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, set_seed
+
+    from finetune_kit.tasks.chat_template import CHATML
+
+    folder = tmp_path_factory.mktemp("tiny-chat-llama")
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    corpus = [f"user Sentiment of: {r['text']} assistant positive negative system" for r in toy_sentiment_rows(500)]
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    fast.chat_template = CHATML
+    fast.save_pretrained(folder)
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+    )
+    set_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder

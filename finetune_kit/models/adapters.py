@@ -37,6 +37,7 @@ from transformers.pytorch_utils import Conv1D
 from finetune_kit.config.recipe import PEFT_OPTION_METHODS, PeftSection
 from finetune_kit.errors import ModelError, RecipeError, first_line
 from finetune_kit.models.checkpoints import LINEAGE_FILE, resolve_checkpoint
+from finetune_kit.models.gguf import is_gguf, load_gguf_model
 
 ADAPTER_CONFIG = "adapter_config.json"
 PROMPT_METHODS = {"prompt_tuning", "prefix_tuning"}  # virtual tokens: nothing to merge into weights
@@ -162,8 +163,11 @@ def load_adapter_model(model_class: Any, model_dir: Path) -> PeftModel:
     """The base model (resolved offline when it is packaged) with the run's adapter on top."""
     base = PeftConfig.from_pretrained(str(model_dir)).base_model_name_or_path
     try:
-        config = AutoConfig.from_pretrained(str(model_dir))
-        model = model_class.from_pretrained(resolve_checkpoint(base), config=config)
+        source = resolve_checkpoint(base)
+        if is_gguf(source):
+            model = load_gguf_model(model_class, Path(source))
+        else:
+            model = model_class.from_pretrained(source, config=AutoConfig.from_pretrained(str(model_dir)))
     except (OSError, ValueError) as err:
         raise ModelError(
             f"{model_dir}: cannot load the adapter's base model '{base}': {first_line(err)}; "

@@ -25,6 +25,8 @@ def build_model(recipe: Recipe, head: ModelHead, tokenizer: PreTrainedTokenizerB
         missing = {name for name, _ in model.named_parameters()}
     else:
         model, missing = load_pretrained_model(head.auto_class, recipe.model, **head.config)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))  # tokens the task added (a chat template's markers)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id  # heads that pool the last real token need it
     if recipe.peft is None:

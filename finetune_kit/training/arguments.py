@@ -31,43 +31,43 @@ def build_training_arguments(
     setup = task.trainer_setup()
     save_strategy = config.resolved_save_strategy
     keep_best = config.eval_strategy != "no" and save_strategy != "no"
+    arguments = dict(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size or config.batch_size * 2,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        eval_strategy=config.eval_strategy,
+        eval_steps=config.eval_steps,
+        save_strategy=save_strategy,
+        save_steps=config.save_steps or config.eval_steps,
+        save_total_limit=2 if keep_best else 1,
+        load_best_model_at_end=keep_best,
+        metric_for_best_model=task.main_metric if keep_best else None,
+        greater_is_better=task.greater_is_better if keep_best else None,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        train_sampling_strategy=_sampling(config.group_by_length),
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        activation_checkpointing=config.gradient_checkpointing,
+        torch_compile=config.torch_compile,
+        include_num_input_tokens_seen="non_padding",
+        restore_callback_states_from_checkpoint=True,  # early stopping's patience survives a resume
+        dataloader_num_workers=config.dataloader_workers,
+        remove_unused_columns=setup.remove_unused_columns,
+        disable_tqdm=True,  # the toolkit's console shows progress (finetune_kit.console)
+        report_to="none",
+    )
     try:
-        return setup.arguments_class(
-            **setup.arguments,
-            output_dir=str(checkpoints),
-            num_train_epochs=config.epochs,
-            max_steps=config.max_steps or -1,
-            per_device_train_batch_size=config.batch_size,
-            per_device_eval_batch_size=config.eval_batch_size or config.batch_size * 2,
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            learning_rate=config.learning_rate,
-            lr_scheduler_type=config.lr_scheduler,
-            warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
-            weight_decay=config.weight_decay,
-            max_grad_norm=config.max_grad_norm,
-            seed=config.seed,
-            eval_strategy=config.eval_strategy,
-            eval_steps=config.eval_steps,
-            save_strategy=save_strategy,
-            save_steps=config.save_steps or config.eval_steps,
-            save_total_limit=2 if keep_best else 1,
-            load_best_model_at_end=keep_best,
-            metric_for_best_model=task.main_metric if keep_best else None,
-            greater_is_better=task.greater_is_better if keep_best else None,
-            logging_strategy="steps",
-            logging_steps=config.logging_steps,
-            train_sampling_strategy=_sampling(config.group_by_length),
-            bf16=precision == "bf16",
-            fp16=precision == "fp16",
-            use_cpu=not torch.cuda.is_available(),
-            activation_checkpointing=config.gradient_checkpointing,
-            torch_compile=config.torch_compile,
-            include_num_input_tokens_seen="non_padding",
-            restore_callback_states_from_checkpoint=True,  # early stopping's patience survives a resume
-            dataloader_num_workers=config.dataloader_workers,
-            remove_unused_columns=setup.remove_unused_columns,
-            disable_tqdm=True,  # the toolkit's console shows progress (finetune_kit.console)
-            report_to="none",
-        )
+        return setup.arguments_class(**arguments | setup.arguments)  # the task's own settings win
     except ValueError as err:
         raise RecipeError(f"training: {first_line(err, 300)}") from None

@@ -33,7 +33,7 @@ from finetune_kit.hub.push import push_after_training
 from finetune_kit.models import base_model_id, load_tokenizer, resolve_checkpoint
 from finetune_kit.models.adapters import parameter_counts, save_adapter_extras
 from finetune_kit.models.building import build_model
-from finetune_kit.models.checkpoints import LINEAGE_FILE
+from finetune_kit.models.checkpoints import LINEAGE_FILE, starting_weights_note
 from finetune_kit.models.tokenizer_training import train_tokenizer
 from finetune_kit.runs import Layout, RunFolder
 from finetune_kit.runs.folder import checkpoint_step
@@ -93,6 +93,7 @@ def prepare(recipe: Recipe) -> Prepared:
     task.inspect(data)
     if tokenizer is None:  # a new model: its vocabulary is learned from the training texts
         tokenizer = train_tokenizer(recipe.tokenizer, task.tokenizer_texts(data["train"]), recipe.training.max_length)
+    task.prepare_tokenizer(tokenizer)
     return Prepared(recipe, task, data, tokenizer)
 
 
@@ -166,8 +167,11 @@ def build(run: OpenRun) -> Trainer:
 
 def fit(run: OpenRun, trainer: Trainer) -> None:
     """The starting point (when the task measures one), then training from the checkpoint if any."""
-    if run.prepared.task.evaluate_before_training and run.checkpoint is None:
+    task = run.prepared.task
+    if task.evaluate_before_training and run.checkpoint is None:
         baseline = evaluate(trainer, None, "before")
+        if isinstance(task, SamplesDuringTraining):
+            baseline |= task.results_before_training(run.model, run.prepared.tokenizer, run.prepared.data)
         if run.is_main:
             run.folder.files.write_json(Layout.BASELINE, baseline)
     output = trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
@@ -228,6 +232,8 @@ def _final_metrics(run: OpenRun, trainer: Trainer) -> dict[str, Any]:
     best = trainer.state.best_model_checkpoint
     metrics["best_checkpoint_step"] = checkpoint_step(Path(best)) if best else None
     metrics["model"] = {**parameter_counts(run.model), "precision": run.precision}
+    if note := starting_weights_note(run.prepared.recipe.model.weights_from):
+        metrics["model"]["starting_weights"] = note
     metrics |= _why_training_stopped(run, trainer)
     if run.is_main:
         metrics |= _results_beyond_metrics(run)
@@ -261,8 +267,7 @@ def _results_beyond_metrics(run: OpenRun) -> dict[str, Any]:
         results["before_training"] = json.loads(baseline.read_text())
     task = run.prepared.task
     if isinstance(task, SamplesDuringTraining):
-        with phase("generate", total=len(task.recipe.generation.prompts), unit="samples"):
-            results |= task.final_results(run.model, run.prepared.tokenizer)
+        results |= task.final_results(run.model, run.prepared.tokenizer, run.prepared.data)
     return results
 
 

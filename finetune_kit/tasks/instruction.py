@@ -1,0 +1,245 @@
+"""Instruction tuning of chat models (SFT): conversations formatted with the chat template, loss on
+the assistant's replies, packed without cross-contamination, scored by generation on held-out prompts.
+
+TRL's `SFTTrainer` trains: its best-fit-decreasing packing, padding-free batches (position ids
+restart per conversation; transformers turns them into block-diagonal attention where the kernel
+needs a mask) and its loss. This module adds what TRL leaves to the user: the four data layouts,
+reply masks for any template (TRL's own need `{% generation %}` markers), checked rows, and task
+metrics of generated answers before and after training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, Literal
+
+from datasets import Dataset, DatasetDict
+from pydantic import Field, PositiveInt
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.trainer_utils import EvalLoopOutput
+from trl import SFTConfig, SFTTrainer
+
+from finetune_kit.config.recipe import DataConfig, Recipe, Section
+from finetune_kit.console import phase
+from finetune_kit.data.conversations import ConversationFormat, Message, detect_format, to_messages
+from finetune_kit.errors import DataError
+from finetune_kit.tasks.base import ModelHead, SamplesDuringTraining, Task, TrainerSetup
+from finetune_kit.tasks.chat_template import TrainOn, attach_template, encode_conversation
+from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, logger
+from finetune_kit.tasks.generation import GenerationSettings, reply_texts
+from finetune_kit.tasks.generation_metrics import SCORERS, GenerationMetric
+
+MAX_LOG_PERPLEXITY = 50  # exp() of a diverged loss stays a finite number in metrics.json
+REPLIES_SHOWN = 2  # per group of held-out prompts, in metrics.json and the card
+
+
+class SftData(DataConfig):
+    conversation_format: ConversationFormat = Field(
+        "auto",
+        description="messages, sharegpt (conversations), prompt-completion, alpaca; auto: told by the columns",
+    )
+    system_prompt: str | None = Field(None, description="Put first in every conversation that has none")
+
+
+class ChatSection(Section):
+    template: str | None = Field(
+        None, description="Unset: the checkpoint's own; chatml (for a base model without one); or Jinja text"
+    )
+    train_on: TrainOn = Field("assistant", description="assistant: loss on the replies only; all: every token")
+    packing: bool = Field(True, description="Several conversations per row, each attending only to itself")
+
+
+class HeldOutGeneration(GenerationSettings):
+    """Scores of generated replies to data.test's prompts, whose last reply is the reference."""
+
+    max_new_tokens: PositiveInt = 128
+    metric: GenerationMetric | None = Field(None, description="One metric for every row; unset: metric_column")
+    metric_column: str = Field("metric", description="Per row: accuracy, bleu, rougeL or entity_f1")
+    group_column: str = Field("task", description="Rows scored together and reported as <group>_<metric>")
+    batch_size: PositiveInt = 8
+
+
+class SftRecipe(Recipe):
+    task: Literal["sft"]
+    data: SftData
+    chat: ChatSection = Field(default_factory=ChatSection)
+    generation: HeldOutGeneration = Field(default_factory=HeldOutGeneration)
+
+
+class InstructionTuningTask(SamplesDuringTraining, Task):
+    name: ClassVar[str] = "sft"
+    recipe_class: ClassVar[type[Recipe]] = SftRecipe
+    pipeline_tag: ClassVar[str] = "text-generation"
+    main_metric: ClassVar[str] = "perplexity"  # of the replies in data.validation
+    greater_is_better: ClassVar[bool] = False
+    evaluate_before_training: ClassVar[bool] = True
+    recipe: SftRecipe
+
+    def model_head(self) -> ModelHead:
+        return ModelHead(AutoModelForCausalLM, "CAUSAL_LM")
+
+    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        attach_template(tokenizer, self.recipe.chat.template)
+
+    def inspect(self, data: DatasetDict) -> None:
+        for split_name, split in data.items():
+            self.inspect_eval(split, f"data.{split_name}")
+        if "test" in data:
+            self._check_metrics(data["test"])
+
+    def inspect_eval(self, rows: Dataset, where: str) -> None:
+        for _ in self._conversations(rows, where):
+            pass  # every row converts, or the first bad one is named
+
+    def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
+        chat, limit = self.recipe.chat, self.recipe.training.max_length
+
+        def encode(row: dict[str, Any], layout: str) -> dict[str, Any]:
+            messages = to_messages(row, layout, self.recipe.data.system_prompt, "row")
+            ids, labels, cut = encode_conversation(tokenizer, messages, chat.train_on, limit)
+            return {"input_ids": ids, "labels": labels, "length": len(ids), CUT_COLUMN: cut}
+
+        features = {}
+        for name, split in data.items():
+            layout = detect_format(split.column_names, self.recipe.data.conversation_format, f"data.{name}")
+            encoded = split.map(
+                encode, fn_kwargs={"layout": layout}, remove_columns=split.column_names, desc=f"Tokenizing {name}"
+            )
+            features[name] = _drop_unlearnable(drop_cut_column(encoded, f"{name} conversations", limit), name)
+        return DatasetDict(features)
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        del tokenizer
+        return None  # SFTTrainer's own: it flattens packed rows padding-free, from trainer_setup's arguments
+
+    def trainer_setup(self) -> TrainerSetup:
+        packing, grouped = self.recipe.chat.packing, self.recipe.training.group_by_length
+        return TrainerSetup(
+            PerplexitySFTTrainer,
+            SFTConfig,
+            {
+                "prediction_loss_only": True,  # the loss is all evaluation needs: no logits are built
+                "max_length": self.recipe.training.max_length,
+                "packing": packing,
+                "padding_free": packing,
+                # packed rows are all about max_length long; unpacked ones are grouped by length
+                "train_sampling_strategy": "group_by_length" if grouped and not packing else "random",
+            },
+        )
+
+    def training_callbacks(self, write_log: Callable[[dict[str, Any]], None]) -> list:
+        del write_log
+        return []  # generation is scored before and after training: during it, it would cost as much again
+
+    def results_before_training(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
+    ) -> dict[str, Any]:
+        return {"generation": self._held_out_scores(model, tokenizer, data)[0]} if "test" in data else {}
+
+    def final_results(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
+    ) -> dict[str, Any]:
+        if "test" not in data:
+            return {}
+        scores, replies = self._held_out_scores(model, tokenizer, data)
+        return {"generation": scores, "replies": replies}
+
+    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
+        conversations = [[{"role": "user", "content": str(prompt)}] for prompt in rows["prompt"]]
+        replies = reply_texts(model, tokenizer, self._with_system(conversations), self.recipe.generation)
+        return [{"prompt": p, "reply": r} for p, r in zip(rows["prompt"], replies, strict=True)]
+
+    def input_columns(self) -> list[str]:
+        return ["prompt"]
+
+    def tokenizer_texts(self, rows: Dataset) -> Iterator[str]:
+        for messages in self._conversations(rows, "data.train"):
+            yield from (message["content"] for message in messages)
+
+    def card_facts(self) -> dict[str, Any]:
+        chat = self.recipe.chat
+        return {
+            "loss on": "assistant replies" if chat.train_on == "assistant" else "every token",
+            "packing": "several conversations per row, attention kept within each" if chat.packing else "none",
+        }
+
+    # -- held-out generation ---------------------------------------------------------------------
+    def _conversations(self, rows: Dataset, where: str) -> Iterator[list[Message]]:
+        layout = detect_format(rows.column_names, self.recipe.data.conversation_format, where)
+        for number, row in enumerate(rows, 1):
+            yield to_messages(row, layout, self.recipe.data.system_prompt, f"{where} row {number}")
+
+    def _with_system(self, conversations: list[list[Message]]) -> list[list[Message]]:
+        system = self.recipe.data.system_prompt
+        return [[{"role": "system", "content": system}, *c] if system else c for c in conversations]
+
+    def _check_metrics(self, rows: Dataset) -> None:
+        settings = self.recipe.generation
+        if settings.metric is not None:
+            return
+        if settings.metric_column not in rows.column_names:
+            raise DataError(
+                f"data.test: column '{settings.metric_column}' not found; held-out prompts need a metric: "
+                f"set generation.metric ({', '.join(SCORERS)}) or generation.metric_column"
+            )
+        for number, metric in enumerate(rows[settings.metric_column], 1):
+            if metric not in SCORERS:
+                raise DataError(
+                    f"data.test row {number}: unknown metric '{metric}' in column '{settings.metric_column}'; "
+                    f"metrics are {', '.join(SCORERS)}"
+                )
+
+    def _held_out_scores(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
+    ) -> tuple[dict[str, float], list[dict[str, str]]]:
+        """Each test conversation up to its last reply is the prompt, the last reply the reference;
+        rows are scored per (group, metric)."""
+        rows, settings = data["test"], self.recipe.generation
+        prompts, references = [], []
+        for messages in self._conversations(rows, "data.test"):
+            last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+            prompts.append(messages[:last])
+            references.append(messages[last]["content"])
+        metrics = [settings.metric] * len(rows) if settings.metric else rows[settings.metric_column]
+        groups = rows[settings.group_column] if settings.group_column in rows.column_names else metrics
+        with phase("generate", total=len(prompts), unit="held-out prompts"):
+            replies = reply_texts(model, tokenizer, prompts, settings, settings.batch_size)
+        scored: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for index, key in enumerate(zip(groups, metrics, strict=True)):
+            scored[key].append(index)
+        scores, shown = {}, []
+        for (group, metric), indexes in sorted(scored.items()):
+            name = metric if group == metric else f"{group}_{metric}"
+            scores[name] = SCORERS[metric]([replies[i] for i in indexes], [references[i] for i in indexes])
+            shown += [
+                {"group": group, "prompt": prompts[i][-1]["content"], "reference": references[i], "reply": replies[i]}
+                for i in indexes[:REPLIES_SHOWN]
+            ]
+        return scores, shown
+
+
+class PerplexitySFTTrainer(SFTTrainer):
+    """SFTTrainer whose evaluations also report perplexity: exp of the loss on the reply tokens,
+    which TRL computes through its fused LM head without building vocabulary-sized logits."""
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any) -> EvalLoopOutput:
+        output = super().evaluation_loop(*args, **kwargs)
+        for key, value in list(output.metrics.items()):
+            if key.endswith("_loss"):
+                output.metrics[key.removesuffix("loss") + "perplexity"] = math.exp(min(value, MAX_LOG_PERPLEXITY))
+        return output
+
+
+def _drop_unlearnable(rows: Dataset, split: str) -> Dataset:
+    """Conversations cut so short that no reply token is left teach nothing: dropped, and counted."""
+    kept = rows.filter(lambda labels: any(label != IGNORE_INDEX for label in labels), input_columns="labels")
+    if len(kept) < len(rows):
+        logger.warning(
+            "%s: %d of %d conversations dropped: no reply left within training.max_length",
+            split,
+            len(rows) - len(kept),
+            len(rows),
+        )
+    return kept
