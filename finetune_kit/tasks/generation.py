@@ -68,7 +68,11 @@ def reply_texts(
             mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in chunk], device=device)
             with torch.no_grad():
                 output = model.generate(
-                    input_ids=ids, attention_mask=mask, pad_token_id=pad, eos_token_id=stop, **settings.generate_kwargs()
+                    input_ids=ids,
+                    attention_mask=mask,
+                    pad_token_id=pad,
+                    eos_token_id=stop,
+                    **settings.generate_kwargs(),
                 )
             for i, new in zip(chunk, output[:, width:], strict=True):
                 replies[i] = tokenizer.decode(new, skip_special_tokens=True).strip()

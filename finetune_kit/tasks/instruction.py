@@ -147,9 +147,14 @@ class InstructionTuningTask(SamplesDuringTraining, Task):
         return {"generation": scores, "replies": replies}
 
     def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
-        conversations = [[{"role": "user", "content": str(prompt)}] for prompt in rows["prompt"]]
-        replies = reply_texts(model, tokenizer, self._with_system(conversations), self.recipe.generation)
+        conversations = [self.conversation_for(str(prompt)) for prompt in rows["prompt"]]
+        replies = reply_texts(model, tokenizer, conversations, self.recipe.generation)
         return [{"prompt": p, "reply": r} for p, r in zip(rows["prompt"], replies, strict=True)]
+
+    def conversation_for(self, prompt: str) -> list[Message]:
+        """What a bare prompt becomes, as in training: the recipe's system prompt, then the user's message."""
+        system = self.recipe.data.system_prompt
+        return [{"role": "system", "content": system}] * bool(system) + [{"role": "user", "content": prompt}]
 
     def input_columns(self) -> list[str]:
         return ["prompt"]
@@ -170,10 +175,6 @@ class InstructionTuningTask(SamplesDuringTraining, Task):
         layout = detect_format(rows.column_names, self.recipe.data.conversation_format, where)
         for number, row in enumerate(rows, 1):
             yield to_messages(row, layout, self.recipe.data.system_prompt, f"{where} row {number}")
-
-    def _with_system(self, conversations: list[list[Message]]) -> list[list[Message]]:
-        system = self.recipe.data.system_prompt
-        return [[{"role": "system", "content": system}, *c] if system else c for c in conversations]
 
     def _check_metrics(self, rows: Dataset) -> None:
         settings = self.recipe.generation

@@ -229,6 +229,8 @@ def _final_metrics(run: OpenRun, trainer: Trainer) -> dict[str, Any]:
         metrics["train"] |= model_flops_utilization(
             run.model, tokens_per_second, run.precision, devices=run.args.world_size
         )
+    if torch.cuda.is_available():  # what a user sizes the next GPU by
+        metrics["train"]["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
     best = trainer.state.best_model_checkpoint
     metrics["best_checkpoint_step"] = checkpoint_step(Path(best)) if best else None
     metrics["model"] = {**parameter_counts(run.model), "precision": run.precision}
