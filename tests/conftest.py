@@ -100,21 +100,28 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-wide GPT-2 with a byte-level BPE vocabulary trained on the toy vocabulary."""
+def byte_level_bpe(corpus: list[str], vocab_size: int, special_tokens: list[str]):
+    """A GPT-2 style byte-level BPE vocabulary learned from the corpus."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, set_seed
 
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    corpus = [row["text"] for row in toy_sentiment_rows(500)] + [" ".join(POSITIVE + NEGATIVE + FILLER)]
     trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tokenizer.train_from_iterator(corpus, trainer)
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide GPT-2 with a byte-level BPE vocabulary trained on the toy vocabulary."""
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, set_seed
+
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    corpus = [row["text"] for row in toy_sentiment_rows(500)] + [" ".join(POSITIVE + NEGATIVE + FILLER)]
+    tokenizer = byte_level_bpe(corpus, 300, ["<|endoftext|>"])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"
     )
@@ -221,22 +228,13 @@ def toy_chat_rows(count: int, seed: int = 0) -> list[dict]:
 @pytest.fixture(scope="session")
 def tiny_chat_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide llama with a byte-level BPE vocabulary and a ChatML chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, set_seed
 
     from finetune_kit.tasks.chat_template import CHATML
 
     folder = tmp_path_factory.mktemp("tiny-chat-llama")
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
     corpus = [f"user Sentiment of: {r['text']} assistant positive negative system" for r in toy_sentiment_rows(500)]
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator(corpus, trainer)
+    tokenizer = byte_level_bpe(corpus, 400, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
     )
