@@ -178,6 +178,7 @@ PEFT_OPTION_METHODS: dict[str, tuple[str, ...]] = {
     "target_modules": ("lora", "ia3", "loha", "lokr"),
     "num_virtual_tokens": ("prompt_tuning", "prefix_tuning"),
     "init_text": ("prompt_tuning",),
+    "quantization": ("lora", "loha", "lokr", "ia3"),
 }
 
 
@@ -199,6 +200,9 @@ class PeftSection(Section):
     )
     modules_to_save: list[str] = Field(
         default_factory=list, description="Extra modules trained in full; the task head always is"
+    )
+    quantization: Literal["4bit", "8bit"] | None = Field(
+        None, description="QLoRA: the base model in 4-bit NF4 (or 8-bit) with bitsandbytes; CUDA only"
     )
     num_virtual_tokens: PositiveInt = Field(20, description="Learned tokens prepended to every input")
     init_text: str | None = Field(None, description="Initialise prompt tuning from this text's embeddings")

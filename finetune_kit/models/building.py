@@ -4,27 +4,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from peft import PeftModel
+from peft import PeftModel, prepare_model_for_kbit_training
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.models.adapters import attach_adapter, is_adapter, load_adapter_model, new_module_names
 from finetune_kit.models.architecture import build_from_architecture, build_from_checkpoint_config
 from finetune_kit.models.checkpoints import load_pretrained_model
+from finetune_kit.models.quantization import quantized_loading, require_cuda
 from finetune_kit.tasks.base import ModelHead
 
 
 def build_model(recipe: Recipe, head: ModelHead, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel | PeftModel:
     """The recipe's checkpoint (or a new model of its architecture) with the task's head, wrapped
     in the recipe's adapter when it has a `peft` section."""
+    quantization = recipe.peft.quantization if recipe.peft else None
+    require_cuda(quantization)
     if recipe.model.architecture is not None:
         model = build_from_architecture(head.auto_class, recipe.model.architecture, tokenizer, **head.config)
         missing = {name for name, _ in model.named_parameters()}
+    elif is_adapter(Path(recipe.model.checkpoint)):  # an adapter run (SFT before preference tuning): merged first
+        model, missing = load_adapter_model(head.auto_class, Path(recipe.model.checkpoint)).merge_and_unload(), set()
     elif recipe.model.random_init:
         model = build_from_checkpoint_config(head.auto_class, recipe.model, **head.config)
         missing = {name for name, _ in model.named_parameters()}
     else:
-        model, missing = load_pretrained_model(head.auto_class, recipe.model, **head.config)
+        model, missing = load_pretrained_model(
+            head.auto_class, recipe.model, **head.config, **quantized_loading(quantization)
+        )
+        if quantization:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))  # tokens the task added (a chat template's markers)
     if model.config.pad_token_id is None:

@@ -12,6 +12,7 @@ from finetune_kit.tasks.classification import ClassificationTask
 from finetune_kit.tasks.denoising import DenoisingTask
 from finetune_kit.tasks.instruction import InstructionTuningTask
 from finetune_kit.tasks.masked_lm import MaskedLmTask
+from finetune_kit.tasks.preference import PreferenceTask
 from finetune_kit.tasks.summarization import SummarizationTask
 from finetune_kit.tasks.token_classification import NerTask
 from finetune_kit.tasks.translation import TranslationTask
@@ -25,6 +26,7 @@ TASKS: dict[str, type[Task]] = {
     SummarizationTask.name: SummarizationTask,
     DenoisingTask.name: DenoisingTask,
     InstructionTuningTask.name: InstructionTuningTask,
+    PreferenceTask.name: PreferenceTask,
 }
 
 

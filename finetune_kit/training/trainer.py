@@ -32,6 +32,15 @@ def build_trainer(
 ) -> Trainer:
     """The task's Trainer class with `args` (from `build_training_arguments`), its collator and its
     metrics, which get the tokenizer passed rather than left behind by preprocessing."""
+    # Metrics from logits, unless the task's evaluation needs the loss alone (and no logits are built).
+    metric_hooks = (
+        {}
+        if args.prediction_loss_only
+        else {
+            "compute_metrics": partial(task.compute_metrics, tokenizer=tokenizer),
+            "preprocess_logits_for_metrics": task.logits_for_metrics,
+        }
+    )
     trainer = task.trainer_setup().trainer_class(
         model=model,
         args=args,
@@ -39,9 +48,8 @@ def build_trainer(
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         data_collator=task.collator(tokenizer),
-        compute_metrics=partial(task.compute_metrics, tokenizer=tokenizer),
-        preprocess_logits_for_metrics=task.logits_for_metrics,
         callbacks=list(callbacks),
+        **metric_hooks,
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the toolkit's console shows them readably
     return trainer

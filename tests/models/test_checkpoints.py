@@ -73,7 +73,10 @@ def test_a_path_that_is_not_there_is_a_missing_folder_not_a_hub_id(checkpoint, o
 def test_a_file_given_as_checkpoint_asks_for_its_folder(offline, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"")
-    with pytest.raises(ModelError, match=r"^model.checkpoint: ./model.safetensors is a file; give the model folder \(or a .gguf file\)$"):
+    with pytest.raises(
+        ModelError,
+        match=r"^model.checkpoint: ./model.safetensors is a file; give the model folder \(or a .gguf file\)$",
+    ):
         checked_checkpoint(ModelConfig(checkpoint="./model.safetensors"))
 
 

@@ -152,6 +152,17 @@ def test_unknown_target_module_lists_the_real_ones(tiny_bert, toy_data, tmp_path
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_qlora_without_cuda_is_refused_in_one_line(tiny_bert, toy_data, tmp_path, write_recipe, cli):
+    recipe = adapter_recipe(
+        toy_data, tmp_path / "run", {"method": "lora", "quantization": "4bit"}, checkpoint=tiny_bert
+    )
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 2 and len(result.error_lines) == 1
+    assert "peft.quantization: 4bit (QLoRA) needs a CUDA GPU" in result.error_lines[0]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
 def test_named_target_modules_of_a_decoder_are_found(tiny_gpt2, tmp_path, write_recipe, cli):
     peft = {**LORA, "target_modules": ["c_attn"]}  # GPT-2's attention is a Conv1D, not a Linear
     recipe = clm_recipe(tmp_path, tmp_path / "run", {"checkpoint": str(tiny_gpt2)}, peft=peft)

@@ -1,0 +1,118 @@
+"""Preference tuning: DPO learns a separable toy preference, ORPO runs, the adapter's reference
+equals a frozen copy, and bad pairs are named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from finetune_kit.config.loading import validate_recipe
+from finetune_kit.models.building import build_model
+from finetune_kit.tasks import build_task
+from finetune_kit.training.arguments import build_training_arguments
+from finetune_kit.training.trainer import build_trainer
+from tests.conftest import toy_sentiment_rows, write_jsonl
+
+
+def toy_pairs(count: int, seed: int) -> list[dict]:
+    """The right label is chosen, the wrong one rejected: separable from one word of the prompt."""
+    pairs = []
+    for row in toy_sentiment_rows(count, seed):
+        right, wrong = ("positive", "negative") if row["label"] == "pos" else ("negative", "positive")
+        pairs.append({"prompt": f"Sentiment of: {row['text']}", "chosen": right, "rejected": wrong})
+    return pairs
+
+
+def preference_recipe(checkpoint, tmp_path, run_dir, **extra) -> dict:
+    data = {
+        "train": write_jsonl(tmp_path / "data" / "train.jsonl", toy_pairs(200, 1)),
+        "validation": write_jsonl(tmp_path / "data" / "validation.jsonl", toy_pairs(40, 2)),
+    }
+    return {
+        "task": "preference",
+        "model": {"checkpoint": str(checkpoint)},
+        "data": {split: str(path) for split, path in data.items()},
+        "training": {"epochs": 3, "batch_size": 8, "learning_rate": 1e-2, "max_length": 64, "precision": "fp32"},
+        "peft": {"method": "lora", "r": 8, "modules_to_save": ["lm_head"]},
+        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
+        "output_dir": str(run_dir),
+        **extra,
+    }
+
+
+def test_dpo_learns_the_preference(tiny_chat_llama, tmp_path, write_recipe, cli):
+    """Full fine-tuning (the reference is a frozen copy): a random tiny model must move its
+    embeddings to tell the sentiment words apart, which low-rank updates alone do slowly."""
+    run_dir = tmp_path / "runs" / "dpo"
+    recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, peft=None, preference={"beta": 1.0})
+    recipe["training"]["learning_rate"] = 1e-2
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    validation = metrics["validation"]
+    assert validation["rewards/accuracies"] >= 0.9 and validation["rewards/margins"] > 0
+    assert validation["logps/chosen"] > validation["logps/rejected"]
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    losses = [entry["loss"] for entry in log if "loss" in entry]
+    assert losses[-1] < 0.5 * losses[0]  # from log 2 (no preference yet)
+    card = (run_dir / "README.md").read_text()
+    assert "rewards/accuracies" in card and "preference loss: dpo" not in card.split("---")[1]
+
+
+def test_orpo_runs_without_a_reference(tiny_chat_llama, tmp_path, write_recipe, cli):
+    run_dir = tmp_path / "runs" / "orpo"
+    recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference={"loss": "orpo", "beta": 0.1})
+    recipe["training"]["epochs"] = 1
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    assert "rewards/accuracies" in json.loads((run_dir / "metrics.json").read_text())["validation"]
+
+
+def test_the_adapters_reference_equals_a_frozen_copy(tiny_chat_llama, tmp_path):
+    """With LoRA, no second model: the reference log-probs are the starting weights' own."""
+    recipe = validate_recipe(preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run"))
+    task, tokenizer = build_task(recipe), AutoTokenizer.from_pretrained(tiny_chat_llama)
+    task.prepare_tokenizer(tokenizer)
+    rows = task.preprocess({"train": Dataset.from_list(toy_pairs(8, 5))}, tokenizer)["train"]
+
+    def reference_logps(model, ref_model=None):
+        args = build_training_arguments(recipe.training, task, tmp_path / "checkpoints", "fp32")
+        trainer = build_trainer(task, args, model, tokenizer, train_dataset=rows, eval_dataset=rows)
+        trainer.ref_model = ref_model if ref_model is not None else trainer.ref_model
+        batch = next(iter(trainer.get_train_dataloader()))
+        return trainer.compute_ref_log_probs(model, batch)
+
+    adapted = reference_logps(build_model(recipe, task.model_head(), tokenizer))
+    frozen = AutoModelForCausalLM.from_pretrained(tiny_chat_llama).eval()
+    plain = reference_logps(AutoModelForCausalLM.from_pretrained(tiny_chat_llama), frozen)
+    for ours, theirs in zip(adapted, plain, strict=True):
+        assert torch.allclose(ours, theirs, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"prompt": "hi", "chosen": "", "rejected": "no"}, "data.train row 2, chosen is empty"),
+        ({"prompt": "hi", "chosen": "yes", "rejected": " "}, "data.train row 2, rejected is empty"),
+        ({"prompt": "hi", "chosen": "same", "rejected": "same"}, "data.train row 2: chosen and rejected are the same"),
+        ({"prompt": "", "chosen": "yes", "rejected": "no"}, "data.train row 2, prompt is empty"),
+    ],
+)
+def test_bad_pairs_exit_2_naming_the_row(row, message, tiny_chat_llama, tmp_path, write_recipe, cli):
+    run_dir = tmp_path / "runs" / "bad"
+    recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir)
+    recipe["data"]["train"] = str(write_jsonl(tmp_path / "bad.jsonl", [*toy_pairs(1, 0), row]))
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 2 and message in result.error_lines[0], result.stderr
+    assert not run_dir.exists() and not run_dir.parent.exists()
+
+
+def test_a_missing_column_is_named(tiny_chat_llama, tmp_path, write_recipe, cli):
+    recipe = preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run")
+    recipe["data"]["train"] = str(write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "hi", "chosen": "yes"}]))
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 2 and "column 'rejected' not found" in result.error_lines[0]
