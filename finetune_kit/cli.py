@@ -278,11 +278,13 @@ def search(
 
 @app.command()
 def emissions(run_dirs: Annotated[list[Path], typer.Argument(help="Finished run folders")]) -> None:
-    """Compare runs: grams CO2eq, kWh, duration, hardware, country, main metric and metric per gram."""
+    """Compare runs: grams CO2eq (and of the chain of runs each descends from: pretraining, SFT, ...),
+    kWh, duration, hardware, country, main metric and metric per gram."""
     from finetune_kit.emissions.report import read_run_emissions
 
     table = Table(title="emissions per run")
-    for column in ("run", "g CO2eq", "kWh", "duration", "sessions", "hardware", "country", "metric", "per gram"):
+    columns = ("run", "g CO2eq", "chain g", "kWh", "duration", "sessions", "hardware", "country", "metric", "per gram")
+    for column in columns:
         table.add_column(column, justify="left" if column in {"run", "hardware", "country", "metric"} else "right")
     for run_dir in run_dirs:
         row = read_run_emissions(run_dir)
@@ -292,6 +294,7 @@ def emissions(run_dirs: Annotated[list[Path], typer.Argument(help="Finished run 
         table.add_row(
             row.run,
             f"{r.emissions_g:.4g}",
+            f"{row.chain_g:.4g}" if row.chain_g is not None else "-",
             f"{r.energy_kwh:.4g}",
             f"{r.duration_s:.0f} s",
             str(r.sessions),

@@ -16,6 +16,7 @@ class RunEmissions:
     record: EmissionsRecord
     main_metric: str
     metric_value: float | None
+    chain_g: float | None = None  # this run and every run it descends from, when there are several
 
     @property
     def metric_per_gram(self) -> float | None:
@@ -31,4 +32,6 @@ def read_run_emissions(run_dir: Path) -> RunEmissions:
         raise UserError(f"{run_dir}: no emissions record; the run was trained with emissions.enabled: false")
     main = metrics.get("main_metric", "")
     value = metrics.get("test", metrics.get("validation", {})).get(main)
-    return RunEmissions(run_dir.name, record, main, value)
+    chain = run.lineage().get("chain", [])
+    chain_g = sum(link["emissions_g"] or 0 for link in chain) if len(chain) > 1 else None
+    return RunEmissions(run_dir.name, record, main, value, chain_g)

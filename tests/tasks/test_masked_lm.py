@@ -1,7 +1,7 @@
 import json
 
 from finetune_kit.models import base_model_id
-from finetune_kit.models.checkpoints import LINEAGE_FILE
+from finetune_kit.runs import Layout
 from tests.conftest import classification_recipe, toy_sentiment_rows
 
 
@@ -61,6 +61,6 @@ def test_whole_word_masking_trains(tiny_bert, tmp_path, write_recipe, cli):
 
 
 def test_lineage_names_the_hub_model_a_local_checkpoint_descends_from(tmp_path):
-    (tmp_path / LINEAGE_FILE).write_text(json.dumps({"base_model": "sentence-transformers/all-MiniLM-L6-v2"}))
+    (tmp_path / Layout.LINEAGE).write_text(json.dumps({"base_model": "sentence-transformers/all-MiniLM-L6-v2"}))
     assert base_model_id(str(tmp_path)) == "sentence-transformers/all-MiniLM-L6-v2"
     assert base_model_id("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"

@@ -116,3 +116,24 @@ def test_a_missing_column_is_named(tiny_chat_llama, tmp_path, write_recipe, cli)
     recipe["data"]["train"] = str(write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "hi", "chosen": "yes"}]))
     result = cli("train", write_recipe(recipe))
     assert result.exit_code == 2 and "column 'rejected' not found" in result.error_lines[0]
+
+
+def test_preference_after_an_sft_adapter_run_reports_the_chains_emissions(tiny_chat_llama, tmp_path, write_recipe, cli):
+    from tests.tasks.test_sft import sft_recipe
+
+    sft_dir = tmp_path / "runs" / "sft"
+    sft = sft_recipe(tiny_chat_llama, tmp_path / "sft-data", sft_dir, name="sft")
+    sft |= {"peft": {"method": "lora", "r": 8, "modules_to_save": ["lm_head"]}}
+    sft["training"]["epochs"] = 1
+    assert cli("train", write_recipe(sft, "sft.yaml")).exit_code == 0
+
+    dpo_dir = tmp_path / "runs" / "dpo"
+    recipe = preference_recipe(sft_dir / "model", tmp_path, dpo_dir, name="dpo")
+    recipe["training"]["epochs"] = 1
+    result = cli("train", write_recipe(recipe, "dpo.yaml"))
+    assert result.exit_code == 0, result.stderr
+    grams = [json.loads((run / "emissions.json").read_text())["emissions_g"] for run in (sft_dir, dpo_dir)]
+    card = (dpo_dir / "README.md").read_text()
+    assert f"emitted **{sum(grams):.3f} g CO2eq**: sft (sft, {grams[0]:.3f} g) → dpo (preference" in card
+    table = cli("emissions", dpo_dir).stdout
+    assert f"{sum(grams):.4g}" in table
