@@ -15,11 +15,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Literal
 
+import torch
 from datasets import Dataset, DatasetDict
 from pydantic import Field, PositiveInt
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.trainer_utils import EvalLoopOutput
 from trl import SFTConfig, SFTTrainer
+from trl.data_utils import pack_dataset
 
 from finetune_kit.config.recipe import DataConfig, Recipe, Section
 from finetune_kit.console import phase
@@ -48,7 +50,9 @@ class ChatSection(Section):
         None, description="Unset: the checkpoint's own; chatml (for a base model without one); or Jinja text"
     )
     train_on: TrainOn = Field("assistant", description="assistant: loss on the replies only; all: every token")
-    packing: bool = Field(True, description="Several conversations per row, each attending only to itself")
+    packing: bool = Field(
+        True, description="Several conversations per max_length row, each attending only to itself: no padding"
+    )
 
 
 class HeldOutGeneration(GenerationSettings):
@@ -107,12 +111,15 @@ class InstructionTuningTask(SamplesDuringTraining, Task):
             encoded = split.map(
                 encode, fn_kwargs={"layout": layout}, remove_columns=split.column_names, desc=f"Tokenizing {name}"
             )
-            features[name] = _drop_unlearnable(drop_cut_column(encoded, f"{name} conversations", limit), name)
+            encoded = _drop_unlearnable(drop_cut_column(encoded, f"{name} conversations", limit), name)
+            if chat.packing:  # TRL's best-fit-decreasing packing; rows keep each conversation's length
+                encoded = pack_dataset(encoded.select_columns(["input_ids", "labels"]), limit, strategy="bfd")
+                encoded = encoded.map(lambda row: {"length": len(row["input_ids"])})
+            features[name] = encoded
         return DatasetDict(features)
 
-    def collator(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        del tokenizer
-        return None  # SFTTrainer's own: it flattens packed rows padding-free, from trainer_setup's arguments
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict[str, Any]]:
+        return PackedRowsCollator(tokenizer.pad_token_id)
 
     def trainer_setup(self) -> TrainerSetup:
         packing, grouped = self.recipe.chat.packing, self.recipe.training.group_by_length
@@ -122,11 +129,12 @@ class InstructionTuningTask(SamplesDuringTraining, Task):
             {
                 "prediction_loss_only": True,  # the loss is all evaluation needs: no logits are built
                 "max_length": self.recipe.training.max_length,
-                "packing": packing,
-                "padding_free": packing,
+                "packing": False,  # done in `preprocess`: SFTTrainer would also flatten each batch into one row
+                "padding_free": False,
                 # packed rows are all about max_length long; unpacked ones are grouped by length
                 "train_sampling_strategy": "group_by_length" if grouped and not packing else "random",
             },
+            remove_unused_columns=False,  # the collator reads each row's `seq_lengths`
         )
 
     def training_callbacks(self, write_log: Callable[[dict[str, Any]], None]) -> list:
@@ -231,6 +239,31 @@ class PerplexitySFTTrainer(SFTTrainer):
             if key.endswith("_loss"):
                 output.metrics[key.removesuffix("loss") + "perplexity"] = math.exp(min(value, MAX_LOG_PERPLEXITY))
         return output
+
+
+class PackedRowsCollator:
+    """Pads a batch of (packed) rows to its longest. Position ids restart at every conversation of
+    a row (and at its padding), and no attention mask is given, so transformers builds a
+    block-diagonal causal mask per row: no conversation attends to another, and attention costs
+    rows x length^2, not (rows x length)^2 as when a batch is flattened into one sequence for the
+    variable-length kernels (flash attention) that CPUs and SDPA do not have."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(e["input_ids"]) for e in examples)
+        input_ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+        position_ids = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, example in enumerate(examples):
+            used = len(example["input_ids"])
+            input_ids[row, :used] = torch.tensor(example["input_ids"])
+            labels[row, :used] = torch.tensor(example["labels"])
+            segments = [*example.get("seq_lengths", [used]), width - used]
+            position_ids[row] = torch.cat([torch.arange(length) for length in segments])
+        labels[position_ids == 0] = IGNORE_INDEX  # a conversation's first token is never predicted from another's
+        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
 
 
 def _drop_unlearnable(rows: Dataset, split: str) -> Dataset:

@@ -10,12 +10,12 @@ import json
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from finetune_kit.data.conversations import detect_format, to_messages
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.chat_template import encode_conversation, render
 from finetune_kit.tasks.common import IGNORE_INDEX
+from finetune_kit.tasks.instruction import PackedRowsCollator
 from tests.conftest import toy_chat_rows, write_jsonl
 
 CONVERSATION = [
@@ -95,37 +95,38 @@ def test_bad_rows_are_named(row, message):
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_packed_and_unpacked_batches_give_the_same_loss_per_conversation(tiny_chat_llama, chat_tokenizer, attention):
-    """Padding-free packing (TRL's collator: position ids restart per conversation) must let no
+    """Packed rows (several conversations each; position ids restart per conversation) must let no
     conversation see another: each one's loss equals its loss alone."""
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama, attn_implementation=attention).eval()
-    conversations = [row["messages"] for row in toy_chat_rows(3, seed=9)] + [CONVERSATION]
-    examples = []
-    for messages in conversations:
-        ids, labels, _ = encode_conversation(chat_tokenizer, messages, "assistant", 256)
-        examples.append({"input_ids": ids, "labels": labels})
+    conversations = [row["messages"] for row in toy_chat_rows(4, seed=9)] + [CONVERSATION]
+    encoded = [encode_conversation(chat_tokenizer, messages, "assistant", 256)[:2] for messages in conversations]
+    collate = PackedRowsCollator(chat_tokenizer.pad_token_id)
+
+    def packed_row(members: list[int]) -> dict:
+        return {
+            "input_ids": [t for i in members for t in encoded[i][0]],
+            "labels": [t for i in members for t in encoded[i][1]],
+            "seq_lengths": [len(encoded[i][0]) for i in members],
+        }
 
     def token_losses(batch: dict) -> torch.Tensor:
-        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
         # as SFTTrainer.compute_loss calls it: transformers reads packed sequences off the position ids without a cache
-        logits = model(**inputs, use_cache=False).logits
-        loss = torch.nn.functional.cross_entropy(
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+        return torch.nn.functional.cross_entropy(
             logits[:, :-1].transpose(1, 2), batch["labels"][:, 1:], ignore_index=IGNORE_INDEX, reduction="none"
         )
-        return loss[0]
 
+    rows = [[0, 1], [2, 3, 4]]  # two packed rows of different lengths: the first is padded
     with torch.no_grad():
-        alone = [
-            token_losses(DataCollatorForLanguageModeling(pad_token_id=chat_tokenizer.pad_token_id)([e])).sum()
-            for e in examples
-        ]
-        packed_batch = DataCollatorForLanguageModeling(pad_token_id=chat_tokenizer.pad_token_id, padding_free=True)(
-            examples
-        )
-        packed = token_losses(packed_batch)
-    bounds = torch.tensor([0] + [len(e["input_ids"]) for e in examples]).cumsum(0)
-    for index, expected in enumerate(alone):
-        got = packed[bounds[index] : bounds[index + 1] - 1].sum()  # the last position predicts the next conversation
-        assert torch.isclose(got, expected, rtol=1e-4), (index, got, expected)
+        alone = [token_losses(collate([packed_row([i])]))[0].sum() for i in range(len(encoded))]
+        packed = token_losses(collate([packed_row(members) for members in rows]))
+    for row, members in enumerate(rows):
+        start = 0
+        for i in members:
+            length = len(encoded[i][0])
+            got = packed[row, start : start + length - 1].sum()  # the last position predicts the next conversation
+            assert torch.isclose(got, alone[i], rtol=1e-4), (i, got, alone[i])
+            start += length
 
 
 def sft_recipe(checkpoint, data_dir, run_dir, **extra):
