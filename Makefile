@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DEMO_RECIPE := recipes/sst2_demo.yaml
 CHAT_RECIPE := recipes/smollm2_sft_lora.yaml
-CHAT_PROMPT := Is the sentiment of this review positive or negative? Reply with one word.\n\nA warm, funny and beautifully acted film.
+CHAT_PROMPT := Is the sentiment of this movie review positive or negative? Answer with one word. Review: a warm, funny and beautifully acted film.
 
 .PHONY: install demo demo-chat test lint bench clean
 

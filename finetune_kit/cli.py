@@ -194,7 +194,8 @@ def _chat_lines(write: Callable[[str], None]) -> Iterator[str]:
             except EOFError:
                 return
     for line in sys.stdin:
-        write(f"> {line.strip()}\n")
+        if line.strip():
+            write(f"> {line.strip()}\n")
         yield line
 
 

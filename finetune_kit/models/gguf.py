@@ -52,9 +52,9 @@ def load_gguf_model(model_class: Any, path: Path, **kwargs: Any) -> PreTrainedMo
         raise ModelError(f"model.checkpoint: cannot load GGUF file {path}: {first_line(err)}") from None
     config = loaded.config
     del config.quantization_config
+    # A GGUF file has no model folder to name: peft, saving an adapter, would look there for config.json.
+    config.name_or_path = ""
     plain = model_class.from_config(config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())
     plain.generation_config = loaded.generation_config
-    # A GGUF file has no model folder to name: peft, saving an adapter, would look there for config.json.
-    plain.config.name_or_path = ""
     return plain

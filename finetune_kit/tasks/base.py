@@ -49,6 +49,16 @@ class TrainerSetup:
     remove_unused_columns: bool = True  # False when the collator consumes extra columns
 
 
+class SplitNamedMetrics(Trainer):
+    """TRL's trainers name the metrics they add to every evaluation `eval_...` (rewards, entropy);
+    here they take the split's prefix (`validation_rewards/accuracies`), like the loss beside them."""
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict:
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        rename = f"{metric_key_prefix}_"
+        return {rename + key.removeprefix("eval_") if key.startswith("eval_") else key: v for key, v in metrics.items()}
+
+
 class Task(ABC):
     """One fine-tuning task. The runner calls these hooks in order and knows no task by name."""
 

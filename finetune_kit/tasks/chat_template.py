@@ -8,12 +8,13 @@ same way whether or not more turns follow (every common template does) can be tr
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from jinja2 import TemplateError
-from transformers import PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from finetune_kit.errors import RecipeError, first_line
+from finetune_kit.tasks.base import ModelHead
 from finetune_kit.tasks.common import IGNORE_INDEX
 
 Message = dict[str, str]
@@ -28,6 +29,19 @@ CHATML = (
 )
 CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
 _PROBE = [{"role": "user", "content": "Hello?"}, {"role": "assistant", "content": "Hi."}]
+
+
+class ChatDecoder:
+    """For tasks that train a decoder on conversations (SFT, preference tuning): a causal-LM head,
+    and a tokenizer that carries the recipe's chat template (`chat.template`)."""
+
+    recipe: Any
+
+    def model_head(self) -> ModelHead:
+        return ModelHead(AutoModelForCausalLM, "CAUSAL_LM")
+
+    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        attach_template(tokenizer, self.recipe.chat.template)
 
 
 def attach_template(tokenizer: PreTrainedTokenizerBase, template: str | None) -> None:

@@ -11,30 +11,26 @@ metrics of generated answers before and after training.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Literal
 
 import torch
 from datasets import Dataset, DatasetDict
-from pydantic import Field, PositiveInt
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from pydantic import Field
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.trainer_utils import EvalLoopOutput
 from trl import SFTConfig, SFTTrainer
 from trl.data_utils import pack_dataset
 
 from finetune_kit.config.recipe import DataConfig, Recipe, Section
-from finetune_kit.console import phase
 from finetune_kit.data.conversations import ConversationFormat, Message, detect_format, to_messages
-from finetune_kit.errors import DataError
-from finetune_kit.tasks.base import ModelHead, SamplesDuringTraining, Task, TrainerSetup
-from finetune_kit.tasks.chat_template import TrainOn, attach_template, encode_conversation
+from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
+from finetune_kit.tasks.chat_template import ChatDecoder, TrainOn, encode_conversation
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, logger
-from finetune_kit.tasks.generation import GenerationSettings, reply_texts
-from finetune_kit.tasks.generation_metrics import SCORERS, GenerationMetric
+from finetune_kit.tasks.generation import reply_texts
+from finetune_kit.tasks.held_out import HeldOutGeneration, ScoredReplies
 
 MAX_LOG_PERPLEXITY = 50  # exp() of a diverged loss stays a finite number in metrics.json
-REPLIES_SHOWN = 2  # per group of held-out prompts, in metrics.json and the card
 
 
 class SftData(DataConfig):
@@ -55,16 +51,6 @@ class ChatSection(Section):
     )
 
 
-class HeldOutGeneration(GenerationSettings):
-    """Scores of generated replies to data.test's prompts, whose last reply is the reference."""
-
-    max_new_tokens: PositiveInt = 128
-    metric: GenerationMetric | None = Field(None, description="One metric for every row; unset: metric_column")
-    metric_column: str = Field("metric", description="Per row: accuracy, bleu, rougeL or entity_f1")
-    group_column: str = Field("task", description="Rows scored together and reported as <group>_<metric>")
-    batch_size: PositiveInt = 8
-
-
 class SftRecipe(Recipe):
     task: Literal["sft"]
     data: SftData
@@ -72,7 +58,7 @@ class SftRecipe(Recipe):
     generation: HeldOutGeneration = Field(default_factory=HeldOutGeneration)
 
 
-class InstructionTuningTask(SamplesDuringTraining, Task):
+class InstructionTuningTask(ChatDecoder, ScoredReplies, Task):
     name: ClassVar[str] = "sft"
     recipe_class: ClassVar[type[Recipe]] = SftRecipe
     pipeline_tag: ClassVar[str] = "text-generation"
@@ -81,20 +67,14 @@ class InstructionTuningTask(SamplesDuringTraining, Task):
     evaluate_before_training: ClassVar[bool] = True
     recipe: SftRecipe
 
-    def model_head(self) -> ModelHead:
-        return ModelHead(AutoModelForCausalLM, "CAUSAL_LM")
-
-    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        attach_template(tokenizer, self.recipe.chat.template)
-
     def inspect(self, data: DatasetDict) -> None:
         for split_name, split in data.items():
             self.inspect_eval(split, f"data.{split_name}")
         if "test" in data:
-            self._check_metrics(data["test"])
+            self.check_held_out(data["test"])
 
     def inspect_eval(self, rows: Dataset, where: str) -> None:
-        for _ in self._conversations(rows, where):
+        for _ in self.conversations(rows, where):
             pass  # every row converts, or the first bad one is named
 
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
@@ -137,23 +117,6 @@ class InstructionTuningTask(SamplesDuringTraining, Task):
             remove_unused_columns=False,  # the collator reads each row's `seq_lengths`
         )
 
-    def training_callbacks(self, write_log: Callable[[dict[str, Any]], None]) -> list:
-        del write_log
-        return []  # generation is scored before and after training: during it, it would cost as much again
-
-    def results_before_training(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
-    ) -> dict[str, Any]:
-        return {"generation": self._held_out_scores(model, tokenizer, data)[0]} if "test" in data else {}
-
-    def final_results(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
-    ) -> dict[str, Any]:
-        if "test" not in data:
-            return {}
-        scores, replies = self._held_out_scores(model, tokenizer, data)
-        return {"generation": scores, "replies": replies}
-
     def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
         conversations = [self.conversation_for(str(prompt)) for prompt in rows["prompt"]]
         replies = reply_texts(model, tokenizer, conversations, self.recipe.generation)
@@ -168,7 +131,7 @@ class InstructionTuningTask(SamplesDuringTraining, Task):
         return ["prompt"]
 
     def tokenizer_texts(self, rows: Dataset) -> Iterator[str]:
-        for messages in self._conversations(rows, "data.train"):
+        for messages in self.conversations(rows, "data.train"):
             yield from (message["content"] for message in messages)
 
     def card_facts(self) -> dict[str, Any]:
@@ -178,58 +141,8 @@ class InstructionTuningTask(SamplesDuringTraining, Task):
             "packing": "several conversations per row, attention kept within each" if chat.packing else "none",
         }
 
-    # -- held-out generation ---------------------------------------------------------------------
-    def _conversations(self, rows: Dataset, where: str) -> Iterator[list[Message]]:
-        layout = detect_format(rows.column_names, self.recipe.data.conversation_format, where)
-        for number, row in enumerate(rows, 1):
-            yield to_messages(row, layout, self.recipe.data.system_prompt, f"{where} row {number}")
 
-    def _check_metrics(self, rows: Dataset) -> None:
-        settings = self.recipe.generation
-        if settings.metric is not None:
-            return
-        if settings.metric_column not in rows.column_names:
-            raise DataError(
-                f"data.test: column '{settings.metric_column}' not found; held-out prompts need a metric: "
-                f"set generation.metric ({', '.join(SCORERS)}) or generation.metric_column"
-            )
-        for number, metric in enumerate(rows[settings.metric_column], 1):
-            if metric not in SCORERS:
-                raise DataError(
-                    f"data.test row {number}: unknown metric '{metric}' in column '{settings.metric_column}'; "
-                    f"metrics are {', '.join(SCORERS)}"
-                )
-
-    def _held_out_scores(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
-    ) -> tuple[dict[str, float], list[dict[str, str]]]:
-        """Each test conversation up to its last reply is the prompt, the last reply the reference;
-        rows are scored per (group, metric)."""
-        rows, settings = data["test"], self.recipe.generation
-        prompts, references = [], []
-        for messages in self._conversations(rows, "data.test"):
-            last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-            prompts.append(messages[:last])
-            references.append(messages[last]["content"])
-        metrics = [settings.metric] * len(rows) if settings.metric else rows[settings.metric_column]
-        groups = rows[settings.group_column] if settings.group_column in rows.column_names else metrics
-        with phase("generate", total=len(prompts), unit="held-out prompts"):
-            replies = reply_texts(model, tokenizer, prompts, settings, settings.batch_size)
-        scored: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for index, key in enumerate(zip(groups, metrics, strict=True)):
-            scored[key].append(index)
-        scores, shown = {}, []
-        for (group, metric), indexes in sorted(scored.items()):
-            name = metric if group == metric else f"{group}_{metric}"
-            scores[name] = SCORERS[metric]([replies[i] for i in indexes], [references[i] for i in indexes])
-            shown += [
-                {"group": group, "prompt": prompts[i][-1]["content"], "reference": references[i], "reply": replies[i]}
-                for i in indexes[:REPLIES_SHOWN]
-            ]
-        return scores, shown
-
-
-class PerplexitySFTTrainer(SFTTrainer):
+class PerplexitySFTTrainer(SplitNamedMetrics, SFTTrainer):
     """SFTTrainer whose evaluations also report perplexity: exp of the loss on the reply tokens,
     which TRL computes through its fused LM head without building vocabulary-sized logits."""
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from datasets import Dataset, DatasetDict
 from pydantic import Field
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 from trl.data_utils import maybe_apply_chat_template
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
@@ -22,9 +22,10 @@ from finetune_kit.config.recipe import DataConfig, Recipe, Section
 from finetune_kit.data import require_columns
 from finetune_kit.data.conversations import Message, check_messages
 from finetune_kit.errors import DataError
-from finetune_kit.tasks.base import ModelHead, Task, TrainerSetup
-from finetune_kit.tasks.chat_template import attach_template
-from finetune_kit.tasks.generation import GenerationSettings, reply_texts
+from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
+from finetune_kit.tasks.chat_template import ChatDecoder
+from finetune_kit.tasks.generation import reply_texts
+from finetune_kit.tasks.held_out import HeldOutGeneration, ScoredReplies
 
 PreferenceLoss = Literal["dpo", "ipo", "hinge", "robust", "orpo"]
 DPO_LOSS_TYPES = {"dpo": "sigmoid", "ipo": "ipo", "hinge": "hinge", "robust": "robust"}  # TRL's names
@@ -54,17 +55,7 @@ class PreferenceRecipe(Recipe):
     data: PreferenceData
     preference: PreferenceOptions = Field(default_factory=PreferenceOptions)
     chat: TemplateSection = Field(default_factory=TemplateSection)
-    generation: GenerationSettings = Field(default_factory=GenerationSettings)
-
-
-class SplitNamedMetrics(Trainer):
-    """TRL names the reward metrics of every evaluation `eval_...`; here they take the split's prefix
-    (`validation_rewards/accuracies`), like the loss beside them."""
-
-    def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict:
-        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        rename = f"{metric_key_prefix}_"
-        return {rename + key.removeprefix("eval_") if key.startswith("eval_") else key: v for key, v in metrics.items()}
+    generation: HeldOutGeneration = Field(default_factory=HeldOutGeneration)
 
 
 class PreferenceDPOTrainer(SplitNamedMetrics, DPOTrainer):
@@ -83,33 +74,39 @@ class PreferenceORPOTrainer(SplitNamedMetrics, ORPOTrainer):
         return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
 
 
-class PreferenceTask(Task):
+class PreferenceTask(ChatDecoder, ScoredReplies, Task):
+    """data.train and data.validation hold pairs; data.test, when given, holds conversations with
+    reference replies (an SFT mix's test split), answered and scored before and after training."""
+
     name: ClassVar[str] = "preference"
     recipe_class: ClassVar[type[Recipe]] = PreferenceRecipe
     pipeline_tag: ClassVar[str] = "text-generation"
     main_metric: ClassVar[str] = "rewards/accuracies"
+    evaluate_before_training: ClassVar[bool] = True  # the log-probabilities, and the held-out scores, to compare
     recipe: PreferenceRecipe
 
-    def model_head(self) -> ModelHead:
-        return ModelHead(AutoModelForCausalLM, "CAUSAL_LM")
-
-    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        attach_template(tokenizer, self.recipe.chat.template)
-
     def inspect(self, data: DatasetDict) -> None:
-        require_columns(data, {"prompt column": "prompt", "chosen column": "chosen", "rejected column": "rejected"})
-        for split_name, split in data.items():
+        pairs = DatasetDict({name: split for name, split in data.items() if name != "test"})
+        require_columns(pairs, {"prompt column": "prompt", "chosen column": "chosen", "rejected column": "rejected"})
+        for split_name, split in pairs.items():
             self.inspect_eval(split, f"data.{split_name}")
+        if "test" in data:
+            self.check_held_out(data["test"])
 
     def inspect_eval(self, rows: Dataset, where: str) -> None:
         for _ in self._pairs(rows, where):
             pass  # every row converts, or the first bad one is named
 
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
-        """Conversational prompt / chosen / rejected rows: TRL applies the template and tokenizes."""
+        """Conversational prompt / chosen / rejected rows: TRL applies the template and tokenizes.
+        The test conversations are answered by generation, not fed to the trainer."""
         del tokenizer
         return DatasetDict(
-            {name: Dataset.from_list(list(self._pairs(split, f"data.{name}"))) for name, split in data.items()}
+            {
+                name: Dataset.from_list(list(self._pairs(split, f"data.{name}")))
+                for name, split in data.items()
+                if name != "test"
+            }
         )
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> None:

@@ -130,8 +130,13 @@ def test_preference_after_an_sft_adapter_run_reports_the_chains_emissions(tiny_c
     dpo_dir = tmp_path / "runs" / "dpo"
     recipe = preference_recipe(sft_dir / "model", tmp_path, dpo_dir, name="dpo")
     recipe["training"]["epochs"] = 1
+    recipe["data"]["test"] = sft["data"]["test"]  # the SFT recipe's held-out prompts, scored before and after
+    recipe["generation"] = {"max_new_tokens": 4}
     result = cli("train", write_recipe(recipe, "dpo.yaml"))
     assert result.exit_code == 0, result.stderr
+    metrics = json.loads((dpo_dir / "metrics.json").read_text())
+    assert "sentiment_accuracy" in metrics["generation"]
+    assert "sentiment_accuracy" in metrics["before_training"]["generation"]
     grams = [json.loads((run / "emissions.json").read_text())["emissions_g"] for run in (sft_dir, dpo_dir)]
     card = (dpo_dir / "README.md").read_text()
     assert f"emitted **{sum(grams):.3f} g CO2eq**: sft (sft, {grams[0]:.3f} g) → dpo (preference" in card
