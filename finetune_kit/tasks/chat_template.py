@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from jinja2 import TemplateError
+from pydantic import Field
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
+from finetune_kit.config.recipe import Section
 from finetune_kit.errors import RecipeError, first_line
 from finetune_kit.tasks.base import ModelHead
 from finetune_kit.tasks.common import IGNORE_INDEX
@@ -29,6 +31,14 @@ CHATML = (
 )
 CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
 _PROBE = [{"role": "user", "content": "Hello?"}, {"role": "assistant", "content": "Hi."}]
+
+
+class TemplateSection(Section):
+    """The recipe's `chat` section: which template formats the conversations."""
+
+    template: str | None = Field(
+        None, description="Unset: the checkpoint's own; chatml (for a base model without one); or Jinja text"
+    )
 
 
 class ChatDecoder:

@@ -1,11 +1,12 @@
 """Instruction tuning of chat models (SFT): conversations formatted with the chat template, loss on
 the assistant's replies, packed without cross-contamination, scored by generation on held-out prompts.
 
-TRL's `SFTTrainer` trains: its best-fit-decreasing packing, padding-free batches (position ids
-restart per conversation; transformers turns them into block-diagonal attention where the kernel
-needs a mask) and its loss. This module adds what TRL leaves to the user: the four data layouts,
-reply masks for any template (TRL's own need `{% generation %}` markers), checked rows, and task
-metrics of generated answers before and after training.
+TRL does the training (`SFTTrainer`, its fused loss) and the packing algorithm (best-fit
+decreasing). This module adds what TRL leaves to the user: the four data layouts, reply masks for
+any template (TRL's own need `{% generation %}` markers), checked rows, packed batches that keep
+rows apart (TRL's padding-free batches flatten them into one sequence, which costs the square of
+the whole batch in attention without a variable-length kernel), and scores of generated answers
+before and after training.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from transformers.trainer_utils import EvalLoopOutput
 from trl import SFTConfig, SFTTrainer
 from trl.data_utils import pack_dataset
 
-from finetune_kit.config.recipe import DataConfig, Recipe, Section
+from finetune_kit.config.recipe import DataConfig, Recipe
 from finetune_kit.data.conversations import ConversationFormat, Message, detect_format, to_messages
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
-from finetune_kit.tasks.chat_template import ChatDecoder, TrainOn, encode_conversation
+from finetune_kit.tasks.chat_template import ChatDecoder, TemplateSection, TrainOn, encode_conversation
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, logger
 from finetune_kit.tasks.generation import reply_texts
 from finetune_kit.tasks.held_out import HeldOutGeneration, ScoredReplies
@@ -41,10 +42,7 @@ class SftData(DataConfig):
     system_prompt: str | None = Field(None, description="Put first in every conversation that has none")
 
 
-class ChatSection(Section):
-    template: str | None = Field(
-        None, description="Unset: the checkpoint's own; chatml (for a base model without one); or Jinja text"
-    )
+class ChatSection(TemplateSection):
     train_on: TrainOn = Field("assistant", description="assistant: loss on the replies only; all: every token")
     packing: bool = Field(
         True, description="Several conversations per max_length row, each attending only to itself: no padding"

@@ -23,7 +23,7 @@ from finetune_kit.data import require_columns
 from finetune_kit.data.conversations import Message, check_messages
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
-from finetune_kit.tasks.chat_template import ChatDecoder
+from finetune_kit.tasks.chat_template import ChatDecoder, TemplateSection
 from finetune_kit.tasks.generation import reply_texts
 from finetune_kit.tasks.held_out import HeldOutGeneration, ScoredReplies
 
@@ -38,12 +38,6 @@ class PreferenceOptions(Section):
         0.1, gt=0, description="How far from the reference the policy may move (ORPO: odds-ratio weight)"
     )
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="dpo, robust: the share of pairs assumed flipped")
-
-
-class TemplateSection(Section):
-    template: str | None = Field(
-        None, description="Unset: the checkpoint's own; chatml (for a base model without one); or Jinja text"
-    )
 
 
 class PreferenceData(DataConfig):
