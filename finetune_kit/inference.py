@@ -20,8 +20,8 @@ from finetune_kit.errors import DataError, ModelError
 from finetune_kit.models.building import load_trained
 from finetune_kit.runs import FinishedRun, Layout
 from finetune_kit.tasks import Task, build_task
+from finetune_kit.tasks.chat_template import ChatDecoder
 from finetune_kit.tasks.generation import GenerationSettings, generate_texts, reply_texts
-from finetune_kit.tasks.instruction import InstructionTuningTask
 from finetune_kit.training.arguments import build_training_arguments
 from finetune_kit.training.precision import resolve_precision
 from finetune_kit.training.trainer import build_trainer, evaluate
@@ -85,7 +85,7 @@ def generate(run: LoadedRun, prompts: list[str], overrides: dict[str, Any]) -> l
             f"{run.run_dir}: generate needs a causal-lm or sft run (this one is {run.recipe.task}); use predict"
         )
     settings = with_generation_overrides(settings, overrides)
-    if isinstance(run.task, InstructionTuningTask):
+    if isinstance(run.task, ChatDecoder):  # a chat model: the prompt goes through its template
         return reply_texts(run.model, run.tokenizer, [run.task.conversation_for(p) for p in prompts], settings)
     texts = generate_texts(run.model, run.tokenizer, prompts, settings, continue_prompt=True)
     return [prompt + text for prompt, text in zip(prompts, texts, strict=True)]

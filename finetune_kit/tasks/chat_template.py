@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from datasets import Dataset
 from jinja2 import TemplateError
 from pydantic import Field
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.recipe import Section
 from finetune_kit.errors import RecipeError, first_line
@@ -52,6 +53,21 @@ class ChatDecoder:
 
     def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         attach_template(tokenizer, self.recipe.chat.template)
+
+    def conversation_for(self, prompt: str) -> list[Message]:
+        """What a bare prompt becomes, as in training: the recipe's system prompt, then the user's message."""
+        system = self.recipe.data.system_prompt
+        return [{"role": "system", "content": system}] * bool(system) + [{"role": "user", "content": prompt}]
+
+    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
+        from finetune_kit.tasks.generation import reply_texts  # generation imports this module
+
+        conversations = [self.conversation_for(str(prompt)) for prompt in rows["prompt"]]
+        replies = reply_texts(model, tokenizer, conversations, self.recipe.generation)
+        return [{"prompt": p, "reply": r} for p, r in zip(rows["prompt"], replies, strict=True)]
+
+    def input_columns(self) -> list[str]:
+        return ["prompt"]
 
 
 def attach_template(tokenizer: PreTrainedTokenizerBase, template: str | None) -> None:

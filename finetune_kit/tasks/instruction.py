@@ -18,17 +18,16 @@ from typing import Any, ClassVar, Literal
 import torch
 from datasets import Dataset, DatasetDict
 from pydantic import Field
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 from transformers.trainer_utils import EvalLoopOutput
 from trl import SFTConfig, SFTTrainer
 from trl.data_utils import pack_dataset
 
 from finetune_kit.config.recipe import DataConfig, Recipe
-from finetune_kit.data.conversations import ConversationFormat, Message, detect_format, to_messages
+from finetune_kit.data.conversations import ConversationFormat, detect_format, to_messages
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
 from finetune_kit.tasks.chat_template import ChatDecoder, TemplateSection, TrainOn, encode_conversation
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, logger
-from finetune_kit.tasks.generation import reply_texts
 from finetune_kit.tasks.held_out import HeldOutGeneration, ScoredReplies
 
 MAX_LOG_PERPLEXITY = 50  # exp() of a diverged loss stays a finite number in metrics.json
@@ -114,19 +113,6 @@ class InstructionTuningTask(ChatDecoder, ScoredReplies, Task):
             },
             remove_unused_columns=False,  # the collator reads each row's `seq_lengths`
         )
-
-    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
-        conversations = [self.conversation_for(str(prompt)) for prompt in rows["prompt"]]
-        replies = reply_texts(model, tokenizer, conversations, self.recipe.generation)
-        return [{"prompt": p, "reply": r} for p, r in zip(rows["prompt"], replies, strict=True)]
-
-    def conversation_for(self, prompt: str) -> list[Message]:
-        """What a bare prompt becomes, as in training: the recipe's system prompt, then the user's message."""
-        system = self.recipe.data.system_prompt
-        return [{"role": "system", "content": system}] * bool(system) + [{"role": "user", "content": prompt}]
-
-    def input_columns(self) -> list[str]:
-        return ["prompt"]
 
     def tokenizer_texts(self, rows: Dataset) -> Iterator[str]:
         for messages in self.conversations(rows, "data.train"):

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from datasets import Dataset, DatasetDict
 from pydantic import Field
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 from trl.data_utils import maybe_apply_chat_template
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
@@ -24,7 +24,6 @@ from finetune_kit.data.conversations import Message, check_messages
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
 from finetune_kit.tasks.chat_template import ChatDecoder, TemplateSection
-from finetune_kit.tasks.generation import reply_texts
 from finetune_kit.tasks.held_out import HeldOutGeneration, ScoredReplies
 
 PreferenceLoss = Literal["dpo", "ipo", "hinge", "robust", "orpo"]
@@ -119,18 +118,6 @@ class PreferenceTask(ChatDecoder, ScoredReplies, Task):
             return TrainerSetup(PreferenceORPOTrainer, ORPOConfig, common, remove_unused_columns=False)
         dpo = {"loss_type": [DPO_LOSS_TYPES[options.loss]], "label_smoothing": options.label_smoothing}
         return TrainerSetup(PreferenceDPOTrainer, DPOConfig, common | dpo, remove_unused_columns=False)
-
-    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
-        system = self.recipe.data.system_prompt
-        conversations = [
-            [{"role": "system", "content": system}] * bool(system) + [{"role": "user", "content": str(p)}]
-            for p in rows["prompt"]
-        ]
-        replies = reply_texts(model, tokenizer, conversations, self.recipe.generation)
-        return [{"prompt": p, "reply": r} for p, r in zip(rows["prompt"], replies, strict=True)]
-
-    def input_columns(self) -> list[str]:
-        return ["prompt"]
 
     def card_facts(self) -> dict[str, Any]:
         options = self.recipe.preference
