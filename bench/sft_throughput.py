@@ -1,20 +1,24 @@
 """The toolkit's packed SFT vs TRL's `SFTTrainer` with its defaults: same model, rows and hyperparameters.
 
-Back to back in one session: `recipes/smollm2_sft_lora.yaml` through `finetune-kit train`
-(packed, padding-free, loss on replies), then a plain TRL script: conversational prompt-completion
-rows (TRL's default then takes the loss on the completion, the reply, as the toolkit does), TRL's
-defaults otherwise (no packing, padding to the longest row of each batch, gradient checkpointing,
-bf16), the same LoRA adapter, learning rate, epochs, max_length and optimizer steps. Both count
-tokens the same way (`include_num_input_tokens_seen="non_padding"`). Prints real tokens/s, the
-validation loss on the replies, and the ratios. Method: bench/README.md.
+Back to back in one session, for each seed: `recipes/smollm2_sft_lora.yaml` through `finetune-kit
+train` (packed, padding-free, loss on replies), then a plain TRL script: conversational
+prompt-completion rows (TRL's default then takes the loss on the completion, the reply, as the
+toolkit does), TRL's defaults otherwise (no packing, padding to the longest row of each batch,
+gradient checkpointing, bf16), the same LoRA adapter, learning rate, epochs and max_length, and as
+many optimizer steps as the toolkit took (its batch size is set so). Both count tokens the same way
+(`include_num_input_tokens_seen="non_padding"`). Both final models are then scored by one evaluator:
+the mean loss on the validation replies' tokens, as the toolkit masks them (the reply and its
+end-of-turn token; TRL's own loss also counts the newline after it). Prints real tokens/s, that
+loss, and the ratios, per seed and their mean. Method: bench/README.md.
 
-    python bench/sft_throughput.py --mix-dir data/instruction_mix [--rows 600] [--eval-rows 100]
+    python bench/sft_throughput.py --mix-dir data/instruction_mix [--rows 300] [--eval-rows 50] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import tempfile
@@ -22,16 +26,20 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import torch
 import yaml
 from datasets import Dataset
 from peft import LoraConfig
 from recipe_runs import train_recipe
-from transformers import AutoModelForCausalLM, set_seed
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 from trl import SFTConfig, SFTTrainer
 
+from finetune_kit.chat import load_chat_model
 from finetune_kit.config.recipe import ModelConfig
 from finetune_kit.models import load_tokenizer, resolve_checkpoint
 from finetune_kit.models.gguf import load_gguf_model
+from finetune_kit.tasks.chat_template import encode_conversation
+from finetune_kit.tasks.common import IGNORE_INDEX
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "smollm2_sft_lora.yaml"
@@ -55,7 +63,29 @@ def as_prompt_completion(path: Path, system: str | None) -> Dataset:
     return Dataset.from_list(rows)
 
 
-def run_trl(recipe: dict, train: Path, validation: Path, batch_size: int, work: Path) -> dict:
+def conversations(path: Path, system: str | None) -> list[list[dict]]:
+    head = [{"role": "system", "content": system}] if system else []
+    return [head + json.loads(line)["messages"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@torch.no_grad()
+def reply_loss(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dialogues: list[list[dict]], max_length: int
+) -> float:
+    """Mean cross-entropy over every reply token of `dialogues` (one conversation at a time: no padding)."""
+    model.eval()
+    total, count = 0.0, 0
+    for messages in dialogues:
+        ids, labels, _ = encode_conversation(tokenizer, messages, "assistant", max_length)
+        logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+        targets = torch.tensor(labels[1:])
+        scored = targets != IGNORE_INDEX
+        total += torch.nn.functional.cross_entropy(logits[scored], targets[scored], reduction="sum").item()
+        count += int(scored.sum())
+    return total / count
+
+
+def run_trl(recipe: dict, train: Path, batch_size: int, work: Path, dialogues: list[list[dict]]) -> dict:
     """TRL's SFTTrainer, defaults kept except what both runs must share."""
     t, peft = recipe["training"], recipe["peft"]
     set_seed(t["seed"])
@@ -89,7 +119,6 @@ def run_trl(recipe: dict, train: Path, validation: Path, batch_size: int, work: 
         model=model,
         args=args,
         train_dataset=as_prompt_completion(train, system),
-        eval_dataset=as_prompt_completion(validation, system),
         processing_class=tokenizer,
         peft_config=lora,
     )
@@ -99,51 +128,71 @@ def run_trl(recipe: dict, train: Path, validation: Path, batch_size: int, work: 
         "tokens_per_second": trainer.state.num_input_tokens_seen / runtime,
         "runtime_s": runtime,
         "steps": trainer.state.global_step,
-        "validation_loss": trainer.evaluate()["eval_loss"],
+        "reply_loss": reply_loss(trainer.model, tokenizer, dialogues, t["max_length"]),
     }
+
+
+def run_toolkit(train: Path, validation: Path, epochs: float, seed: int, work: Path) -> tuple[dict, dict]:
+    """The shipped recipe on the same rows; its resolved recipe (what TRL must share) and results."""
+    overrides = {
+        "data.train": train,
+        "data.validation": validation,
+        "data.test": "null",
+        "training.epochs": epochs,
+        "training.batch_size": PACKED_ROWS_PER_STEP,
+        "training.eval_strategy": "no",
+        "training.seed": seed,
+    }
+    run_dir = work / f"toolkit-{seed}"
+    metrics, _ = train_recipe(RECIPE, run_dir, overrides)
+    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
+    chat = load_chat_model(str(run_dir))
+    dialogues = conversations(validation, recipe["data"]["system_prompt"])
+    return recipe, {
+        "tokens_per_second": metrics["train"]["tokens_per_second"],
+        "runtime_s": metrics["train"]["runtime"],
+        "steps": metrics["train"]["steps"],
+        "reply_loss": reply_loss(chat.model, chat.tokenizer, dialogues, recipe["training"]["max_length"]),
+    }
+
+
+def print_row(name: str, result: dict) -> None:
+    print(
+        f"{name:30} {result['tokens_per_second']:9.1f} {result['runtime_s']:8.1f} {result['steps']:6d}"
+        f" {result['reply_loss']:11.4f}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mix-dir", type=Path, required=True, help="Output of scripts/instruction_mix.py")
-    parser.add_argument("--rows", type=int, default=600, help="Training conversations (seeded sample)")
-    parser.add_argument("--eval-rows", type=int, default=100, help="Validation conversations")
+    parser.add_argument("--rows", type=int, default=300, help="Training conversations (seeded sample)")
+    parser.add_argument("--eval-rows", type=int, default=50, help="Validation conversations")
     parser.add_argument("--epochs", type=float, default=1)
-    parser.add_argument("--trl-batch-size", type=int, default=8, help="Unpacked conversations a step")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Training seeds (rows stay the same)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sft-throughput-"))
-    train = sample(args.mix_dir / "train.jsonl", args.rows, args.seed, work / "train.jsonl")
-    validation = sample(args.mix_dir / "validation.jsonl", args.eval_rows, args.seed, work / "validation.jsonl")
-    overrides = {
-        "data.train": train,
-        "data.validation": validation,
-        "data.test": "null",
-        "training.epochs": args.epochs,
-        "training.batch_size": PACKED_ROWS_PER_STEP,
-        "training.eval_strategy": "no",
-    }
-    metrics, _ = train_recipe(RECIPE, work / "toolkit", overrides)
-    recipe = yaml.safe_load((work / "toolkit" / "recipe.yaml").read_text(encoding="utf-8"))
-    toolkit = {
-        "tokens_per_second": metrics["train"]["tokens_per_second"],
-        "runtime_s": metrics["train"]["runtime"],
-        "steps": metrics["train"]["steps"],
-        "validation_loss": metrics["validation"]["loss"],
-    }
-    trl = run_trl(recipe, train, validation, args.trl_batch_size, work)
-    print(f"{'run':24} {'tokens/s':>9} {'train s':>8} {'steps':>6} {'val loss':>9}")
-    for name, result in (("toolkit (packed)", toolkit), ("TRL SFTTrainer defaults", trl)):
-        print(
-            f"{name:24} {result['tokens_per_second']:9.1f} {result['runtime_s']:8.1f} {result['steps']:6d}"
-            f" {result['validation_loss']:9.4f}"
-        )
-    speed = toolkit["tokens_per_second"] / trl["tokens_per_second"]
-    loss_gap = (toolkit["validation_loss"] - trl["validation_loss"]) / trl["validation_loss"]
-    print(f"speed-up {speed:.2f}x tokens/s; validation loss {100 * loss_gap:+.1f}% vs TRL")
+    train = sample(args.mix_dir / "train.jsonl", args.rows, 0, work / "train.jsonl")
+    validation = sample(args.mix_dir / "validation.jsonl", args.eval_rows, 0, work / "validation.jsonl")
+    results = []
+    print(f"{'run':30} {'tokens/s':>9} {'train s':>8} {'steps':>6} {'reply loss':>11}")
+    for seed in args.seeds:
+        recipe, toolkit = run_toolkit(train, validation, args.epochs, seed, work)
+        trl_batch = math.ceil(args.rows / toolkit["steps"])  # as many optimizer steps as the toolkit's
+        dialogues = conversations(validation, recipe["data"]["system_prompt"])
+        trl = run_trl(recipe, train, trl_batch, work, dialogues)
+        print_row(f"toolkit (packed), seed {seed}", toolkit)
+        print_row(f"TRL defaults (batch {trl_batch}), seed {seed}", trl)
+        results.append({"seed": seed, "toolkit": toolkit, "trl": trl})
+    speed = [r["toolkit"]["tokens_per_second"] / r["trl"]["tokens_per_second"] for r in results]
+    gap = [(r["toolkit"]["reply_loss"] - r["trl"]["reply_loss"]) / r["trl"]["reply_loss"] for r in results]
+    print(
+        f"speed-up {sum(speed) / len(speed):.2f}x tokens/s (per seed {', '.join(f'{x:.2f}' for x in speed)}); "
+        f"reply loss {100 * sum(gap) / len(gap):+.1f}% vs TRL (per seed {', '.join(f'{100 * x:+.1f}' for x in gap)})"
+    )
     out = REPO / "bench" / "results" / "sft_throughput.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"rows": args.rows, "toolkit": toolkit, "trl": trl, "speedup": speed}, indent=2))
+    out.write_text(json.dumps({"rows": args.rows, "runs": results, "speedup": speed, "loss_gap": gap}, indent=2))
 
 
 if __name__ == "__main__":

@@ -5,13 +5,14 @@ terminal, so an exchange can be scripted."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, TextStreamer
 
-from finetune_kit.config.recipe import ModelConfig
+from finetune_kit.config.recipe import EmissionsConfig, ModelConfig
 from finetune_kit.errors import ModelError
 from finetune_kit.runs import Layout
 from finetune_kit.tasks.chat_template import Message, prompt_text, stop_token_ids
@@ -27,6 +28,7 @@ class ChatModel:
     tokenizer: PreTrainedTokenizerBase
     settings: GenerationSettings
     system: str | None = None  # the system prompt the model was trained with, if any
+    emissions: EmissionsConfig = field(default_factory=EmissionsConfig)  # a run's settings: its country, ...
 
 
 def load_chat_model(target: str) -> ChatModel:
@@ -39,7 +41,7 @@ def load_chat_model(target: str) -> ChatModel:
         run = load_run(folder)
         data = run.recipe.data
         settings = getattr(run.recipe, "generation", CHAT_DEFAULTS)
-        chat = ChatModel(run.model, run.tokenizer, settings, getattr(data, "system_prompt", None))
+        chat = ChatModel(run.model, run.tokenizer, settings, getattr(data, "system_prompt", None), run.recipe.emissions)
     else:
         from finetune_kit.models import load_pretrained_model, load_tokenizer
 
@@ -64,12 +66,21 @@ class Conversation:
         return system + self.turns
 
 
-def chat_loop(chat: ChatModel, conversation: Conversation, lines: Iterable[str], write: Callable[[str], None]) -> None:
-    """One reply per line read, streamed through `write`; `/reset` and `/exit` are commands."""
+def chat_loop(
+    chat: ChatModel,
+    conversation: Conversation,
+    lines: Iterable[str],
+    write: Callable[[str], None],
+    measuring: Callable[[], AbstractContextManager[None]] = nullcontext,
+) -> list[str]:
+    """One reply per line read, streamed through `write`; `/reset` and `/exit` are commands. Each
+    reply is generated inside `measuring()` (the energy meter: not the wait for the next message).
+    Returns every reply of the session (the conversation forgets them at `/reset`)."""
+    replies: list[str] = []
     for line in lines:
         text = line.strip()
         if text == EXIT:
-            return
+            break
         if text == RESET:
             conversation.turns.clear()
             write("(conversation reset)\n")
@@ -77,9 +88,12 @@ def chat_loop(chat: ChatModel, conversation: Conversation, lines: Iterable[str],
         if not text:
             continue
         conversation.turns.append({"role": "user", "content": text})
-        reply = stream_reply(chat, conversation.messages(), write)
+        with measuring():
+            reply = stream_reply(chat, conversation.messages(), write)
         conversation.turns.append({"role": "assistant", "content": reply})
+        replies.append(reply)
         write("\n")
+    return replies
 
 
 class _Forward(TextStreamer):

@@ -6,8 +6,9 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from finetune_kit.errors import UserError
+
+if TYPE_CHECKING:
+    from finetune_kit.emissions.inference import InferenceEnergy
 
 app = typer.Typer(
     help="Fine-tune Hugging Face transformers from one YAML recipe, with CO2 accounting.",
@@ -34,6 +38,22 @@ VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Also show the libraries' own logs, load reports and progress bars")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Show only the final summary and errors")]
+
+
+class Backend(str, Enum):
+    """What `predict` runs: the PyTorch model, or the run's ONNX export (`finetune-kit export`)."""
+
+    PYTORCH = "pytorch"
+    ONNX = "onnx"
+    ONNX_INT8 = "onnx-int8"
+
+
+class ExportFormat(str, Enum):
+    ONNX = "onnx"
+
+
+class Quantization(str, Enum):
+    INT8 = "int8"
 
 
 @app.callback()
@@ -56,10 +76,14 @@ def train(
     overrides: SetOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run from its last checkpoint")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder once this run completes")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Train even when the estimate made first exceeds the recipe's emissions budget")
+    ] = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Fine-tune a model as the recipe says; write the run folder."""
+    """Fine-tune a model as the recipe says; write the run folder. With an emissions budget, the run is
+    estimated first (`finetune-kit estimate`) and refused when the estimate exceeds it."""
     if verbose or quiet:  # also accepted after the command: `finetune-kit train RECIPE --quiet`
         _configure_output(verbose, quiet)
     from finetune_kit.config import load_recipe
@@ -70,13 +94,65 @@ def train(
     loaded = load_recipe(recipe, overrides)
     get_console().print(f"[bold]finetune-kit[/] {loaded.task} · {loaded.model.description} → {loaded.run_dir}")
     try:
-        result = run_training(loaded, resume=resume, overwrite=overwrite)
+        result = run_training(loaded, resume=resume, overwrite=overwrite, force=force)
     except KeyboardInterrupt:
         stop_bars()
         errors.print(f"interrupted; continue with: finetune-kit train {recipe} --resume")
         raise typer.Exit(130) from None
     if result.is_main:
         console.print(run_summary(result.metrics, result.emissions, result.run_dir, time.perf_counter() - started))
+
+
+@app.command()
+def sweep(
+    recipe: RecipeArg,
+    overrides: SetOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed sweep: keep its finished trials")] = False,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL shared by several processes (default: the sweep folder)")
+    ] = None,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Search the recipe's `sweep:` fields with Optuna, every trial a run folder; report the metric-vs-CO2 front."""
+    if verbose or quiet:
+        _configure_output(verbose, quiet)
+    from finetune_kit.console import stop_bars
+    from finetune_kit.sweep.run import run_sweep
+
+    try:
+        report = run_sweep(recipe, overrides, resume=resume, storage=storage)
+    except KeyboardInterrupt:
+        stop_bars()
+        errors.print(f"interrupted; continue with: finetune-kit sweep {recipe} --resume")
+        raise typer.Exit(130) from None
+    console.print(report.table())
+    console.print(report.summary(), markup=False, highlight=False)
+
+
+@app.command()
+def estimate(
+    recipe: RecipeArg,
+    overrides: SetOpt = None,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps timed (after 3 warm-up steps)")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """Predict a run's wall time, kWh and grams CO2eq from a short calibration on this machine: real
+    training steps, one evaluation, one generation batch and one save, timed under codecarbon. Writes nothing."""
+    from finetune_kit.config import load_recipe
+    from finetune_kit.estimate.budget import estimate_run
+    from finetune_kit.estimate.report import estimate_table, summary_line
+    from finetune_kit.training import prepare
+
+    if as_json:
+        _configure_output(verbose=False, quiet=True)  # stdout carries the JSON alone
+    loaded = load_recipe(recipe, overrides)
+    result, calibration = estimate_run(prepare(loaded), steps)
+    if as_json:
+        console.print_json(json.dumps({**result.to_dict(), "calibration": calibration.to_dict()}))
+        return
+    console.print(estimate_table(result))
+    console.print(summary_line(result, loaded.emissions), highlight=False)
 
 
 @app.command()
@@ -106,18 +182,32 @@ def predict(
     ] = None,
     text: Annotated[list[str] | None, typer.Option(help="Text to predict on (repeatable)")] = None,
     output: Annotated[Path | None, typer.Option(help="Write predictions as JSON lines here")] = None,
+    backend: Annotated[
+        Backend, typer.Option(help="pytorch, or the run's ONNX export (`finetune-kit export` first): onnx, onnx-int8")
+    ] = Backend.PYTORCH,
 ) -> None:
-    """Predict with a finished run on a file or on texts."""
+    """Predict with a finished run on a file or on texts; the energy per 1,000 predictions goes to stderr."""
     from finetune_kit import inference
+    from finetune_kit.emissions.inference import InferenceMeter
 
-    run = inference.load_run(run_dir)
-    results = inference.predict(run, inference.read_inputs(run, input_file, text or []))
+    if backend is Backend.PYTORCH:
+        run = inference.load_run(run_dir)
+    else:
+        from finetune_kit.export import load_onnx_run
+
+        run = load_onnx_run(run_dir, "int8" if backend is Backend.ONNX_INT8 else "fp32")
+    rows = inference.read_inputs(run, input_file, text or [])
+    with InferenceMeter(run.recipe.emissions, "predictions", backend.value) as meter:
+        with meter.measuring():
+            results = inference.predict(run, rows)
+        meter.add(len(results))
     if output:
         inference.write_jsonl(output, results)
         console.print(f"wrote {len(results)} predictions to {output}")
     else:
         for result in results:
             console.print_json(json.dumps(result, ensure_ascii=False))
+    _report_energy(meter.result)
 
 
 @app.command(name="eval")
@@ -126,8 +216,10 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="Labelled data file, same columns as training")],
     output: Annotated[Path | None, typer.Option(help="Where to save the metrics JSON")] = None,
 ) -> None:
-    """Evaluate a finished run on a labelled file; print and save the metrics."""
+    """Evaluate a finished run on a labelled file; print and save the metrics, with the energy per
+    1,000 predictions (also kept in the run folder for its card)."""
     from finetune_kit import inference
+    from finetune_kit.emissions.inference import InferenceEnergy
     from finetune_kit.runs import Layout
 
     run = inference.load_run(run_dir)
@@ -135,8 +227,11 @@ def evaluate(
     target = output or run.files.path(Layout.EVALUATIONS) / f"{data.name.split('.')[0]}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(metrics, indent=2) + "\n")
+    if "inference" in metrics:
+        run.files.write_json(Layout.INFERENCE, {"data": data.name, **metrics["inference"]})
     _print_metrics(f"{data.name}", metrics)
     console.print(f"saved to {target}")
+    _report_energy(InferenceEnergy.from_dict(metrics["inference"]) if "inference" in metrics else None)
 
 
 @app.command()
@@ -149,13 +244,20 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="Sampling seed: same seed, same text")] = None,
 ) -> None:
     """Continue prompts with a causal-LM run, or answer them with an instruction-tuned (sft) run
-    through its chat template; settings default to the recipe's generation section."""
+    through its chat template; settings default to the recipe's generation section. The energy per
+    1,000 generated tokens goes to stderr."""
     from finetune_kit import inference
+    from finetune_kit.emissions.inference import InferenceMeter
 
     run = inference.load_run(run_dir)
     options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
-    for text in inference.generate(run, prompt, options):
+    with InferenceMeter(run.recipe.emissions, "generated tokens") as meter:
+        with meter.measuring():
+            texts = inference.generate(run, prompt, options)
+        meter.add(inference.generated_tokens(run.tokenizer, inference.continuations(run, prompt, texts)))
+    for text in texts:
         console.print(text, markup=False, highlight=False)
+    _report_energy(meter.result)
 
 
 @app.command()
@@ -169,9 +271,11 @@ def chat(
     seed: Annotated[int | None, typer.Option(help="Sampling seed")] = None,
 ) -> None:
     """Chat with an instruction-tuned model: one message per line, /reset starts over, /exit leaves.
-    Without a terminal, reads the messages from stdin."""
+    Without a terminal, reads the messages from stdin. At the end, the session's energy per 1,000
+    generated tokens goes to stderr."""
     from finetune_kit.chat import Conversation, chat_loop, load_chat_model
-    from finetune_kit.inference import with_generation_overrides
+    from finetune_kit.emissions.inference import InferenceMeter
+    from finetune_kit.inference import generated_tokens, with_generation_overrides
 
     loaded = load_chat_model(target)
     options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
@@ -181,7 +285,10 @@ def chat(
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    chat_loop(loaded, Conversation(system or loaded.system), _chat_lines(write), write)
+    with InferenceMeter(loaded.emissions, "generated tokens") as meter:
+        replies = chat_loop(loaded, Conversation(system or loaded.system), _chat_lines(write), write, meter.measuring)
+        meter.add(generated_tokens(loaded.tokenizer, replies))
+    _report_energy(meter.result)
 
 
 def _chat_lines(write: Callable[[str], None]) -> Iterator[str]:
@@ -200,6 +307,35 @@ def _chat_lines(write: Callable[[str], None]) -> Iterator[str]:
 
 
 @app.command()
+def serve(
+    run_dir: RunDirArg,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 opens the server to the network")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port)")] = 8000,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Most texts per forward pass, and per request")] = 32,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="How long a batch waits for more requests")] = 5.0,
+    max_text_chars: Annotated[int, typer.Option(min=1, help="Longest text or chat message accepted")] = 10_000,
+    backend: Annotated[
+        Backend, typer.Option(help="pytorch, or the run's ONNX export (`finetune-kit export` first): onnx, onnx-int8")
+    ] = Backend.PYTORCH,
+) -> None:
+    """Serve a finished run over HTTP: POST /predict (classification, NER; concurrent requests are
+    micro-batched), POST /v1/chat/completions (sft, preference; OpenAI-compatible), GET /health,
+    GET /metrics (Prometheus: requests, latency, batch sizes, energy and CO2). Ctrl-C stops."""
+    from finetune_kit.serving import RunServer, ServeOptions
+
+    options = ServeOptions(host, port, max_batch_size, max_wait_ms, max_text_chars, backend.value)
+    server = RunServer.open(run_dir, options)
+    console.print(f"serving {run_dir} ({server.service.task}, {backend.value}) at {server.url}", markup=False)
+    console.print(f"  {'  '.join(server.routes)}; Ctrl-C stops", markup=False, highlight=False)
+    if server.exposed:
+        console.print("[yellow]listening beyond this machine: anyone who reaches it can use the model[/]")
+    server.run()
+    console.print(server.summary(), markup=False, highlight=False)
+
+
+@app.command()
 def merge(
     run_dir: RunDirArg,
     output: Annotated[Path, typer.Option(help="Folder for the merged checkpoint (new or empty)")],
@@ -211,6 +347,25 @@ def merge(
     run = inference.load_run(run_dir)
     write_merged(run.model, run.tokenizer, run.files.model_dir, output)
     console.print(f"merged {run_dir} → {output}")
+
+
+@app.command()
+def export(
+    run_dir: RunDirArg,
+    export_format: Annotated[ExportFormat, typer.Option("--format", help="Export format")] = ExportFormat.ONNX,
+    quantize: Annotated[Quantization | None, typer.Option(help="Also write int8 weights: model.int8.onnx")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Export folder (default RUN_DIR/onnx, which predict --backend onnx reads)")
+    ] = None,
+) -> None:
+    """Export a classification or NER run (adapters merged) to ONNX, checked against PyTorch on the
+    run's validation rows: max |logit difference|, labels, and the metric (int8: its change)."""
+    from finetune_kit.export import export_run
+
+    del export_format  # ONNX is the one format so far
+    result = export_run(run_dir, output, int8=quantize is Quantization.INT8)
+    for line in result.lines():
+        console.print(line, markup=False, highlight=False)
 
 
 @app.command()
@@ -305,6 +460,14 @@ def emissions(run_dirs: Annotated[list[Path], typer.Argument(help="Finished run 
             per_gram,
         )
     console.print(table)
+
+
+def _report_energy(energy: InferenceEnergy | None) -> None:
+    """One line after the results, on stderr: piped stdout and --output files hold results only."""
+    from finetune_kit.console import get_console
+
+    if energy is not None and not get_console().quiet:
+        errors.print(energy.line(), markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_metrics(title: str, metrics: dict) -> None:

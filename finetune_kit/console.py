@@ -41,6 +41,7 @@ _LIBRARY_NOISE_OFF = {
     "HF_HUB_VERBOSITY": "error",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub's bars, and transformers' (which follow them)
     "TQDM_DISABLE": "1",  # plain tqdm bars (transformers' GGUF reader), read when tqdm is first imported
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # "Creating initial MLflow database tables..." (training.report_to: mlflow)
 }
 # Deprecation notices one library gives about another's API (peft calling transformers, ...): nothing
 # a user of the toolkit can act on.
@@ -175,14 +176,16 @@ def say(console: Console, line: str) -> None:
     console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def training_stats(logs: dict[str, Any], grams: float | None) -> list[str]:
+def training_stats(logs: dict[str, Any], grams: float | None, projected_grams: float | None = None) -> list[str]:
+    """Loss, learning rate, tokens/s, grams CO2eq so far and, when known, the run's projected total."""
     stats = [f"loss {logs['loss']:.4f}"]
     if "learning_rate" in logs:
         stats.append(f"lr {logs['learning_rate']:.2e}")
     if "tokens_per_second" in logs:
         stats.append(f"{logs['tokens_per_second']:,.0f} tokens/s")
     if grams is not None:
-        stats.append(f"{_grams(grams)} g CO2eq")
+        projection = f" → ~{_grams(projected_grams)} g" if projected_grams is not None else ""
+        stats.append(f"{_grams(grams)} g CO2eq so far{projection}")
     return stats
 
 

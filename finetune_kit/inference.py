@@ -6,7 +6,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from datasets import Dataset, DatasetDict
@@ -16,6 +16,7 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedT
 from finetune_kit.config.loading import validate_recipe
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.data import conll_columns_of, load_source
+from finetune_kit.emissions.inference import InferenceMeter
 from finetune_kit.errors import DataError, ModelError
 from finetune_kit.models.building import load_trained
 from finetune_kit.runs import FinishedRun, Layout
@@ -25,6 +26,9 @@ from finetune_kit.tasks.generation import GenerationSettings, generate_texts, re
 from finetune_kit.training.arguments import build_training_arguments
 from finetune_kit.training.precision import resolve_precision
 from finetune_kit.training.trainer import build_trainer, evaluate
+
+if TYPE_CHECKING:
+    from finetune_kit.export.runtime import OnnxRun
 
 
 @dataclass
@@ -55,7 +59,7 @@ def load_run(run_dir: Path) -> LoadedRun:
     return LoadedRun(run_dir, files, recipe, task, model, tokenizer)
 
 
-def read_inputs(run: LoadedRun, input_file: Path | None, texts: list[str]) -> Dataset:
+def read_inputs(run: LoadedRun | OnnxRun, input_file: Path | None, texts: list[str]) -> Dataset:
     """Rows to predict on: a data file with the recipe's input columns, or `--text` values."""
     columns = run.task.input_columns()
     if texts:
@@ -71,8 +75,11 @@ def read_inputs(run: LoadedRun, input_file: Path | None, texts: list[str]) -> Da
     return rows
 
 
-def predict(run: LoadedRun, rows: Dataset) -> list[dict[str, Any]]:
-    return run.task.predict(run.model, run.tokenizer, rows)
+def predict(run: LoadedRun | OnnxRun, rows: Dataset) -> list[dict[str, Any]]:
+    """The task's predictions with the PyTorch model, or with the run's ONNX export (same form)."""
+    if isinstance(run, LoadedRun):
+        return run.task.predict(run.model, run.tokenizer, rows)
+    return run.predict(rows)
 
 
 def generate(run: LoadedRun, prompts: list[str], overrides: dict[str, Any]) -> list[str]:
@@ -91,6 +98,19 @@ def generate(run: LoadedRun, prompts: list[str], overrides: dict[str, Any]) -> l
     return [prompt + text for prompt, text in zip(prompts, texts, strict=True)]
 
 
+def generated_tokens(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> int:
+    """How many tokens the model wrote, counted by encoding its text again: an end-of-text or
+    end-of-turn token it stopped on is not in the text, so the count is at most one short per text."""
+    return sum(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts)
+
+
+def continuations(run: LoadedRun, prompts: list[str], texts: list[str]) -> list[str]:
+    """What `generate` wrote, without the prompts a causal-LM run's texts start with."""
+    if isinstance(run.task, ChatDecoder):
+        return texts
+    return [text[len(prompt) :] for prompt, text in zip(prompts, texts, strict=True)]
+
+
 def with_generation_overrides(settings: GenerationSettings, overrides: dict[str, Any]) -> GenerationSettings:
     """Settings with command-line values (None: not given) on top, checked as the recipe's are."""
     try:
@@ -107,8 +127,9 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def evaluate_file(run: LoadedRun, data_file: Path) -> dict[str, float]:
-    """The task's metrics on a new labelled file, computed the way training evaluated."""
+def evaluate_file(run: LoadedRun, data_file: Path) -> dict[str, Any]:
+    """The task's metrics on a new labelled file, computed the way training evaluated, and under
+    `inference` what the evaluation cost per 1,000 rows (unless the run's recipe disables emissions)."""
     rows = load_source(str(data_file), "eval", conll_columns=conll_columns_of(run.recipe.data))
     run.task.inspect_eval(rows, str(data_file))
     features = run.task.preprocess(DatasetDict(eval=rows), run.tokenizer)["eval"]
@@ -116,4 +137,10 @@ def evaluate_file(run: LoadedRun, data_file: Path) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as scratch:
         args = build_training_arguments(run.recipe.training, run.task, Path(scratch), precision)
         trainer = build_trainer(run.task, args, run.model, run.tokenizer, eval_dataset=features)
-        return evaluate(trainer, features, "eval")
+        with InferenceMeter(run.recipe.emissions, "predictions") as meter:
+            with meter.measuring():
+                metrics = evaluate(trainer, features, "eval")
+            meter.add(len(features))
+    if meter.result is not None:
+        metrics["inference"] = meter.result.to_dict()
+    return metrics

@@ -82,7 +82,9 @@ def test_without_a_terminal_each_logging_step_is_one_plain_line():
     simulate_training(ConsoleProgress(lambda: 0.01234, console=out))
     lines = output(out).splitlines()
     steps = [line for line in lines if line.startswith("step ")]
-    assert steps[0] == "step 5/20 · epoch 0.50 · loss 0.1000 · lr 4.50e-05 · 12,346 tokens/s · 0.0123 g CO2eq"
+    assert steps[0] == (
+        "step 5/20 · epoch 0.50 · loss 0.1000 · lr 4.50e-05 · 12,346 tokens/s · 0.0123 g CO2eq so far → ~0.0494 g"
+    )
     assert len(steps) == 4
     assert lines[2] == "validation · step 10 · epoch 1.00: accuracy 0.8450 · loss 0.3823 · f1_macro 0.8413 · 2.1 s"
     assert len(lines) == 5  # nothing else: no raw dicts, no bar

@@ -57,14 +57,20 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
         raise RecipeError(f"--set {item!r}: expected dotted.key=value, e.g. training.learning_rate=3e-5")
+    set_field(raw, key.strip(), yaml.safe_load(value) if value else None, where=f"--set {item!r}")
+
+
+def set_field(raw: dict[str, Any], dotted: str, value: Any, where: str) -> None:
+    """Set one dotted field of a raw recipe, creating the sections on the way: what `--set` does,
+    and how a sweep applies each trial's values, so both are validated alike."""
     node = raw
-    parts = key.strip().split(".")
+    parts = dotted.split(".")
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise RecipeError(f"--set {item!r}: {part} is not a section")
+            raise RecipeError(f"{where}: {part} is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(value) if value else None
+    node[parts[-1]] = value
 
 
 def _anchor_paths(raw: dict[str, Any], recipe_dir: Path) -> None:
@@ -116,6 +122,18 @@ def _known_fields(model: type[BaseModel], path: list[str]) -> list[str]:
             return []
         model = nested
     return list(model.model_fields)
+
+
+def field_names(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every field of a recipe class as a dotted name, sections included (`training`,
+    `training.learning_rate`); a section that takes any key (`model.architecture`) adds `section.*`."""
+    names = [f"{prefix}*"] if prefix and model.model_config.get("extra") == "allow" else []
+    for name, field in model.model_fields.items():
+        names.append(prefix + name)
+        nested = _model_in(field.annotation)
+        if nested is not None:
+            names += field_names(nested, f"{prefix}{name}.")
+    return names
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

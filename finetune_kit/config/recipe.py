@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+from finetune_kit.sweep.config import SweepConfig
 
 DataFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "text", "conll"]
 # YAML reads a bare `no` as false: accept it as the "no" strategy it was meant to be.
 Strategy = Annotated[Literal["epoch", "steps", "no"], BeforeValidator(lambda value: "no" if value is False else value)]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 FULL_FINE_TUNING_LEARNING_RATE = 5e-5
+TRACKERS = ("tensorboard", "mlflow", "trackio")  # transformers' reporters the toolkit points into the run folder
+
+
+def _tracker_list(value: object) -> object:
+    """One tracker may be named alone (`report_to: tensorboard`); `none`, as transformers spells it, is none."""
+    if value in (None, "none"):
+        return []
+    return [value] if isinstance(value, str) else value
+
+
+Trackers = Annotated[list[str], BeforeValidator(_tracker_list)]
 
 
 class Section(BaseModel):
@@ -120,6 +134,24 @@ class TrainingConfig(Section):
     gradient_checkpointing: bool = Field(False, description="Recompute activations: less memory, ~30% slower")
     torch_compile: bool = Field(False, description="torch.compile the model: faster steps after a compile pause")
     dataloader_workers: int = Field(0, ge=0)
+    report_to: Trackers = Field(
+        default_factory=list,
+        description="Experiment trackers (tensorboard, mlflow, trackio), offline in the run folder's tracking/: "
+        "every logging step with grams CO2eq and kWh so far, the run's totals at the end",
+    )
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; unset: MLFLOW_TRACKING_URI, else a SQLite file in the run folder"
+    )
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in TRACKERS:
+                close = difflib.get_close_matches(name, TRACKERS, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"choose from {', '.join(TRACKERS)}"
+                raise ValueError(f"unknown tracker '{name}'; {hint}")
+        return list(dict.fromkeys(names))  # each tracker once
 
     @model_validator(mode="after")
     def _steps_need_a_count(self) -> TrainingConfig:
@@ -228,6 +260,7 @@ class Recipe(Section):
     card: CardConfig = Field(default_factory=CardConfig)
     peft: PeftSection | None = Field(None, description="Train an adapter (LoRA, IA3, ...) instead of all weights")
     hub: HubConfig | None = None
+    sweep: SweepConfig | None = Field(None, description="`finetune-kit sweep`: fields to search; `train` ignores it")
     output_dir: Path | None = Field(None, description="Run folder; defaults to runs/<name>")
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 import finetune_kit
 from finetune_kit.config.recipe import HubDataSource, Recipe
 from finetune_kit.emissions import EmissionsRecord
+from finetune_kit.emissions.inference import InferenceEnergy
 from finetune_kit.hub.plot import plot_training_curve
 from finetune_kit.models import base_model_id
 from finetune_kit.runs import Layout, RunFiles
@@ -24,7 +25,9 @@ def write_model_card(run: RunFiles, recipe: Recipe, task: Task) -> ModelCard:
     log = run.log()
     has_curve = plot_training_curve(log, task.main_metric, run.path(Layout.CURVE_IMAGE))
     chain = run.lineage().get("chain", [])
-    card = build_model_card(recipe, task, run.metrics(), run.emissions(), log, has_curve, chain)
+    card = build_model_card(
+        recipe, task, run.metrics(), run.emissions(), log, has_curve, chain, run.sweep_note(), run.inference()
+    )
     card.save(run.card)
     return card
 
@@ -37,6 +40,8 @@ def build_model_card(
     log: list[dict[str, Any]],
     has_curve: bool = False,
     chain: list[dict[str, Any]] | None = None,
+    sweep: dict[str, Any] | None = None,
+    inference: dict[str, Any] | None = None,
 ) -> ModelCard:
     training_type = recipe.training_type
     base = base_model_id(recipe.model.weights_from)
@@ -67,7 +72,9 @@ def build_model_card(
             _hyperparameters(recipe, metrics),
             _training_curve(task, log, has_curve),
             _environmental_impact(emissions, training_type),
+            _inference_line(inference or {}),
             _chain_note(chain or []),
+            _sweep_note(sweep or {}),
             _versions(),
         )
         if section
@@ -310,6 +317,17 @@ def _environmental_impact(emissions: EmissionsRecord | None, training_type: str)
     )
 
 
+def _inference_line(measured: dict[str, Any]) -> str:
+    """What the model costs to use, as the latest `finetune-kit eval` on the run measured it."""
+    if not measured:
+        return ""
+    energy = InferenceEnergy.from_dict(measured)
+    return (
+        f"**Inference**: {energy.summary()} (`finetune-kit eval` on {measured['data']}, {energy.backend}: "
+        f"{energy.count:,} {energy.unit} in {energy.record.duration_s:.1f} s on {energy.record.hardware})."
+    )
+
+
 def _chain_note(chain: list[dict[str, Any]]) -> str:
     """The emissions of every run this model descends from (pretraining → SFT → preference ...)."""
     measured = [link for link in chain if link.get("emissions_g") is not None]
@@ -323,6 +341,20 @@ def _chain_note(chain: list[dict[str, Any]]) -> str:
     )
     total = sum(link["emissions_g"] for link in measured)
     return f"**The whole chain** of runs that made this model emitted **{total:.3f} g CO2eq**: {steps}."
+
+
+def _sweep_note(note: dict[str, Any]) -> str:
+    """A sweep's chosen trial cost the whole search, not only its own run: pruned and failed trials too."""
+    if not note:
+        return ""
+    counts, metric = note["trials"], note["metric"]
+    front = f", on its {metric}-vs-CO2 front," if note["front"] else ""
+    return (
+        f"## Hyperparameter search\n\nThis run is trial {note['trial']} of the sweep `{note['sweep']}`: the best "
+        f"{metric}{front} among {sum(counts.values())} trials ({counts['complete']} complete, {counts['pruned']} "
+        f"pruned, {counts['failed']} failed). **The whole search emitted {note['total_emissions_g']:.3f} g "
+        "CO2eq**, pruned and failed trials included."
+    )
 
 
 def _versions() -> str:

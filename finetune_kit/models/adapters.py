@@ -184,9 +184,7 @@ def write_merged(
     beside `output` first and moved into place whole."""
     if not isinstance(model, PeftModel):
         raise ModelError(f"{model_dir}: holds a full checkpoint already; there is no adapter to merge")
-    method = model.active_peft_config.peft_type.value.lower()
-    if model.active_peft_config.is_prompt_learning:
-        raise ModelError(f"{model_dir}: a {method} adapter adds virtual tokens and cannot be merged into the weights")
+    check_mergeable(model, model_dir)
     if output.exists() and any(output.iterdir()):
         raise ModelError(f"--output {output}: exists and is not empty; choose a new folder")
     staging = output.with_name(output.name + ".partial")
@@ -200,6 +198,13 @@ def write_merged(
     if output.exists():
         output.rmdir()
     staging.rename(output)
+
+
+def check_mergeable(model: PeftModel, model_dir: Path) -> None:
+    """Low-rank and scaling adapters fold into the weights; prompt and prefix tuning add virtual tokens."""
+    method = model.active_peft_config.peft_type.value.lower()
+    if model.active_peft_config.is_prompt_learning:
+        raise ModelError(f"{model_dir}: a {method} adapter adds virtual tokens and cannot be merged into the weights")
 
 
 def _peft_config(

@@ -35,13 +35,18 @@ class Layout:
     LINEAGE = "finetune_kit_lineage.json"  # inside MODEL: the Hub base model and the chain of runs behind it
     CARD = "README.md"
     CURVE_IMAGE = "training_curve.png"
+    TRACKING = "tracking"  # the experiment trackers' own stores (training.report_to): tensorboard/, mlflow.db, trackio/
+    SWEEP_NOTE = "sweep_note.json"  # the best trial of a sweep: the whole search's trials and grams, for its card
     # Only while the run is built:
     CHECKPOINTS = "checkpoints"
     EMISSION_READINGS = "emissions.readings"  # one file per (session, process)
     BASELINE = "baseline_metrics.json"  # metrics before training, kept until metrics.json holds them
+    ESTIMATE = "estimate.json"  # a budgeted run's pre-run estimate, kept (for a resume) until metrics.json holds it
     # What a published run carries next to its model files:
     RESULTS = (CARD, RECIPE, METRICS, EMISSIONS, LOG, CURVE_IMAGE)
     EVALUATIONS = "eval"  # `finetune-kit eval` results, one JSON per data file
+    INFERENCE = "inference.json"  # the latest `eval`'s inference energy, for the card
+    ONNX = "onnx"  # `finetune-kit export`'s default folder, read by `predict --backend onnx`
 
 
 class RunFiles:
@@ -80,6 +85,16 @@ class RunFiles:
 
     def lineage(self) -> dict[str, Any]:
         return read_lineage(self.model_dir)
+
+    def sweep_note(self) -> dict[str, Any]:
+        """What the sweep this run won says of the whole search; empty for a run no sweep chose."""
+        file = self.path(Layout.SWEEP_NOTE)
+        return json.loads(file.read_text()) if file.is_file() else {}
+
+    def inference(self) -> dict[str, Any]:
+        """The inference energy the latest `eval` measured on this run; empty when none ran."""
+        file = self.path(Layout.INFERENCE)
+        return json.loads(file.read_text()) if file.is_file() else {}
 
     def log(self) -> list[dict[str, Any]]:
         file = self.path(Layout.LOG)
@@ -223,6 +238,7 @@ class RunFolder:
         for name in (Layout.CHECKPOINTS, Layout.EMISSION_READINGS):
             shutil.rmtree(self.final / name, ignore_errors=True)
         (self.final / Layout.BASELINE).unlink(missing_ok=True)
+        (self.final / Layout.ESTIMATE).unlink(missing_ok=True)
         return self.final
 
 

@@ -12,9 +12,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     EvalPrediction,
-    PreTrainedModel,
     PreTrainedTokenizerBase,
-    pipeline,
 )
 
 from finetune_kit.config.recipe import DataConfig, Recipe
@@ -22,6 +20,7 @@ from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.base import LabelledHead, ModelHead, Task
 from finetune_kit.tasks.common import first_output
+from finetune_kit.tasks.logits import PREDICT_BATCH, LogitsOf, PredictsFromLogits, softmax
 
 
 class ClassificationData(DataConfig):
@@ -38,7 +37,7 @@ class ClassificationRecipe(Recipe):
     data: ClassificationData
 
 
-class ClassificationTask(LabelledHead, Task):
+class ClassificationTask(LabelledHead, PredictsFromLogits, Task):
     name: ClassVar[str] = "classification"
     recipe_class: ClassVar[type[Recipe]] = ClassificationRecipe
     pipeline_tag: ClassVar[str] = "text-classification"
@@ -158,30 +157,32 @@ class ClassificationTask(LabelledHead, Task):
         metrics.update({f"f1_{name}": float(score) for name, score in zip(self.labels, per_class, strict=True)})
         return metrics
 
-    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
+    def predict_from_logits(self, logits_of: LogitsOf, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
+        """Each text's label, its probability, and every label's probability, most likely first."""
         cfg = self.recipe.data
-        classify = pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None)
         texts = list(rows[cfg.text_column])
-        inputs: list[Any] = (
-            [{"text": t, "text_pair": p} for t, p in zip(texts, rows[cfg.text_pair_column], strict=True)]
-            if cfg.text_pair_column
-            else texts
-        )
+        pairs = list(rows[cfg.text_pair_column]) if cfg.text_pair_column else None
         results = []
-        for text, scores in zip(
-            texts,
-            classify(inputs, batch_size=32, truncation=True, max_length=self.recipe.training.max_length),
-            strict=True,
-        ):
-            best = max(scores, key=lambda s: s["score"])
-            results.append(
-                {
-                    "text": text,
-                    "label": best["label"],
-                    "score": round(best["score"], 6),
-                    "scores": {s["label"]: round(s["score"], 6) for s in scores},
-                }
+        for start in range(0, len(texts), PREDICT_BATCH):
+            batch = slice(start, start + PREDICT_BATCH)
+            encoded = tokenizer(
+                texts[batch],
+                pairs[batch] if pairs else None,
+                truncation=True,
+                max_length=self.recipe.training.max_length,
+                padding=True,
+                return_tensors="pt",
             )
+            for text, probabilities in zip(texts[batch], softmax(logits_of(encoded)), strict=True):
+                ranked = probabilities.argsort()[::-1]
+                results.append(
+                    {
+                        "text": text,
+                        "label": self.labels[ranked[0]],
+                        "score": round(float(probabilities[ranked[0]]), 6),
+                        "scores": {self.labels[i]: round(float(probabilities[i]), 6) for i in ranked},
+                    }
+                )
         return results
 
     def input_columns(self) -> list[str]:

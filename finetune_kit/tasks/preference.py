@@ -1,42 +1,83 @@
-"""Preference tuning of chat models after SFT: DPO and its variants, or ORPO, through TRL's trainers.
+"""Preference tuning of chat models after SFT through TRL's trainers: DPO and its variants, ORPO,
+SimPO and CPO (no reference model), or KTO (desirable / undesirable completions, no pairs needed).
 
 Rows are `prompt` / `chosen` / `rejected`, each a string or a list of messages, formatted with the
-chat template. TRL does the rest: with an adapter the reference model is the starting weights
-under the adapter's initial state (no second model in memory); in full fine-tuning, a frozen copy.
-Validation reports the reward accuracy and margin and the chosen / rejected log-probabilities.
+chat template; KTO also takes unpaired `prompt` / `completion` / `label` rows (and splits pairs into
+one row of each label). TRL does the rest: with an adapter the reference model is the starting
+weights under the adapter's initial state (no second model in memory); in full fine-tuning, a
+frozen copy. Validation reports each trainer's reward metrics and chosen / rejected log-probabilities.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from datasets import Dataset, DatasetDict
-from pydantic import Field
-from transformers import PreTrainedTokenizerBase
-from trl import DPOConfig, DPOTrainer
+from pydantic import Field, model_validator
+from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
+from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 from trl.data_utils import maybe_apply_chat_template
+from trl.experimental.cpo import CPOConfig, CPOTrainer
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
 from finetune_kit.config.recipe import DataConfig, Recipe, Section
-from finetune_kit.data import require_columns
 from finetune_kit.data.conversations import Message, check_messages
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
 from finetune_kit.tasks.chat_template import ChatDecoder, TemplateSection
 from finetune_kit.tasks.held_out import HeldOutGeneration, ScoredReplies
 
-PreferenceLoss = Literal["dpo", "ipo", "hinge", "robust", "orpo"]
-DPO_LOSS_TYPES = {"dpo": "sigmoid", "ipo": "ipo", "hinge": "hinge", "robust": "robust"}  # TRL's names
-COLUMNS = ("prompt", "chosen", "rejected")
+PreferenceLoss = Literal["dpo", "ipo", "hinge", "robust", "orpo", "simpo", "cpo", "kto"]
+PAIRED = ("prompt", "chosen", "rejected")
+UNPAIRED = ("prompt", "completion", "label")  # KTO's own layout
+REWARD_ACCURACY = "rewards/accuracies"  # the share of pairs whose chosen reply out-scores the rejected one
+
+# Which losses read each option (TRL's config field of the same name): setting one a loss ignores is an error.
+OPTION_LOSSES: dict[str, tuple[str, ...]] = {
+    "label_smoothing": ("robust", "cpo", "simpo"),
+    "desirable_weight": ("kto",),
+    "undesirable_weight": ("kto",),
+    "simpo_gamma": ("simpo",),
+    "cpo_alpha": ("cpo", "simpo"),
+}
 
 
 class PreferenceOptions(Section):
-    loss: PreferenceLoss = Field("dpo", description="dpo, ipo, hinge, robust (DPO variants), or orpo (no reference)")
+    loss: PreferenceLoss = Field(
+        "dpo",
+        description="dpo, ipo, hinge, robust (DPO variants); orpo, simpo, cpo (no reference); kto (unpaired rows)",
+    )
     beta: float = Field(
         0.1, gt=0, description="How far from the reference the policy may move (ORPO: odds-ratio weight)"
     )
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="dpo, robust: the share of pairs assumed flipped")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="robust, cpo, simpo: the share of pairs assumed flipped"
+    )
+    desirable_weight: float = Field(
+        1.0, gt=0, description="kto: weight of the desirable completions' loss (raise it when they are fewer)"
+    )
+    undesirable_weight: float = Field(
+        1.0, gt=0, description="kto: weight of the undesirable completions' loss (raise it when they are fewer)"
+    )
+    simpo_gamma: float = Field(0.5, ge=0, description="simpo: the reward margin the chosen reply must win by")
+    cpo_alpha: float = Field(
+        1.0, ge=0, description="cpo, simpo: weight of the chosen replies' language-model loss (0: SimPO as published)"
+    )
+
+    @model_validator(mode="after")
+    def _options_fit_loss(self) -> PreferenceOptions:
+        for option in sorted(self.model_fields_set & OPTION_LOSSES.keys()):
+            default = type(self).model_fields[option].get_default()
+            if self.loss not in OPTION_LOSSES[option] and getattr(self, option) != default:
+                users = ", ".join(OPTION_LOSSES[option])
+                raise ValueError(f"{option} applies to loss {users}, not to '{self.loss}'")
+        return self
+
+    def trl_options(self) -> dict[str, Any]:
+        """The options this loss reads, by TRL's names."""
+        return {option: getattr(self, option) for option, losses in OPTION_LOSSES.items() if self.loss in losses}
 
 
 class PreferenceData(DataConfig):
@@ -50,14 +91,19 @@ class PreferenceRecipe(Recipe):
     chat: TemplateSection = Field(default_factory=TemplateSection)
     generation: HeldOutGeneration = Field(default_factory=HeldOutGeneration)
 
+    @model_validator(mode="after")
+    def _unpaired_batches_hold_two_rows(self) -> PreferenceRecipe:
+        if LOSSES[self.preference.loss].unpaired and self.training.batch_size < 2:
+            raise ValueError(
+                f"preference.loss {self.preference.loss} needs training.batch_size 2 or more: its KL baseline "
+                "scores each prompt with another row's completion from the same batch"
+            )
+        return self
 
-class PreferenceDPOTrainer(SplitNamedMetrics, DPOTrainer):
-    pass
 
-
-class PreferenceORPOTrainer(SplitNamedMetrics, ORPOTrainer):
-    """ORPO prepares only the datasets it is built with: a split given to `evaluate` (the final
-    validation, a test split) is formatted and tokenized the same way first."""
+class PreparesEvalSplits(Trainer):
+    """ORPO and CPO prepare only the datasets they are built with: a split given to `evaluate` (the
+    final validation, a test split) is formatted and tokenized the same way first."""
 
     def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict:
         if eval_dataset is not None and "chosen_input_ids" not in eval_dataset.column_names:
@@ -67,75 +113,172 @@ class PreferenceORPOTrainer(SplitNamedMetrics, ORPOTrainer):
         return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
 
 
+class PreferenceDPOTrainer(SplitNamedMetrics, DPOTrainer):
+    pass
+
+
+class PreferenceORPOTrainer(SplitNamedMetrics, PreparesEvalSplits, ORPOTrainer):
+    pass
+
+
+class PreferenceCPOTrainer(SplitNamedMetrics, PreparesEvalSplits, CPOTrainer):
+    pass
+
+
+class PreferenceKTOTrainer(SplitNamedMetrics, KTOTrainer):
+    """KTO's KL baseline scores each prompt with its neighbour's completion, paired once in the
+    dataset's order, so the rows train in that order (shuffled once, seeded, by the task). The
+    arguments say "random" so that the runner does not regroup the rows by length; the order is set here."""
+
+    def __init__(self, *, args: KTOConfig, **kwargs: Any) -> None:
+        args.train_sampling_strategy = "sequential"
+        super().__init__(args=args, **kwargs)
+
+
+@dataclass(frozen=True)
+class LossTrainer:
+    """How one loss trains: TRL's trainer and config, the config's settings for it, the reward
+    metric it is judged by, and whether it learns from unpaired completions."""
+
+    trainer_class: type[Trainer]
+    arguments_class: type[TrainingArguments]
+    arguments: dict[str, Any] = field(default_factory=dict)
+    main_metric: str = REWARD_ACCURACY
+    unpaired: bool = False
+
+
+LOSSES: dict[str, LossTrainer] = {
+    "dpo": LossTrainer(PreferenceDPOTrainer, DPOConfig, {"loss_type": ["sigmoid"]}),
+    "ipo": LossTrainer(PreferenceDPOTrainer, DPOConfig, {"loss_type": ["ipo"]}),
+    "hinge": LossTrainer(PreferenceDPOTrainer, DPOConfig, {"loss_type": ["hinge"]}),
+    "robust": LossTrainer(PreferenceDPOTrainer, DPOConfig, {"loss_type": ["robust"]}),
+    "orpo": LossTrainer(PreferenceORPOTrainer, ORPOConfig),
+    "simpo": LossTrainer(PreferenceCPOTrainer, CPOConfig, {"loss_type": "simpo"}),
+    "cpo": LossTrainer(PreferenceCPOTrainer, CPOConfig, {"loss_type": "sigmoid"}),
+    # Unpaired rows have no pair to count right: KTO is judged by the mean reward margin instead.
+    "kto": LossTrainer(PreferenceKTOTrainer, KTOConfig, {"loss_type": "kto"}, "rewards/margins", unpaired=True),
+}
+
+
 class PreferenceTask(ChatDecoder, ScoredReplies, Task):
-    """data.train and data.validation hold pairs; data.test, when given, holds conversations with
-    reference replies (an SFT mix's test split), answered and scored before and after training."""
+    """data.train and data.validation hold pairs (or, for KTO, labelled completions); data.test, when
+    given, holds conversations with reference replies (an SFT mix's test split), answered and scored
+    before and after training."""
 
     name: ClassVar[str] = "preference"
     recipe_class: ClassVar[type[Recipe]] = PreferenceRecipe
     pipeline_tag: ClassVar[str] = "text-generation"
-    main_metric: ClassVar[str] = "rewards/accuracies"
+    main_metric: ClassVar[str] = REWARD_ACCURACY  # the pairwise losses'; each recipe's loss sets its own below
     evaluate_before_training: ClassVar[bool] = True  # the log-probabilities, and the held-out scores, to compare
     recipe: PreferenceRecipe
 
+    def __init__(self, recipe: PreferenceRecipe) -> None:
+        super().__init__(recipe)
+        self.loss = LOSSES[recipe.preference.loss]
+        self.main_metric = self.loss.main_metric
+
     def inspect(self, data: DatasetDict) -> None:
-        pairs = DatasetDict({name: split for name, split in data.items() if name != "test"})
-        require_columns(pairs, {"prompt column": "prompt", "chosen column": "chosen", "rejected column": "rejected"})
-        for split_name, split in pairs.items():
-            self.inspect_eval(split, f"data.{split_name}")
+        for split_name, split in data.items():
+            if split_name != "test":
+                self.inspect_eval(split, f"data.{split_name}")
         if "test" in data:
             self.check_held_out(data["test"])
 
     def inspect_eval(self, rows: Dataset, where: str) -> None:
-        for _ in self._pairs(rows, where):
-            pass  # every row converts, or the first bad one is named
+        examples = list(self._examples(rows, where))  # every row converts, or the first bad one is named
+        labels = {example["label"] for example in examples} if self.loss.unpaired else set()
+        if len(labels) == 1:
+            raise DataError(
+                f"{where}: every label is {str(labels.pop()).lower()}; KTO learns from desirable (true) and "
+                "undesirable (false) completions alike, and measures its reward margin between them: add rows of both"
+            )
 
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
-        """Conversational prompt / chosen / rejected rows: TRL applies the template and tokenizes.
+        """Conversational rows: TRL applies the template and tokenizes. Unpaired rows are shuffled
+        once (seeded) so that every batch mixes labels and prompts for KTO's KL baseline.
         The test conversations are answered by generation, not fed to the trainer."""
         del tokenizer
-        return DatasetDict(
-            {
-                name: Dataset.from_list(list(self._pairs(split, f"data.{name}")))
-                for name, split in data.items()
-                if name != "test"
-            }
-        )
+        splits = {}
+        for name, split in data.items():
+            if name != "test":
+                rows = Dataset.from_list(list(self._examples(split, f"data.{name}")))
+                splits[name] = rows.shuffle(seed=self.recipe.training.seed) if self.loss.unpaired else rows
+        return DatasetDict(splits)
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> None:
         del tokenizer
         return None  # the TRL trainer's own: it pads chosen and rejected side by side
 
     def trainer_setup(self) -> TrainerSetup:
-        options, length = self.recipe.preference, self.recipe.training.max_length
+        options = self.recipe.preference
         common = {
             "beta": options.beta,
-            "max_length": length,
+            "max_length": self.recipe.training.max_length,
             "prediction_loss_only": True,  # the rewards are measured in the loss: no logits are kept
             "train_sampling_strategy": "random",
         }
-        if options.loss == "orpo":
-            return TrainerSetup(PreferenceORPOTrainer, ORPOConfig, common, remove_unused_columns=False)
-        dpo = {"loss_type": [DPO_LOSS_TYPES[options.loss]], "label_smoothing": options.label_smoothing}
-        return TrainerSetup(PreferenceDPOTrainer, DPOConfig, common | dpo, remove_unused_columns=False)
+        arguments = common | self.loss.arguments | options.trl_options()
+        return TrainerSetup(self.loss.trainer_class, self.loss.arguments_class, arguments, remove_unused_columns=False)
 
     def card_facts(self) -> dict[str, Any]:
         options = self.recipe.preference
-        return {"preference loss": options.loss, "beta": options.beta}
+        return {"preference loss": options.loss, "beta": options.beta, **options.trl_options()}
+
+    def _examples(self, rows: Dataset, where: str) -> Iterator[dict[str, Any]]:
+        """Rows as the loss's trainer takes them: pairs, or for KTO labelled completions (a pair
+        gives a desirable and an undesirable one)."""
+        layout = UNPAIRED if "completion" in rows.column_names and "chosen" not in rows.column_names else PAIRED
+        if layout == UNPAIRED and not self.loss.unpaired:
+            raise DataError(
+                f"{where}: prompt / completion / label rows are unpaired; preference.loss "
+                f"'{self.recipe.preference.loss}' needs prompt / chosen / rejected pairs (only kto takes unpaired rows)"
+            )
+        missing = [column for column in layout if column not in rows.column_names]
+        if missing:
+            raise DataError(
+                f"{where}: column '{missing[0]}' not found; columns are: {', '.join(rows.column_names)} "
+                f"(rows need {', '.join(layout)})"
+            )
+        if layout == UNPAIRED:
+            yield from self._completions(rows, where)
+        elif self.loss.unpaired:
+            for pair in self._pairs(rows, where):
+                yield {"prompt": pair["prompt"], "completion": pair["chosen"], "label": True}
+                yield {"prompt": pair["prompt"], "completion": pair["rejected"], "label": False}
+        else:
+            yield from self._pairs(rows, where)
 
     def _pairs(self, rows: Dataset, where: str) -> Iterator[dict[str, list[Message]]]:
         """Each row as conversational prompt / chosen / rejected, checked; `where` names it in errors."""
-        system = self.recipe.data.system_prompt
         for number, row in enumerate(rows, 1):
             at = f"{where} row {number}"
-            prompt = _turns(row["prompt"], "user", f"{at}, prompt")
-            if system and prompt[0]["role"] != "system":
-                prompt = [{"role": "system", "content": system}, *prompt]
+            prompt = self._prompt(row["prompt"], at)
             chosen, rejected = (_turns(row[c], "assistant", f"{at}, {c}") for c in ("chosen", "rejected"))
             if chosen == rejected:
                 raise DataError(f"{at}: chosen and rejected are the same; a pair must differ to teach a preference")
             check_messages(prompt + chosen, at)
             yield {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+    def _completions(self, rows: Dataset, where: str) -> Iterator[dict[str, Any]]:
+        """Each row as conversational prompt / completion with a boolean label, checked."""
+        for number, row in enumerate(rows, 1):
+            at = f"{where} row {number}"
+            prompt = self._prompt(row["prompt"], at)
+            completion = _turns(row["completion"], "assistant", f"{at}, completion")
+            label = row["label"]
+            if not isinstance(label, bool):
+                got = "missing" if label is None else repr(label)
+                raise DataError(f"{at}: label is {got}; set true (a desirable completion) or false (an undesirable)")
+            check_messages(prompt + completion, at)
+            yield {"prompt": prompt, "completion": completion, "label": label}
+
+    def _prompt(self, value: Any, at: str) -> list[Message]:
+        """The prompt's turns, with data.system_prompt first when it has no system turn."""
+        prompt = _turns(value, "user", f"{at}, prompt")
+        system = self.recipe.data.system_prompt
+        if system and prompt[0]["role"] != "system":
+            prompt = [{"role": "system", "content": system}, *prompt]
+        return prompt
 
 
 def _turns(value: Any, role: str, where: str) -> list[Message]:

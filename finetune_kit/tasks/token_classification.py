@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Sequence
 from pydantic import Field
 from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
@@ -13,7 +12,6 @@ from transformers import (
     AutoModelForTokenClassification,
     DataCollatorForTokenClassification,
     EvalPrediction,
-    PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
@@ -22,6 +20,7 @@ from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.base import LabelledHead, ModelHead, Task
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, first_output
+from finetune_kit.tasks.logits import PREDICT_BATCH, LogitsOf, PredictsFromLogits, softmax
 
 
 class TokenClassificationData(DataConfig):
@@ -71,7 +70,7 @@ def entity_spans(words: list[str], tags: list[str], scores: list[float]) -> list
     return spans
 
 
-class NerTask(LabelledHead, Task):
+class NerTask(LabelledHead, PredictsFromLogits, Task):
     name: ClassVar[str] = "ner"
     recipe_class: ClassVar[type[Recipe]] = NerRecipe
     pipeline_tag: ClassVar[str] = "token-classification"
@@ -220,13 +219,13 @@ class NerTask(LabelledHead, Task):
                 metrics[f"f1_{entity_type}"] = float(scores["f1-score"])
         return metrics
 
-    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
+    def predict_from_logits(self, logits_of: LogitsOf, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
+        """Entity spans per sentence, from the label of each word's first sub-token."""
         column = self.recipe.data.tokens_column
         sentences = [value.split() if isinstance(value, str) else list(value) for value in rows[column]]
-        model.eval()
         results = []
-        for start in range(0, len(sentences), 32):
-            batch = sentences[start : start + 32]
+        for start in range(0, len(sentences), PREDICT_BATCH):
+            batch = sentences[start : start + PREDICT_BATCH]
             encoded = tokenizer(
                 batch,
                 is_split_into_words=True,
@@ -235,8 +234,7 @@ class NerTask(LabelledHead, Task):
                 padding=True,
                 return_tensors="pt",
             )
-            with torch.no_grad():
-                probabilities = model(**encoded.to(model.device)).logits.softmax(-1).cpu().numpy()
+            probabilities = softmax(logits_of(encoded))
             for i, words in enumerate(batch):
                 tags, scores = ["O"] * len(words), [1.0] * len(words)
                 seen = set()

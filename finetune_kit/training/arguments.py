@@ -26,8 +26,10 @@ def _sampling(group_by_length: bool) -> str:
 
 
 def build_training_arguments(
-    config: TrainingConfig, task: Task, checkpoints: Path, precision: Resolved
+    config: TrainingConfig, task: Task, checkpoints: Path, precision: Resolved, *, run_name: str | None = None
 ) -> TrainingArguments:
+    """`run_name` names a training run: it reports to the recipe's trackers (`training.report_to`) under that
+    name. Without one (evaluating a finished run) nothing is reported."""
     setup = task.trainer_setup()
     save_strategy = config.resolved_save_strategy
     keep_best = config.eval_strategy != "no" and save_strategy != "no"
@@ -65,7 +67,10 @@ def build_training_arguments(
         dataloader_num_workers=config.dataloader_workers,
         remove_unused_columns=setup.remove_unused_columns,
         disable_tqdm=True,  # the toolkit's console shows progress (finetune_kit.console)
-        report_to="none",
+        report_to=(config.report_to or "none") if run_name else "none",
+        run_name=run_name,
+        project=run_name or "finetune-kit",  # trackio's project: one per run, like MLflow's experiment
+        trackio_static_space_id=False,  # trackio stays local: no Space on the Hub, not even when pushing
     )
     try:
         return setup.arguments_class(**arguments | setup.arguments)  # the task's own settings win

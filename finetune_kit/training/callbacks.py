@@ -12,6 +12,7 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker, sum_records
+from finetune_kit.estimate.finish import FinishCost
 
 
 class JsonLinesLog(TrainerCallback):
@@ -59,9 +60,10 @@ class EmissionsCallback(TrainerCallback):
     (or started over), still counts the energy spent up to its last reading, and the processes of a
     distributed run add up.
 
-    With a budget, training stops at the first check past it, after one last evaluation and save,
-    so the best checkpoint so far is what the run keeps. Checks fall on logging steps, where all
-    processes agree on the spending (summed across them) and so stop at the same step.
+    With a budget, the spending is checked at every step, counting what the run will still spend (`finish`: one
+    more step, then one last evaluation and save, the final evaluations, generation and saved model): training
+    stops at the first step where that would pass the budget, so a stopped run ends close to it, keeping the best
+    checkpoint so far. All processes agree on the spending (summed across them) and so stop at the same step.
     """
 
     def __init__(
@@ -71,20 +73,35 @@ class EmissionsCallback(TrainerCallback):
         budget: EmissionsBudget | None = None,
         earlier: EmissionsRecord | None = None,
         save_every_s: float = 15.0,
+        finish: FinishCost | None = None,
     ) -> None:
         self.tracker = tracker
         self.save_reading = save_reading
         self.budget = budget
         self.earlier = earlier  # sessions before a resume count against the budget too
         self.save_every_s = save_every_s
+        self.finish = finish
         self.latest: EmissionsRecord | None = None  # this session, all processes
         self.stopped: dict | None = None
         self._last_saved = 0.0
 
+    def spent(self) -> EmissionsRecord | None:
+        """Emissions so far, earlier sessions included, as of the latest logging step."""
+        spent = [r for r in (self.earlier, self.latest) if r is not None]
+        return sum_records(spent) if spent else None
+
     def spent_g(self) -> float | None:
         """Grams CO2eq so far, earlier sessions included, as of the latest logging step."""
-        spent = [r for r in (self.earlier, self.latest) if r is not None]
-        return sum_records(spent).emissions_g if spent else None
+        spent = self.spent()
+        return spent.emissions_g if spent else None
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kw):
+        """Grams CO2eq and kWh so far on each training log: the JSON log and every tracker record them. It runs
+        after `on_step_end` has read the tracker at this logging step, and before the callbacks that write logs."""
+        spent = self.spent()
+        if logs is not None and "loss" in logs and spent is not None:
+            logs["emissions_g"] = spent.emissions_g
+            logs["energy_kwh"] = spent.energy_kwh
 
     def start(self) -> None:
         """Called when the run opens, so evaluations before and after training count too."""
@@ -100,20 +117,31 @@ class EmissionsCallback(TrainerCallback):
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
         if time.monotonic() - self._last_saved >= self.save_every_s:
             self._save()
-        if state.global_step % args.logging_steps:
-            return
+        if state.global_step % args.logging_steps and self.budget is None:
+            return  # read at logging steps, or at every step (a fresh codecarbon reading is cheap) with a budget
         reading = self.tracker.read()
         if reading is None:
             return
-        grams, kwh = _summed_across_processes(args, reading.emissions_g, reading.energy_kwh)
+        checking = self.budget is not None and not self.stopped
+        reserve = self.finish.reserve(reading, args, state, control) if checking and self.finish else (0.0, 0.0)
+        grams, kwh, reserve_g, reserve_kwh = _summed_across_processes(
+            args, reading.emissions_g, reading.energy_kwh, *reserve
+        )
         self.latest = replace(reading, emissions_g=grams, energy_kwh=kwh)
         spent = sum_records([self.earlier, self.latest]) if self.earlier else self.latest
-        exceeded = self.budget.exceeded(spent) if self.budget and not self.stopped else None
+        projected = replace(spent, emissions_g=spent.emissions_g + reserve_g, energy_kwh=spent.energy_kwh + reserve_kwh)
+        exceeded = self.budget.exceeded(projected) if checking else None
         if exceeded:
-            self.stopped = {"limit": exceeded, "step": state.global_step, "emissions_g": spent.emissions_g}
+            self.stopped = {
+                "limit": exceeded,
+                "step": state.global_step,
+                "emissions_g": projected.emissions_g,  # what reached the limit: spent, plus the end still to come
+                "spent_g": spent.emissions_g,
+            }
             control.should_training_stop = True
-            control.should_evaluate = args.eval_strategy != "no"
-            control.should_save = args.save_strategy != "no"
+            # One last evaluation and save: here for step strategies; epoch ones come with the epoch's end.
+            control.should_evaluate = control.should_evaluate or args.eval_strategy == "steps"
+            control.should_save = control.should_save or args.save_strategy == "steps"
 
     def on_save(self, args, state: TrainerState, control, **kw):
         self._save()
@@ -125,9 +153,9 @@ class EmissionsCallback(TrainerCallback):
         self._last_saved = time.monotonic()
 
 
-def _summed_across_processes(args: TrainingArguments, grams: float, kwh: float) -> tuple[float, float]:
+def _summed_across_processes(args: TrainingArguments, *values: float) -> tuple[float, ...]:
     if args.world_size == 1 or not torch.distributed.is_initialized():
-        return grams, kwh
-    totals = torch.tensor([grams, kwh], dtype=torch.float64, device=args.device)
+        return values
+    totals = torch.tensor(values, dtype=torch.float64, device=args.device)
     torch.distributed.all_reduce(totals)
-    return float(totals[0]), float(totals[1])
+    return tuple(float(total) for total in totals)

@@ -24,8 +24,8 @@ from finetune_kit.console import (
 
 class ConsoleProgress(TrainerCallback):
     """Training and evaluation as a person reads them (main process only): on a terminal, a bar for
-    training (step/total, loss, learning rate, tokens/s, g CO2eq so far) and one per evaluation;
-    otherwise one plain line per logging step; either way one line per evaluation.
+    training (step/total, loss, learning rate, tokens/s, g CO2eq so far and projected for the run) and
+    one per evaluation; otherwise one plain line per logging step; either way one line per evaluation.
 
     It replaces Trainer's tqdm bar and printed dicts (`disable_tqdm=True`, PrinterCallback removed)
     and comes after Throughput among the callbacks: it shows the tokens/s Throughput adds to the logs.
@@ -52,7 +52,8 @@ class ConsoleProgress(TrainerCallback):
     ) -> None:
         if not (self._shows(state) and logs and "loss" in logs):
             return  # evaluations get their line from on_evaluate; the end of training, the CLI's summary
-        stats = " · ".join(training_stats(logs, self.emissions_so_far()))
+        grams = self.emissions_so_far()
+        stats = " · ".join(training_stats(logs, grams, _projected(grams, state)))
         if self._train_bar is not None:
             self._train_bar.update(info=stats)
         else:
@@ -102,6 +103,13 @@ class ConsoleProgress(TrainerCallback):
         when = f" · step {state.global_step:,} · epoch {state.epoch or 0:.2f}" if self._training else ""
         main = (args.metric_for_best_model or "").removeprefix("eval_")
         say(self.console, f"{EVALUATION_NAMES.get(name, name)}{when}: {evaluation_text(values, main)}")
+
+
+def _projected(grams: float | None, state: TrainerState) -> float | None:
+    """The run's grams at this pace: grams so far over the share of its steps done."""
+    if grams is None or not state.global_step or not state.max_steps:
+        return None
+    return grams * state.max_steps / state.global_step
 
 
 def _length(loader: Any) -> int | None:

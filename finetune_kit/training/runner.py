@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from datasets import DatasetDict
@@ -20,6 +21,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -28,6 +30,7 @@ from finetune_kit.config.recipe import Recipe
 from finetune_kit.console import phase
 from finetune_kit.data import load_data
 from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker
+from finetune_kit.estimate.finish import FinishCost
 from finetune_kit.hub.card import write_model_card
 from finetune_kit.hub.push import push_after_training
 from finetune_kit.models import base_model_id, load_tokenizer, resolve_checkpoint
@@ -41,10 +44,14 @@ from finetune_kit.tasks import SamplesDuringTraining, Task, build_task
 from finetune_kit.training.arguments import SHUFFLED_GROUPS, build_training_arguments
 from finetune_kit.training.batching import LengthGroupedBatches
 from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, Throughput
-from finetune_kit.training.mfu import model_flops_utilization
+from finetune_kit.training.mfu import matmul_peak_flops, model_flops_utilization
 from finetune_kit.training.precision import Resolved, resolve_precision
 from finetune_kit.training.progress import ConsoleProgress
+from finetune_kit.training.tracking import ExperimentTracking
 from finetune_kit.training.trainer import build_trainer, evaluate, without_prefix
+
+if TYPE_CHECKING:
+    from finetune_kit.estimate.budget import Calibrated
 
 logger = logging.getLogger("finetune_kit")
 
@@ -79,9 +86,11 @@ class OpenRun:
     checkpoint: Path | None
     emissions: EmissionsCallback | None
     is_main: bool
+    tracking: ExperimentTracking
     features: DatasetDict | None = None  # set by `build`
     throughput: Throughput = field(default_factory=Throughput)
     train_metrics: dict[str, Any] = field(default_factory=dict)  # set by `fit`
+    estimate: dict[str, Any] | None = None  # a budgeted run's pre-run estimate, for metrics.json
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -97,23 +106,43 @@ def prepare(recipe: Recipe) -> Prepared:
     return Prepared(recipe, task, data, tokenizer)
 
 
-def train(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> RunResult:
+def train(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    extra_callbacks: Sequence[TrainerCallback] = (),
+    force: bool = False,
+) -> RunResult:
     """One run, in one process or as one rank of several (torchrun / accelerate launch): every
-    rank trains and measures its emissions; only the main one writes the run folder."""
-    run = open_run(prepare(recipe), resume=resume, overwrite=overwrite)
-    trainer = build(run)
-    fit(run, trainer)
-    return finish(run, trainer)
+    rank trains and measures its emissions; only the main one writes the run folder.
+    `extra_callbacks` join the run's own (a sweep's pruning). A run with an emissions budget is
+    estimated first and refused when the estimate exceeds it, unless `force`."""
+    from finetune_kit.estimate.budget import estimate_within_budget  # imported here: it builds runs with this module
+
+    prepared = prepare(recipe)
+    calibrated = None if resume else estimate_within_budget(prepared, force=force)
+    run = open_run(prepared, resume=resume, overwrite=overwrite, calibrated=calibrated)
+    with run.tracking:
+        trainer = build(run, extra_callbacks)
+        fit(run, trainer)
+        return finish(run, trainer)
 
 
-def open_run(prepared: Prepared, *, resume: bool, overwrite: bool) -> OpenRun:
-    """The model, the Trainer's arguments and the partial run folder (reopened by a resume)."""
+def open_run(
+    prepared: Prepared, *, resume: bool, overwrite: bool, calibrated: Calibrated | None = None
+) -> OpenRun:
+    """The model, the Trainer's arguments and the partial run folder (reopened by a resume); with `calibrated`
+    (a budgeted run's estimate), the data it tokenized and the energy it spent."""
     recipe = prepared.recipe
     set_seed(recipe.training.seed)  # the new head's initialisation is part of the run's seed
     model = build_model(recipe, prepared.task.model_head(), prepared.tokenizer)
     precision = resolve_precision(recipe.training.precision)
-    args = build_training_arguments(recipe.training, prepared.task, RunFolder(recipe.run_dir).checkpoints, precision)
+    args = build_training_arguments(
+        recipe.training, prepared.task, RunFolder(recipe.run_dir).checkpoints, precision, run_name=recipe.name or "run"
+    )
     is_main = args.process_index == 0
+    tracking = ExperimentTracking(recipe, is_main=is_main)  # checks the trackers before the folder is made
     with args.main_process_first(desc="run folder"):
         folder = (
             RunFolder.begin(recipe.run_dir, resume=resume, overwrite=overwrite)
@@ -129,27 +158,35 @@ def open_run(prepared: Prepared, *, resume: bool, overwrite: bool) -> OpenRun:
         folder.record_recipe(recipe.model_dump(mode="json"), resume)
         if checkpoint is not None:
             folder.drop_log_after(checkpoint_step(checkpoint))
-    emissions = _emissions_callback(recipe, folder, args)
+    estimate = _estimate(folder, calibrated)
+    emissions = _emissions_callback(recipe, folder, args, FinishCost.for_run(prepared.data, args, estimate))
     if emissions:
         emissions.start()
-    return OpenRun(prepared, model, args, precision, folder, checkpoint, emissions, is_main)
+    features = calibrated.features if calibrated else None
+    return OpenRun(
+        prepared, model, args, precision, folder, checkpoint, emissions, is_main, tracking, features, estimate=estimate
+    )
 
 
-def build(run: OpenRun) -> Trainer:
+def build(run: OpenRun, extra_callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
     """Tokenized data, callbacks and the Trainer."""
     prepared, recipe = run.prepared, run.prepared.recipe
     rows = sum(len(split) for split in prepared.data.values())
-    with run.args.main_process_first(desc="tokenizing"), phase("tokenize", total=rows):
-        run.features = prepared.task.preprocess(prepared.data, prepared.tokenizer)  # rank 0 fills the cache first
+    if run.features is None:  # a budgeted run reuses what its calibration tokenized
+        with run.args.main_process_first(desc="tokenizing"), phase("tokenize", total=rows):
+            run.features = prepared.task.preprocess(prepared.data, prepared.tokenizer)  # rank 0 fills the cache first
     log = JsonLinesLog(run.folder.files.path(Layout.LOG))
     grams_so_far = run.emissions.spent_g if run.emissions else lambda: None
-    callbacks: list[Any] = [run.throughput, log, ConsoleProgress(grams_so_far)]
+    # Emissions right after throughput: both add to each training log what the log file, console and trackers show.
+    emissions = [run.emissions] if run.emissions else []
+    callbacks: list[Any] = [run.throughput, *emissions, log, ConsoleProgress(grams_so_far)]
     if isinstance(prepared.task, SamplesDuringTraining):
         callbacks += prepared.task.training_callbacks(log.write)
-    if run.emissions:
-        callbacks.append(run.emissions)
     if recipe.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(recipe.training.early_stopping_patience))
+    if run.emissions and run.emissions.finish:  # last: an evaluation's time then includes the samples after it
+        callbacks.append(run.emissions.finish)
+    callbacks += extra_callbacks
     return build_trainer(
         prepared.task,
         run.args,
@@ -174,6 +211,8 @@ def fit(run: OpenRun, trainer: Trainer) -> None:
             baseline |= task.results_before_training(run.model, run.prepared.tokenizer, run.prepared.data)
         if run.is_main:
             run.folder.files.write_json(Layout.BASELINE, baseline)
+    if run.emissions and run.emissions.budget:  # MFU's matmul benchmark (cached) now: none of the end's cost unseen
+        matmul_peak_flops(run.precision, str(next(run.model.parameters()).device))
     output = trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
     run.train_metrics = without_prefix(output.metrics, "train")
 
@@ -187,6 +226,7 @@ def finish(run: OpenRun, trainer: Trainer) -> RunResult:
         run.emissions.stop()
     trainer.accelerator.wait_for_everyone()  # all emission readings are on disk past this point
     record = run.folder.total_emissions()
+    run.tracking.finish(trainer, record)  # the trackers' stores are still in the partial folder
     if not run.is_main:
         return RunResult(recipe.run_dir, metrics, record, is_main=False)
     _save(run, metrics, record)
@@ -196,7 +236,9 @@ def finish(run: OpenRun, trainer: Trainer) -> RunResult:
     return RunResult(run_dir, metrics, record)
 
 
-def _emissions_callback(recipe: Recipe, folder: RunFolder, args: TrainingArguments) -> EmissionsCallback | None:
+def _emissions_callback(
+    recipe: Recipe, folder: RunFolder, args: TrainingArguments, finish: FinishCost
+) -> EmissionsCallback | None:
     if not recipe.emissions.enabled:
         return None
     session = [uuid.uuid4().hex[:12]]
@@ -206,13 +248,24 @@ def _emissions_callback(recipe: Recipe, folder: RunFolder, args: TrainingArgumen
     def save_reading(record: EmissionsRecord) -> None:
         folder.save_emissions_reading(session[0], args.process_index, record.to_dict())
 
+    budget = EmissionsBudget.from_config(recipe.emissions)
     return EmissionsCallback(
         RunTracker(recipe.emissions, recipe.name or "run", one_of_several_processes=args.world_size > 1),
         save_reading,
-        budget=EmissionsBudget.from_config(recipe.emissions),
+        budget=budget,
         earlier=folder.total_emissions(),
         save_every_s=recipe.emissions.measure_power_secs,
+        finish=finish if budget else None,
     )
+
+
+def _estimate(folder: RunFolder, calibrated: Calibrated | None) -> dict[str, Any] | None:
+    """A budgeted run's estimate: from its calibration, or, on a resume, as its first session saved it."""
+    if calibrated is not None:
+        calibrated.keep_in(folder)
+        return calibrated.estimate.to_dict()
+    saved = folder.path(Layout.ESTIMATE)
+    return json.loads(saved.read_text()) if saved.is_file() else None
 
 
 def _final_metrics(run: OpenRun, trainer: Trainer) -> dict[str, Any]:
@@ -285,6 +338,10 @@ def _save(run: OpenRun, metrics: dict[str, Any], record: EmissionsRecord | None)
         save_adapter_extras(run.model, files.model_dir, base_model or resolve_checkpoint(recipe.model.checkpoint))
     if record is not None:
         metrics["emissions_g"] = record.emissions_g
+        metrics["energy_kwh"] = record.energy_kwh
+        metrics["duration_s"] = round(record.duration_s, 3)
         files.write_json(Layout.EMISSIONS, record.to_dict())
+    if run.estimate is not None:  # beside the measured values it predicted
+        metrics["estimate"] = run.estimate
     files.write_json(Layout.METRICS, metrics)
     write_model_card(files, recipe, run.prepared.task)

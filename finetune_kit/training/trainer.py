@@ -16,6 +16,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.integrations import get_reporting_integration_callbacks
 
 from finetune_kit.tasks import Task
 
@@ -52,6 +53,10 @@ def build_trainer(
         **metric_hooks,
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the toolkit's console shows them readably
+    # transformers puts its reporters (TensorBoard, MLflow, trackio) before the callbacks it is given: they go last,
+    # so they log what the toolkit's callbacks add to each log (tokens/s, grams CO2eq and kWh so far).
+    for reporter in get_reporting_integration_callbacks(args.report_to):
+        trainer.add_callback(trainer.pop_callback(reporter))
     return trainer
 
 

@@ -1,9 +1,11 @@
-"""Preference tuning: DPO learns a separable toy preference, ORPO runs, the adapter's reference
-equals a frozen copy, and bad pairs are named."""
+"""Preference tuning: DPO learns a separable toy preference, KTO learns from pairs and from labelled
+completions, ORPO / SimPO / CPO run, the adapter's reference equals a frozen copy, and bad rows and
+options are named."""
 
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 import torch
@@ -25,6 +27,22 @@ def toy_pairs(count: int, seed: int) -> list[dict]:
         right, wrong = ("positive", "negative") if row["label"] == "pos" else ("negative", "positive")
         pairs.append({"prompt": f"Sentiment of: {row['text']}", "chosen": right, "rejected": wrong})
     return pairs
+
+
+def toy_completions(count: int, seed: int) -> list[dict]:
+    """KTO's unpaired layout: one completion per prompt, the right label (desirable) or the wrong one."""
+    rng = random.Random(seed)
+    rows = []
+    for pair in toy_pairs(count, seed):
+        desirable = rng.random() < 0.5
+        completion = pair["chosen"] if desirable else pair["rejected"]
+        rows.append({"prompt": pair["prompt"], "completion": completion, "label": desirable})
+    return rows
+
+
+def training_log_losses(run_dir) -> list[float]:
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [entry["loss"] for entry in log if "loss" in entry]
 
 
 def preference_recipe(checkpoint, tmp_path, run_dir, **extra) -> dict:
@@ -72,9 +90,98 @@ def test_orpo_runs_without_a_reference(tiny_chat_llama, tmp_path, write_recipe, 
     assert "rewards/accuracies" in json.loads((run_dir / "metrics.json").read_text())["validation"]
 
 
-def test_the_adapters_reference_equals_a_frozen_copy(tiny_chat_llama, tmp_path):
+@pytest.mark.parametrize("layout", ["pairs", "completions"])
+def test_kto_learns_from_pairs_and_from_labelled_completions(layout, tiny_chat_llama, tmp_path, write_recipe, cli):
+    """Pairs are split into a desirable and an undesirable completion; unpaired rows carry the label.
+    KTO counts no pairs: it is judged by its reward margin, desirable over undesirable."""
+    run_dir = tmp_path / "runs" / "kto"
+    recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, peft=None, preference={"loss": "kto", "beta": 1.0})
+    rows = {"pairs": toy_pairs, "completions": toy_completions}[layout]
+    recipe["data"] = {
+        "train": str(write_jsonl(tmp_path / "kto" / "train.jsonl", rows(80 if layout == "pairs" else 160, 1))),
+        "validation": str(write_jsonl(tmp_path / "kto" / "validation.jsonl", rows(24, 2))),
+    }
+    recipe["training"]["epochs"] = 2
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["main_metric"] == "rewards/margins"
+    assert metrics["validation"]["rewards/margins"] > metrics["before_training"]["rewards/margins"] + 0.5
+    losses = training_log_losses(run_dir)
+    assert losses[-1] < 0.7 * losses[0]
+    assert "It reaches rewards/margins" in (run_dir / "README.md").read_text()
+
+
+@pytest.mark.parametrize("loss", ["simpo", "cpo"])
+def test_simpo_and_cpo_run_without_a_reference(loss, tiny_chat_llama, tmp_path, write_recipe, cli):
+    run_dir = tmp_path / "runs" / loss
+    recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference={"loss": loss, "cpo_alpha": 0.5})
+    recipe["data"]["train"] = str(write_jsonl(tmp_path / "small.jsonl", toy_pairs(48, 1)))
+    recipe["training"]["epochs"] = 1
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["main_metric"] == "rewards/accuracies"
+    assert {"rewards/accuracies", "rewards/margins", "nll_loss"} <= metrics["validation"].keys()
+
+
+def test_validate_lists_the_options_the_loss_reads(tiny_chat_llama, tmp_path, write_recipe, cli):
+    recipe = preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run", preference={"loss": "simpo"})
+    result = cli("validate", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    assert "simpo_gamma: 0.5" in result.stdout and "cpo_alpha: 1.0" in result.stdout
+    assert "desirable_weight" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("options", "training", "message"),
+    [
+        ({"loss": "dpo", "desirable_weight": 2.0}, {}, "preference: desirable_weight applies to loss kto, not to 'dpo'"),
+        ({"loss": "kto", "simpo_gamma": 1.0}, {}, "simpo_gamma applies to loss simpo, not to 'kto'"),
+        ({"loss": "orpo", "cpo_alpha": 0.0}, {}, "cpo_alpha applies to loss cpo, simpo, not to 'orpo'"),
+        ({"loss": "kto"}, {"batch_size": 1}, "preference.loss kto needs training.batch_size 2 or more"),
+    ],
+)
+def test_an_option_the_loss_ignores_exits_2(options, training, message, tiny_chat_llama, tmp_path, write_recipe, cli):
+    run_dir = tmp_path / "runs" / "bad"
+    recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference=options)
+    recipe["training"] |= training
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 2 and message in result.error_lines[0], result.stderr
+    assert len(result.error_lines) == 1 and not run_dir.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("row", "loss", "message"),
+    [
+        ({"prompt": "hi", "completion": "yes"}, "kto", "data.train row 2: label is missing; set true"),
+        ({"prompt": "hi", "completion": "yes", "label": "yes"}, "kto", "data.train row 2: label is 'yes'"),
+        ({"prompt": "hi", "completion": " ", "label": True}, "kto", "data.train row 2, completion is empty"),
+        ({"prompt": "hi", "completion": "yes", "label": True}, "dpo", "data.train: prompt / completion / label rows"),
+    ],
+)
+def test_bad_unpaired_rows_exit_2_naming_the_row(row, loss, message, tiny_chat_llama, tmp_path, write_recipe, cli):
+    run_dir = tmp_path / "runs" / "bad"
+    recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference={"loss": loss})
+    recipe["data"]["train"] = str(write_jsonl(tmp_path / "bad.jsonl", [*toy_completions(1, 0), row]))
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 2 and message in result.error_lines[0], result.stderr
+    assert not run_dir.parent.exists()
+
+
+def test_kto_needs_both_labels(tiny_chat_llama, tmp_path, write_recipe, cli):
+    recipe = preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run", preference={"loss": "kto"})
+    rows = [row | {"label": True} for row in toy_completions(8, 0)]
+    recipe["data"]["validation"] = str(write_jsonl(tmp_path / "good-only.jsonl", rows))
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 2 and "data.validation: every label is true" in result.error_lines[0]
+
+
+@pytest.mark.parametrize("loss", ["dpo", "kto"])
+def test_the_adapters_reference_equals_a_frozen_copy(loss, tiny_chat_llama, tmp_path):
     """With LoRA, no second model: the reference log-probs are the starting weights' own."""
-    recipe = validate_recipe(preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run"))
+    raw = preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run", preference={"loss": loss})
+    recipe = validate_recipe(raw)
     task, tokenizer = build_task(recipe), AutoTokenizer.from_pretrained(tiny_chat_llama)
     task.prepare_tokenizer(tokenizer)
     rows = task.preprocess({"train": Dataset.from_list(toy_pairs(8, 5))}, tokenizer)["train"]

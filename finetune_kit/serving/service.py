@@ -1,0 +1,91 @@
+"""One finished run, ready to serve: the predictor behind a micro-batcher (classification, NER) or
+the chat completions (sft, preference), the metrics, and the energy tracker that runs for the
+server's lifetime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from finetune_kit.emissions.tracker import EmissionsRecord, RunTracker
+from finetune_kit.errors import ModelError
+from finetune_kit.inference import LoadedRun
+from finetune_kit.serving.batching import MicroBatcher
+from finetune_kit.serving.completions import ChatCompletions
+from finetune_kit.serving.metrics import ServerMetrics
+from finetune_kit.serving.predictors import PYTORCH, predictor
+from finetune_kit.serving.schemas import PredictInputs
+from finetune_kit.tasks.base import LabelledHead
+from finetune_kit.tasks.chat_template import ChatDecoder
+
+if TYPE_CHECKING:
+    from finetune_kit.export import OnnxRun
+
+PREDICT, CHAT, MODELS, HEALTH, METRICS = "/predict", "/v1/chat/completions", "/v1/models", "/health", "/metrics"
+ROUTES = (PREDICT, CHAT, MODELS, HEALTH, METRICS)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch_size: int = 32
+    max_wait_ms: float = 5.0
+    max_text_chars: int = 10_000
+    backend: str = PYTORCH  # or onnx, onnx-int8: the run's export (finetune_kit/export)
+
+
+@dataclass
+class Service:
+    name: str
+    task: str
+    backend: str
+    metrics: ServerMetrics
+    tracker: RunTracker | None  # None when the run's recipe switches emissions off
+    inputs: PredictInputs | None = None  # set when the run predicts labels
+    batcher: MicroBatcher | None = None
+    chats: ChatCompletions | None = None  # set when the run chats
+    emissions: EmissionsRecord | None = None  # the final reading, once stopped
+
+    @classmethod
+    def for_run(cls, run: LoadedRun | OnnxRun, options: ServeOptions) -> Service:
+        name, emissions = run.recipe.name or run.run_dir.name, run.recipe.emissions
+        # This process's share of the machine: clients on the same machine are not the server's energy.
+        tracker = RunTracker(emissions, f"serve-{name}", one_of_several_processes=True) if emissions.enabled else None
+        service = cls(name, run.recipe.task, options.backend, ServerMetrics(tracker, ROUTES), tracker)
+        if isinstance(run.task, LabelledHead):
+            words = run.task.pipeline_tag == "token-classification"
+            columns = run.task.input_columns()
+            service.inputs = PredictInputs(columns, words, options.max_batch_size, options.max_text_chars)
+            service.batcher = MicroBatcher(
+                predictor(run),
+                options.max_batch_size,
+                options.max_wait_ms / 1000,
+                service.metrics.batch_size.observe,
+            )
+        elif isinstance(run, LoadedRun) and isinstance(run.task, ChatDecoder):
+            service.chats = ChatCompletions(run, options.max_text_chars)
+        else:
+            raise ModelError(
+                f"{run.run_dir}: serve takes classification, NER, sft and preference runs; this is a "
+                f"{run.recipe.task} run (use finetune-kit predict or generate)"
+            )
+        return service
+
+    async def start(self) -> None:
+        if self.tracker is not None:
+            self.tracker.start()
+        if self.batcher is not None:
+            self.batcher.start()
+
+    async def stop(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.stop()
+        if self.tracker is not None:
+            self.emissions = self.tracker.stop()
+
+    def refusal(self, route: str) -> str:
+        """Why this run does not answer `route`, and which route it does answer."""
+        other = CHAT if self.chats else PREDICT
+        kind = "classification and NER runs" if route == PREDICT else "instruction-tuned runs (sft, preference)"
+        return f"{route}: serves {kind}; this run ({self.name}) is a {self.task} run; POST {other}"
