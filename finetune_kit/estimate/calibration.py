@@ -97,6 +97,45 @@ def calibrate(prepared: Prepared, steps: int = DEFAULT_STEPS) -> Calibration:
 
 def _calibrate(prepared: Prepared, scratch: Path, steps: int) -> Calibration:
     run = open_run(replace(prepared, recipe=_scratch_recipe(prepared.recipe, scratch)), resume=False, overwrite=False)
+    try:
+        spans, plan = _measure(prepared, run, scratch, steps)
+    finally:
+        run.emissions.stop()  # codecarbon's sampling thread must not outlive a failed calibration
+    spent = run.folder.total_emissions()
+    watts = spent.energy_kwh * JOULES_PER_KWH / spent.duration_s if spent.duration_s else 0.0
+    probe, evaluation_watts = spans.probe, spans.evaluation.rate(1, watts).watts
+    units = UnitCosts(
+        first_steps=probe.first.rate(1, watts),
+        warmup_steps=probe.warmup,
+        step=probe.window.rate(len(probe.step_seconds), watts),
+        step_spread=_spread(probe.step_seconds),
+        evaluation=Rate(max(spans.evaluation.seconds - spans.batches * spans.batch_seconds, 0.0), evaluation_watts),
+        eval_batch=Rate(spans.batch_seconds, evaluation_watts),
+        generation_batch=spans.generation.rate(1, watts),
+        checkpoint=probe.checkpoint.rate(1, watts),
+        model_save=spans.model_save.rate(1, watts),
+        matmul_peak=spans.peak.rate(1, watts),
+        tokenized_row=spans.tokenize.rate(plan.work.tokenized_rows, watts),
+        grams_per_kwh=spent.emissions_g / spent.energy_kwh if spent.energy_kwh else 0.0,
+    )
+    return Calibration(plan, units, spent, run.features)
+
+
+@dataclass
+class Spans:
+    """What `_measure` timed."""
+
+    tokenize: Span
+    probe: StepProbe
+    evaluation: Span
+    batches: int  # in the timed validation pass
+    batch_seconds: float
+    generation: Span
+    model_save: Span
+    peak: Span
+
+
+def _measure(prepared: Prepared, run: OpenRun, scratch: Path, steps: int) -> tuple[Spans, RunPlan]:
     meter = Meter(run.emissions.tracker.read)
     with meter.span() as tokenize:
         trainer = build(run)
@@ -116,25 +155,7 @@ def _calibrate(prepared: Prepared, scratch: Path, steps: int) -> Calibration:
         trainer.save_model(str(scratch / "model"))
     with meter.span() as peak:  # the MFU's matmul benchmark every run ends with (cached per process)
         matmul_peak_flops(run.precision, str(next(run.model.parameters()).device))
-    run.emissions.stop()
-    spent = run.folder.total_emissions()
-    watts = spent.energy_kwh * JOULES_PER_KWH / spent.duration_s if spent.duration_s else 0.0
-    evaluation_watts = evaluation.rate(1, watts).watts
-    units = UnitCosts(
-        first_steps=probe.first.rate(1, watts),
-        warmup_steps=warmup,
-        step=probe.window.rate(len(probe.step_seconds), watts),
-        step_spread=_spread(probe.step_seconds),
-        evaluation=Rate(max(evaluation.seconds - batches * batch_seconds, 0.0), evaluation_watts),
-        eval_batch=Rate(batch_seconds, evaluation_watts),
-        generation_batch=generation.rate(1, watts),
-        checkpoint=probe.checkpoint.rate(1, watts),
-        model_save=model_save.rate(1, watts),
-        matmul_peak=peak.rate(1, watts),
-        tokenized_row=tokenize.rate(plan.work.tokenized_rows, watts),
-        grams_per_kwh=spent.emissions_g / spent.energy_kwh if spent.energy_kwh else 0.0,
-    )
-    return Calibration(plan, units, spent, run.features)
+    return Spans(tokenize, probe, evaluation, batches, batch_seconds, generation, model_save, peak), plan
 
 
 def _scratch_recipe(recipe: Recipe, scratch: Path) -> Recipe:

@@ -215,7 +215,7 @@ class PreferenceTask(ChatDecoder, ScoredReplies, Task):
             "beta": options.beta,
             "max_length": self.recipe.training.max_length,
             "prediction_loss_only": True,  # the rewards are measured in the loss: no logits are kept
-            "train_sampling_strategy": "random",
+            "train_sampling_strategy": "random",  # TRL's trainers take whole datasets, not the runner's length groups
         }
         arguments = common | self.loss.arguments | options.trl_options()
         return TrainerSetup(self.loss.trainer_class, self.loss.arguments_class, arguments, remove_unused_columns=False)
@@ -235,9 +235,10 @@ class PreferenceTask(ChatDecoder, ScoredReplies, Task):
             )
         missing = [column for column in layout if column not in rows.column_names]
         if missing:
+            layouts = [PAIRED, UNPAIRED] if self.loss.unpaired else [PAIRED]
             raise DataError(
                 f"{where}: column '{missing[0]}' not found; columns are: {', '.join(rows.column_names)} "
-                f"(rows need {', '.join(layout)})"
+                f"(rows need {' or '.join(', '.join(columns) for columns in layouts)})"
             )
         if layout == UNPAIRED:
             yield from self._completions(rows, where)

@@ -29,13 +29,22 @@ def toy_pairs(count: int, seed: int) -> list[dict]:
     return pairs
 
 
+EVASIVE = "I cannot tell."
+
+
+def answer_or_evasion_pairs(count: int, seed: int) -> list[dict]:
+    """The right label is chosen, an evasive reply rejected: a preference that a tiny model learns
+    in a few steps, whatever the prompt says."""
+    return [pair | {"rejected": EVASIVE} for pair in toy_pairs(count, seed)]
+
+
 def toy_completions(count: int, seed: int) -> list[dict]:
-    """KTO's unpaired layout: one completion per prompt, the right label (desirable) or the wrong one."""
+    """KTO's unpaired layout: one completion per prompt, the answer (desirable) or the evasion."""
     rng = random.Random(seed)
     rows = []
     for pair in toy_pairs(count, seed):
         desirable = rng.random() < 0.5
-        completion = pair["chosen"] if desirable else pair["rejected"]
+        completion = pair["chosen"] if desirable else EVASIVE
         rows.append({"prompt": pair["prompt"], "completion": completion, "label": desirable})
     return rows
 
@@ -95,20 +104,22 @@ def test_kto_learns_from_pairs_and_from_labelled_completions(layout, tiny_chat_l
     """Pairs are split into a desirable and an undesirable completion; unpaired rows carry the label.
     KTO counts no pairs: it is judged by its reward margin, desirable over undesirable."""
     run_dir = tmp_path / "runs" / "kto"
-    recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, peft=None, preference={"loss": "kto", "beta": 1.0})
-    rows = {"pairs": toy_pairs, "completions": toy_completions}[layout]
+    recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference={"loss": "kto"})
+    rows = {"pairs": answer_or_evasion_pairs, "completions": toy_completions}[layout]
     recipe["data"] = {
-        "train": str(write_jsonl(tmp_path / "kto" / "train.jsonl", rows(80 if layout == "pairs" else 160, 1))),
-        "validation": str(write_jsonl(tmp_path / "kto" / "validation.jsonl", rows(24, 2))),
+        "train": str(write_jsonl(tmp_path / "kto" / "train.jsonl", rows(40 if layout == "pairs" else 80, 1))),
+        "validation": str(write_jsonl(tmp_path / "kto" / "validation.jsonl", rows(16, 2))),
     }
     recipe["training"]["epochs"] = 2
     result = cli("train", write_recipe(recipe))
     assert result.exit_code == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["main_metric"] == "rewards/margins"
-    assert metrics["validation"]["rewards/margins"] > metrics["before_training"]["rewards/margins"] + 0.5
+    before, after = metrics["before_training"], metrics["validation"]
+    assert metrics["main_metric"] == "rewards/margins" and abs(before["rewards/margins"]) < 1e-6  # policy = reference
+    assert after["rewards/margins"] > 1 and after["rewards/chosen"] > 0 > after["rewards/rejected"]
+    assert after["loss"] < 0.5 * before["loss"]
     losses = training_log_losses(run_dir)
-    assert losses[-1] < 0.7 * losses[0]
+    assert losses[-1] < losses[0]
     assert "It reaches rewards/margins" in (run_dir / "README.md").read_text()
 
 
@@ -123,6 +134,7 @@ def test_simpo_and_cpo_run_without_a_reference(loss, tiny_chat_llama, tmp_path, 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["main_metric"] == "rewards/accuracies"
     assert {"rewards/accuracies", "rewards/margins", "nll_loss"} <= metrics["validation"].keys()
+    assert metrics["validation"]["loss"] < metrics["before_training"]["loss"]
 
 
 def test_validate_lists_the_options_the_loss_reads(tiny_chat_llama, tmp_path, write_recipe, cli):
@@ -136,7 +148,7 @@ def test_validate_lists_the_options_the_loss_reads(tiny_chat_llama, tmp_path, wr
 @pytest.mark.parametrize(
     ("options", "training", "message"),
     [
-        ({"loss": "dpo", "desirable_weight": 2.0}, {}, "preference: desirable_weight applies to loss kto, not to 'dpo'"),
+        ({"loss": "dpo", "desirable_weight": 2.0}, {}, "preference: desirable_weight applies to loss kto,"),
         ({"loss": "kto", "simpo_gamma": 1.0}, {}, "simpo_gamma applies to loss simpo, not to 'kto'"),
         ({"loss": "orpo", "cpo_alpha": 0.0}, {}, "cpo_alpha applies to loss cpo, simpo, not to 'orpo'"),
         ({"loss": "kto"}, {"batch_size": 1}, "preference.loss kto needs training.batch_size 2 or more"),
