@@ -131,12 +131,13 @@ def evaluate_file(run: LoadedRun, data_file: Path) -> dict[str, Any]:
     """The task's metrics on a new labelled file, computed the way training evaluated, and under
     `inference` what the evaluation cost per 1,000 rows (unless the run's recipe disables emissions)."""
     rows = load_source(str(data_file), "eval", conll_columns=conll_columns_of(run.recipe.data))
-    run.task.inspect_eval(rows, str(data_file))
+    run.task.inspect_file_to_evaluate(rows, str(data_file))
     features = run.task.preprocess(DatasetDict(eval=rows), run.tokenizer)["eval"]
     precision = resolve_precision(run.recipe.training.precision)
     with tempfile.TemporaryDirectory() as scratch:
         args = build_training_arguments(run.recipe.training, run.task, Path(scratch), precision)
-        trainer = build_trainer(run.task, args, run.model, run.tokenizer, eval_dataset=features)
+        # TRL's preference trainers are not built without a training set; nothing trains here.
+        trainer = build_trainer(run.task, args, run.model, run.tokenizer, train_dataset=features, eval_dataset=features)
         with InferenceMeter(run.recipe.emissions, "predictions") as meter:
             with meter.measuring():
                 metrics = evaluate(trainer, features, "eval")

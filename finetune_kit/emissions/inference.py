@@ -7,6 +7,7 @@ settings (country, forced power or intensity), so the two compare.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ from finetune_kit.config.recipe import EmissionsConfig
 from finetune_kit.emissions.tracker import EmissionsRecord, RunTracker
 
 PER = 1000  # figures are per 1,000 predictions or tokens
+SHORTEST_SAMPLE_S = 0.06  # codecarbon samples again once its last sample is 0.05 s old
 MILLIGRAMS_PER_GRAM = 1000.0
 WH_PER_KWH = 1000.0
 
@@ -87,8 +89,12 @@ class InferenceMeter:
 
     @contextmanager
     def measuring(self) -> Iterator[None]:
+        """codecarbon takes a new sample only when its last is 50 ms old (`flush`): a shorter span is
+        read once 50 ms have passed, else its energy would land outside it (and read as zero)."""
         before = self._tracker.read() if self._tracker is not None else None
+        started = time.perf_counter()
         yield
+        time.sleep(max(0.0, SHORTEST_SAMPLE_S - (time.perf_counter() - started)))
         after = self._tracker.read() if self._tracker is not None else None
         if after is not None:
             self._spent = _added(self._spent, after, before)

@@ -38,7 +38,7 @@ from finetune_kit.export.parity import (
 from finetune_kit.export.quantization import quantize_int8
 from finetune_kit.export.runtime import GRAPHS, OnnxLogits, require_exportable
 from finetune_kit.inference import LoadedRun, load_run, read_run
-from finetune_kit.models.adapters import check_mergeable
+from finetune_kit.models.adapters import merged_model
 from finetune_kit.runs import Layout
 from finetune_kit.runs.folder import PARTIAL_SUFFIX
 from finetune_kit.tasks import Task
@@ -116,8 +116,7 @@ def _plain_model(run: LoadedRun) -> PreTrainedModel:
     """The exported model: the run's own, or its base with the adapter merged in (in memory only)."""
     if not isinstance(run.model, PeftModel):
         return run.model
-    check_mergeable(run.model, run.files.model_dir)
-    return run.model.merge_and_unload()
+    return merged_model(run.model, run.files.model_dir)
 
 
 def _by_size(path: Path) -> int:

@@ -26,6 +26,7 @@ from peft import (
     TaskType,
     get_peft_model,
 )
+from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils.constants import (
     TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
     TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
@@ -161,11 +162,14 @@ def save_adapter_extras(model: PeftModel, model_dir: Path, base_model: str | Non
 
 
 def load_adapter_model(model_class: Any, model_dir: Path) -> PeftModel:
-    """The base model (resolved offline when it is packaged) with the run's adapter on top."""
+    """The base model (resolved offline when it is packaged) with the run's adapter on top. A base
+    that is itself an adapter run (preference tuning after LoRA SFT) is loaded merged, as it trained."""
     base = PeftConfig.from_pretrained(str(model_dir)).base_model_name_or_path
     try:
         source = resolve_checkpoint(base)
-        if is_gguf(source):
+        if is_adapter(Path(source)):
+            model = merged_model(load_adapter_model(model_class, Path(source)), Path(source))
+        elif is_gguf(source):
             model = load_gguf_model(model_class, Path(source))
         else:
             model = model_class.from_pretrained(source, config=AutoConfig.from_pretrained(str(model_dir)))
@@ -184,12 +188,11 @@ def write_merged(
     beside `output` first and moved into place whole."""
     if not isinstance(model, PeftModel):
         raise ModelError(f"{model_dir}: holds a full checkpoint already; there is no adapter to merge")
-    check_mergeable(model, model_dir)
     if output.exists() and any(output.iterdir()):
         raise ModelError(f"--output {output}: exists and is not empty; choose a new folder")
     staging = output.with_name(output.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    merged = model.merge_and_unload()
+    merged = merged_model(model, model_dir)
     merged.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     lineage = model_dir / Layout.LINEAGE
@@ -200,11 +203,31 @@ def write_merged(
     staging.rename(output)
 
 
-def check_mergeable(model: PeftModel, model_dir: Path) -> None:
-    """Low-rank and scaling adapters fold into the weights; prompt and prefix tuning add virtual tokens."""
+def merged_model(model: PeftModel, model_dir: Path) -> PreTrainedModel:
+    """The base model with the adapter folded into its weights. Low-rank and scaling adapters fold in;
+    prompt and prefix tuning add virtual tokens and cannot."""
     method = model.active_peft_config.peft_type.value.lower()
     if model.active_peft_config.is_prompt_learning:
         raise ModelError(f"{model_dir}: a {method} adapter adds virtual tokens and cannot be merged into the weights")
+    _untie_adapted_output_layer(model.get_base_model())
+    return model.merge_and_unload()
+
+
+def _untie_adapted_output_layer(model: PreTrainedModel) -> None:
+    """An output layer that shares its weight with the input embeddings (tied, as in BART or GPT-2)
+    and carries an adapter would, merged, change the input embeddings too. Every layer sharing that
+    weight then gets a copy of its own, and the checkpoint says it is untied: saved and loaded again,
+    each keeps its own (BART's encoder and decoder embeddings are tied by the same setting)."""
+    output = model.get_output_embeddings()
+    embeddings = model.get_input_embeddings()
+    if not isinstance(output, BaseTunerLayer) or output.get_base_layer().weight is not embeddings.weight:
+        return
+    for module in model.modules():  # an adapter's wrapper only shows its base layer's weight
+        if isinstance(module, BaseTunerLayer) or module is embeddings:
+            continue
+        if getattr(module, "weight", None) is embeddings.weight:
+            module.weight = torch.nn.Parameter(embeddings.weight.detach().clone(), requires_grad=False)
+    model.config.tie_word_embeddings = False
 
 
 def _peft_config(

@@ -8,7 +8,7 @@ from peft import PeftModel, prepare_model_for_kbit_training
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.recipe import Recipe
-from finetune_kit.models.adapters import attach_adapter, is_adapter, load_adapter_model, new_module_names
+from finetune_kit.models.adapters import attach_adapter, is_adapter, load_adapter_model, merged_model, new_module_names
 from finetune_kit.models.architecture import build_from_architecture, build_from_checkpoint_config
 from finetune_kit.models.checkpoints import load_pretrained_model
 from finetune_kit.models.quantization import quantized_loading, require_cuda
@@ -24,7 +24,8 @@ def build_model(recipe: Recipe, head: ModelHead, tokenizer: PreTrainedTokenizerB
         model = build_from_architecture(head.auto_class, recipe.model.architecture, tokenizer, **head.config)
         missing = {name for name, _ in model.named_parameters()}
     elif is_adapter(Path(recipe.model.checkpoint)):  # an adapter run (SFT before preference tuning): merged first
-        model, missing = load_adapter_model(head.auto_class, Path(recipe.model.checkpoint)).merge_and_unload(), set()
+        checkpoint = Path(recipe.model.checkpoint)
+        model, missing = merged_model(load_adapter_model(head.auto_class, checkpoint), checkpoint), set()
     elif recipe.model.random_init:
         model = build_from_checkpoint_config(head.auto_class, recipe.model, **head.config)
         missing = {name for name, _ in model.named_parameters()}

@@ -16,7 +16,7 @@ from finetune_kit.config.recipe import Recipe
 from finetune_kit.errors import RecipeError
 from finetune_kit.sweep.config import CO2, SweepConfig
 from finetune_kit.sweep.space import Parameter, search_space
-from finetune_kit.tasks import task_class_for
+from finetune_kit.tasks import build_task
 
 LOSS = "loss"  # every task's evaluation reports it
 
@@ -106,8 +106,9 @@ def _check_values(path: Path, base: dict[str, Any], parameter: Parameter) -> Non
 
 
 def _objectives(path: Path, recipe: Recipe, config: SweepConfig) -> list[Objective]:
-    """Names → directions: the task's main metric its own way, loss and grams down."""
-    task = task_class_for(recipe.task)
+    """Names → directions: the task's main metric its own way (a recipe may choose it: a preference
+    loss), loss and grams down."""
+    task = build_task(recipe)
     directions = {
         LOSS: "minimize",
         CO2: "minimize",

@@ -84,6 +84,10 @@ class Task(ABC):
     def inspect_eval(self, rows: Dataset, where: str) -> None:
         """Check extra evaluation data against what the trained model knows; `where` names it in errors."""
 
+    def inspect_file_to_evaluate(self, rows: Dataset, where: str) -> None:
+        """A labelled file that `eval` scores a finished run on: checked as a validation split is."""
+        self.inspect_eval(rows, where)
+
     @abstractmethod
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
         """Tokenize into model inputs. Must keep a `length` column for length-grouped batching."""

@@ -24,7 +24,7 @@ from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
 from finetune_kit.config.recipe import DataConfig, Recipe, Section
 from finetune_kit.data.conversations import Message, check_messages
-from finetune_kit.errors import DataError
+from finetune_kit.errors import DataError, ModelError
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
 from finetune_kit.tasks.chat_template import ChatDecoder, TemplateSection
 from finetune_kit.tasks.held_out import HeldOutGeneration, ScoredReplies
@@ -138,13 +138,15 @@ class PreferenceKTOTrainer(SplitNamedMetrics, KTOTrainer):
 @dataclass(frozen=True)
 class LossTrainer:
     """How one loss trains: TRL's trainer and config, the config's settings for it, the reward
-    metric it is judged by, and whether it learns from unpaired completions."""
+    metric it is judged by, whether it learns from unpaired completions, and whether its rewards are
+    measured against a reference model."""
 
     trainer_class: type[Trainer]
     arguments_class: type[TrainingArguments]
     arguments: dict[str, Any] = field(default_factory=dict)
     main_metric: str = REWARD_ACCURACY
     unpaired: bool = False
+    uses_reference: bool = True
 
 
 LOSSES: dict[str, LossTrainer] = {
@@ -152,9 +154,9 @@ LOSSES: dict[str, LossTrainer] = {
     "ipo": LossTrainer(PreferenceDPOTrainer, DPOConfig, {"loss_type": ["ipo"]}),
     "hinge": LossTrainer(PreferenceDPOTrainer, DPOConfig, {"loss_type": ["hinge"]}),
     "robust": LossTrainer(PreferenceDPOTrainer, DPOConfig, {"loss_type": ["robust"]}),
-    "orpo": LossTrainer(PreferenceORPOTrainer, ORPOConfig),
-    "simpo": LossTrainer(PreferenceCPOTrainer, CPOConfig, {"loss_type": "simpo"}),
-    "cpo": LossTrainer(PreferenceCPOTrainer, CPOConfig, {"loss_type": "sigmoid"}),
+    "orpo": LossTrainer(PreferenceORPOTrainer, ORPOConfig, uses_reference=False),
+    "simpo": LossTrainer(PreferenceCPOTrainer, CPOConfig, {"loss_type": "simpo"}, uses_reference=False),
+    "cpo": LossTrainer(PreferenceCPOTrainer, CPOConfig, {"loss_type": "sigmoid"}, uses_reference=False),
     # Unpaired rows have no pair to count right: KTO is judged by the mean reward margin instead.
     "kto": LossTrainer(PreferenceKTOTrainer, KTOConfig, {"loss_type": "kto"}, "rewards/margins", unpaired=True),
 }
@@ -183,6 +185,16 @@ class PreferenceTask(ChatDecoder, ScoredReplies, Task):
                 self.inspect_eval(split, f"data.{split_name}")
         if "test" in data:
             self.check_held_out(data["test"])
+
+    def inspect_file_to_evaluate(self, rows: Dataset, where: str) -> None:
+        """Rewards of the reference-based losses are measured against the model training started from;
+        a finished run loaded for `eval` does not rebuild it (its rewards would all read 0)."""
+        if self.loss.uses_reference:
+            raise ModelError(
+                f"{where}: {self.recipe.preference.loss} rewards are measured against the run's starting model, "
+                "which eval does not rebuild; give these pairs as data.validation of a training run instead"
+            )
+        self.inspect_eval(rows, where)
 
     def inspect_eval(self, rows: Dataset, where: str) -> None:
         examples = list(self._examples(rows, where))  # every row converts, or the first bad one is named

@@ -129,9 +129,7 @@ def train(
         return finish(run, trainer)
 
 
-def open_run(
-    prepared: Prepared, *, resume: bool, overwrite: bool, calibrated: Calibrated | None = None
-) -> OpenRun:
+def open_run(prepared: Prepared, *, resume: bool, overwrite: bool, calibrated: Calibrated | None = None) -> OpenRun:
     """The model, the Trainer's arguments and the partial run folder (reopened by a resume); with `calibrated`
     (a budgeted run's estimate), the data it tokenized and the energy it spent."""
     recipe = prepared.recipe

@@ -88,6 +88,9 @@ def test_dpo_learns_the_preference(tiny_chat_llama, tmp_path, write_recipe, cli)
     assert losses[-1] < 0.5 * losses[0]  # from log 2 (no preference yet)
     card = (run_dir / "README.md").read_text()
     assert "rewards/accuracies" in card and "preference loss: dpo" not in card.split("---")[1]
+    held_out = write_jsonl(tmp_path / "data" / "held_out.jsonl", toy_pairs(24, 3))
+    result = cli("eval", str(run_dir), "--data", str(held_out))  # no reference rebuilt to measure rewards against
+    assert result.exit_code == 2 and "eval does not rebuild" in result.error_lines[0]
 
 
 def test_orpo_runs_without_a_reference(tiny_chat_llama, tmp_path, write_recipe, cli):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 from peft import TaskType
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from finetune_kit.config.loading import validate_recipe
 from finetune_kit.models.adapters import FAMILY_DEFAULTS
@@ -207,7 +207,9 @@ def test_adapters_on_a_decoder_lower_perplexity_and_generate(
     assert generated.exit_code == 0 and generated.stdout.startswith("the film")
 
 
-def test_lora_on_an_encoder_decoder(tmp_path, write_recipe, cli):
+def test_lora_on_an_encoder_decoder_with_the_tied_output_layer_merges(tmp_path, write_recipe, cli):
+    """An adapter on BART's output layer, which BART ties to its input embeddings: the merged
+    checkpoint keeps the input embeddings and translates as the adapter did."""
     base = tmp_path / "runs" / "base"
     recipe = translation_recipe(tmp_path, base)
     recipe["training"]["epochs"] = 2
@@ -215,16 +217,32 @@ def test_lora_on_an_encoder_decoder(tmp_path, write_recipe, cli):
 
     run_dir = tmp_path / "runs" / "lora"
     recipe = translation_recipe(tmp_path, run_dir)
-    recipe |= {"model": {"checkpoint": str(base / "model")}, "peft": {**LORA, "target_modules": "all-linear"}}
+    targets = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "lm_head"]
+    recipe |= {"model": {"checkpoint": str(base / "model")}, "peft": {"method": "lora", "target_modules": targets}}
     recipe.pop("tokenizer")
     result = cli("train", write_recipe(recipe, "lora.yaml"))
     assert result.exit_code == 0, result.stderr
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     losses = [entry["eval_loss"] for entry in log if "eval_loss" in entry]
     assert losses[-1] < losses[0]
-    assert json.loads((run_dir / "model" / "adapter_config.json").read_text())["task_type"] == "SEQ_2_SEQ_LM"
-    translated = cli("predict", run_dir, "--text", "the film was superb")
-    assert translated.exit_code == 0 and '"generated"' in translated.stdout
+    adapter_config = json.loads((run_dir / "model" / "adapter_config.json").read_text())
+    assert adapter_config["task_type"] == "SEQ_2_SEQ_LM" and "lm_head" in adapter_config["target_modules"]
+    predictions = tmp_path / "predictions.jsonl"
+    translated = cli("predict", run_dir, "--text", "the film was superb", "--output", predictions)
+    assert translated.exit_code == 0, translated.stderr
+    adapter_translation = json.loads(predictions.read_text().splitlines()[0])["generated"]
+
+    merged_dir = tmp_path / "merged"
+    assert cli("merge", run_dir, "--output", merged_dir).exit_code == 0
+    merged = AutoModelForSeq2SeqLM.from_pretrained(merged_dir)
+    original = AutoModelForSeq2SeqLM.from_pretrained(base / "model")
+    assert torch.equal(merged.get_input_embeddings().weight, original.get_input_embeddings().weight)
+    assert not torch.equal(merged.get_output_embeddings().weight, original.get_output_embeddings().weight)
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    inputs = tokenizer(["the film was superb"], return_tensors="pt")
+    with torch.no_grad():
+        output = merged.generate(**inputs, max_new_tokens=24, num_beams=1, do_sample=False)
+    assert tokenizer.decode(output[0], skip_special_tokens=True) == adapter_translation
 
 
 def ner_recipe(checkpoint, tmp_path, run_dir, peft, **training) -> dict:
