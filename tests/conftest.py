@@ -52,6 +52,17 @@ def toy_sentiment_rows(count: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def train_run(recipe: dict, folder: Path) -> Path:
+    """Train `recipe` in this process (module-scoped fixtures share the run); its run folder."""
+    from finetune_kit.config import load_recipe
+    from finetune_kit.training import train
+
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    train(load_recipe(path))
+    return Path(recipe["output_dir"])
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

@@ -13,22 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from finetune_kit.config import load_recipe
-from finetune_kit.training import train
-from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
+from tests.conftest import classification_recipe, toy_sentiment_rows, train_run, write_jsonl
 from tests.tasks.test_causal_lm import clm_recipe
 from tests.tasks.test_ner import toy_ner_rows
 
 ENERGY = re.compile(r"inference energy \(([\w-]+)\): ([\d.e+-]+) mg CO2eq and ([\d.e+-]+) Wh per 1,000 ([a-z ]+) \(")
-
-
-def train_run(recipe: dict, folder: Path) -> Path:
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
-    train(load_recipe(path))
-    return Path(recipe["output_dir"])
 
 
 def fresh_copy(run_dir: Path, tmp_path: Path) -> Path:

@@ -18,30 +18,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from datasets import Dataset
 from prometheus_client.parser import text_string_to_metric_families
 from transformers import BertForSequenceClassification
 
 from finetune_kit import inference
-from finetune_kit.config import load_recipe
 from finetune_kit.export import load_onnx_run
 from finetune_kit.serving import RunServer, ServeOptions
 from finetune_kit.serving.completions import ChatCompletions
 from finetune_kit.serving.errors import ApiError
 from finetune_kit.serving.schemas import ChatRequest, PredictInputs, PredictRequest
-from finetune_kit.training import train
-from tests.conftest import REPO, classification_recipe, toy_chat_rows, toy_sentiment_rows, write_jsonl
+from tests.conftest import REPO, classification_recipe, toy_chat_rows, toy_sentiment_rows, train_run, write_jsonl
 from tests.tasks.test_ner import toy_ner_rows
 
 MAX_BATCH, MAX_CHARS = 8, 200
-
-
-def train_run(recipe: dict, folder: Path) -> Path:
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
-    train(load_recipe(path))
-    return Path(recipe["output_dir"])
 
 
 @pytest.fixture(scope="module")
