@@ -169,7 +169,7 @@ def phase(
         if bar is not None:
             bar.close()
     what = f"{description}: {total:,} {unit}" if total else description
-    say(console, f"{what} … done in {_duration(time.perf_counter() - started)}")
+    say(console, f"{what} … done in {duration_text(time.perf_counter() - started)}")
 
 
 def say(console: Console, line: str) -> None:
@@ -184,8 +184,8 @@ def training_stats(logs: dict[str, Any], grams: float | None, projected_grams: f
     if "tokens_per_second" in logs:
         stats.append(f"{logs['tokens_per_second']:,.0f} tokens/s")
     if grams is not None:
-        projection = f" → ~{_grams(projected_grams)} g" if projected_grams is not None else ""
-        stats.append(f"{_grams(grams)} g CO2eq so far{projection}")
+        projection = f" → ~{grams_text(projected_grams)} g" if projected_grams is not None else ""
+        stats.append(f"{grams_text(grams)} g CO2eq so far{projection}")
     return stats
 
 
@@ -205,7 +205,7 @@ def evaluation_text(values: dict[str, Any], main_metric: str) -> str:
     if len(order) > _SHOWN_METRICS:
         parts.append(f"+{len(order) - _SHOWN_METRICS} more")
     if "runtime" in values:
-        parts.append(_duration(values["runtime"]))
+        parts.append(duration_text(values["runtime"]))
     return " · ".join(parts)
 
 
@@ -221,11 +221,11 @@ def _number(value: float) -> str:
     return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4f}"
 
 
-def _grams(grams: float) -> str:
+def grams_text(grams: float) -> str:
     return f"{grams:,.0f}" if grams >= 100 else f"{grams:.3g}"
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, seconds = divmod(round(seconds), 60)
@@ -253,7 +253,7 @@ def run_summary(
         *_speed_rows(metrics.get("train", {})),
         *_parameter_rows(metrics.get("model", {})),
         *_emission_rows(emissions),
-        ("wall time:", _duration(wall_seconds)),
+        ("wall time:", duration_text(wall_seconds)),
     ]
     for label, value in rows:
         table.add_row(label, value)
@@ -292,7 +292,7 @@ def _stop_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
             (
                 "stopped:",
                 f"emissions budget {budget['limit']} reached at step {budget['step']:,}"
-                f" ({_grams(budget['emissions_g'])} g CO2eq)",
+                f" ({grams_text(budget['emissions_g'])} g CO2eq)",
             )
         )
     if early := metrics.get("stopped_early"):
@@ -319,6 +319,6 @@ def _emission_rows(emissions: EmissionsRecord | None) -> list[tuple[str, str]]:
     if emissions is None:
         return []
     return [
-        ("CO2:", f"{_grams(emissions.emissions_g)} g CO2eq · {emissions.energy_kwh:.3g} kWh"),
+        ("CO2:", f"{grams_text(emissions.emissions_g)} g CO2eq · {emissions.energy_kwh:.3g} kWh"),
         ("where:", emissions.location),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from finetune_kit.config.recipe import EmissionsConfig
-from finetune_kit.console import _duration, _grams  # the summary table's own formats
+from finetune_kit.console import duration_text, grams_text  # the summary table's own formats
 from finetune_kit.estimate.prediction import Estimate
 
 
@@ -17,7 +17,7 @@ def estimate_table(estimate: Estimate) -> Table:
         table.add_column(column, justify="right")
     for p in estimate.phases:
         name = f"{p.name} (spent)" if p.spent else p.name
-        table.add_row(name, p.work, _duration(p.seconds), f"{p.kwh:.3g}", _grams(p.grams))
+        table.add_row(name, p.work, duration_text(p.seconds), f"{p.kwh:.3g}", grams_text(p.grams))
     table.add_section()
     table.add_row("[bold]total[/]", "", *_totals(estimate.wall_s, estimate.kwh, estimate.co2_g))
     for side, steps in (("low", "steps as the quickest quarter"), ("high", "steps as the slowest quarter")):
@@ -27,15 +27,15 @@ def estimate_table(estimate: Estimate) -> Table:
 
 
 def _totals(seconds: float, kwh: float, grams: float) -> tuple[str, str, str]:
-    return _duration(seconds), f"{kwh:.3g}", _grams(grams)
+    return duration_text(seconds), f"{kwh:.3g}", grams_text(grams)
 
 
 def summary_line(estimate: Estimate, emissions: EmissionsConfig) -> str:
     """`estimate: 2 min 10 s, 0.0021 kWh, 0.84 g CO2eq (0.71-0.98 g); within emissions.max_co2_g 1 g`."""
     low, high = estimate.bound("low"), estimate.bound("high")
     line = (
-        f"estimate: {_duration(estimate.wall_s)}, {estimate.kwh:.3g} kWh, {_grams(estimate.co2_g)} g CO2eq "
-        f"({_grams(low['co2_g'])}-{_grams(high['co2_g'])} g)"
+        f"estimate: {duration_text(estimate.wall_s)}, {estimate.kwh:.3g} kWh, {grams_text(estimate.co2_g)} g CO2eq "
+        f"({grams_text(low['co2_g'])}-{grams_text(high['co2_g'])} g)"
     )
     return "; ".join([line, *budget_notes(estimate, emissions)])
 
