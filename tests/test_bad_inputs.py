@@ -80,6 +80,11 @@ CASES = {
         lambda r, tmp: set_path(r, "model.checkpoint", str(tmp / "runs" / "earlier" / "model")),
         "/runs/earlier/model not found; check the path",
     ),
+    "adapter on random weights": (
+        lambda r, tmp: set_path(set_path(r, "model.random_init", True), "peft", {"method": "lora"}),
+        "peft: an adapter trains on top of pretrained weights and model.random_init starts from random ones; "
+        "remove the peft section",
+    ),
     "empty label": (
         lambda r, tmp: set_path(
             r,

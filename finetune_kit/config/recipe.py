@@ -264,11 +264,17 @@ class Recipe(Section):
     output_dir: Path | None = Field(None, description="Run folder; defaults to runs/<name>")
 
     @model_validator(mode="after")
-    def _tokenizer_fits_model(self) -> Recipe:
+    def _model_source_fits(self) -> Recipe:
         if self.model.architecture is not None and self.tokenizer is None:
             raise ValueError("a model.architecture needs a tokenizer section: a new model has no vocabulary yet")
         if self.model.checkpoint is not None and self.tokenizer is not None:
             raise ValueError("tokenizer: only with model.architecture; a checkpoint brings its own tokenizer")
+        if self.peft is not None and self.model.weights_from is None:
+            start = "model.architecture" if self.model.architecture is not None else "model.random_init"
+            raise ValueError(
+                f"peft: an adapter trains on top of pretrained weights and {start} starts from random ones; "
+                "remove the peft section to train every weight"
+            )
         return self
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from tests.tasks.test_seq2seq import translation_recipe
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 LORA = {"method": "lora", "r": 8, "alpha": 16}
+SEQ2SEQ_LINEAR = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 
 
 def adapter_recipe(toy_data, run_dir, peft, checkpoint=MINILM, **training):
@@ -207,9 +208,19 @@ def test_adapters_on_a_decoder_lower_perplexity_and_generate(
     assert generated.exit_code == 0 and generated.stdout.startswith("the film")
 
 
-def test_lora_on_an_encoder_decoder_with_the_tied_output_layer_merges(tmp_path, write_recipe, cli):
-    """An adapter on BART's output layer, which BART ties to its input embeddings: the merged
-    checkpoint keeps the input embeddings and translates as the adapter did."""
+@pytest.mark.parametrize(
+    ("peft", "output_layer_in"),
+    [
+        ({"method": "lora"}, "modules_to_save"),  # the seq2seq default: the output layer trained in full
+        ({"method": "lora", "target_modules": [*SEQ2SEQ_LINEAR, "lm_head"]}, "target_modules"),  # low-rank there
+    ],
+    ids=["trained-in-full", "low-rank"],
+)
+def test_lora_on_an_encoder_decoder_with_the_tied_output_layer_merges(
+    peft, output_layer_in, tmp_path, write_recipe, cli
+):
+    """An adapter that changes BART's output layer, which BART ties to its input embeddings: the
+    merged checkpoint keeps the input embeddings and translates as the adapter did."""
     base = tmp_path / "runs" / "base"
     recipe = translation_recipe(tmp_path, base)
     recipe["training"]["epochs"] = 2
@@ -217,8 +228,7 @@ def test_lora_on_an_encoder_decoder_with_the_tied_output_layer_merges(tmp_path, 
 
     run_dir = tmp_path / "runs" / "lora"
     recipe = translation_recipe(tmp_path, run_dir)
-    targets = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "lm_head"]
-    recipe |= {"model": {"checkpoint": str(base / "model")}, "peft": {"method": "lora", "target_modules": targets}}
+    recipe |= {"model": {"checkpoint": str(base / "model")}, "peft": peft}
     recipe.pop("tokenizer")
     result = cli("train", write_recipe(recipe, "lora.yaml"))
     assert result.exit_code == 0, result.stderr
@@ -226,7 +236,7 @@ def test_lora_on_an_encoder_decoder_with_the_tied_output_layer_merges(tmp_path, 
     losses = [entry["eval_loss"] for entry in log if "eval_loss" in entry]
     assert losses[-1] < losses[0]
     adapter_config = json.loads((run_dir / "model" / "adapter_config.json").read_text())
-    assert adapter_config["task_type"] == "SEQ_2_SEQ_LM" and "lm_head" in adapter_config["target_modules"]
+    assert adapter_config["task_type"] == "SEQ_2_SEQ_LM" and "lm_head" in adapter_config[output_layer_in]
     predictions = tmp_path / "predictions.jsonl"
     translated = cli("predict", run_dir, "--text", "the film was superb", "--output", predictions)
     assert translated.exit_code == 0, translated.stderr
@@ -311,6 +321,7 @@ def test_unset_adapter_values_take_the_task_family_defaults(task, task_type):
     assert recipe.training.learning_rate == defaults.learning_rate
     assert (recipe.peft.r, recipe.peft.alpha) == (defaults.r, defaults.alpha_per_rank * defaults.r)
     assert recipe.peft.target_modules == defaults.target_modules
+    assert recipe.peft.modules_to_save == list(defaults.modules_to_save)
     full = validate_recipe(family_recipe(task))
     assert full.training.learning_rate == 5e-5 and full.peft is None  # full fine-tuning keeps its default
 
@@ -322,6 +333,8 @@ def test_recipe_values_win_over_the_family_defaults():
     assert (recipe.peft.r, recipe.peft.alpha, recipe.peft.target_modules) == (4, 8, ["query"])
     only_rank = validate_recipe(family_recipe("ner", {"method": "lora", "r": 4})).peft
     assert only_rank.alpha == FAMILY_DEFAULTS[TaskType.TOKEN_CLS].alpha_per_rank * 4  # the scale follows the rank
+    nothing_in_full = validate_recipe(family_recipe("summarization", {"method": "lora", "modules_to_save": []}))
+    assert nothing_in_full.peft.modules_to_save == []  # the seq2seq default's output layer, declined
 
 
 def test_family_defaults_fill_only_what_the_method_reads():
