@@ -103,7 +103,7 @@ def with_family_defaults(section: PeftSection, task_type: str | None) -> PeftSec
         for option, value in family.items()
         if getattr(section, option) is None and section.method in PEFT_OPTION_METHODS[option]
     }
-    if low_rank and "modules_to_save" not in section.model_fields_set:
+    if low_rank and defaults.modules_to_save and "modules_to_save" not in section.model_fields_set:
         adapted = unset.get("target_modules", section.target_modules)
         adapted = adapted if isinstance(adapted, list) else []
         unset["modules_to_save"] = [m for m in defaults.modules_to_save if m not in adapted]  # not both
