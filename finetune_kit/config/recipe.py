@@ -231,7 +231,8 @@ class PeftSection(Section):
         "unset: the task family's default (IA3: auto)",
     )
     modules_to_save: list[str] = Field(
-        default_factory=list, description="Extra modules trained in full; the task head always is"
+        default_factory=list,
+        description="Extra modules trained in full; the task head always is; unset: the family's (seq2seq: lm_head)",
     )
     quantization: Literal["4bit", "8bit"] | None = Field(
         None, description="QLoRA: the base model in 4-bit NF4 (or 8-bit) with bitsandbytes; CUDA only"
