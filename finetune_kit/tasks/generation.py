@@ -53,11 +53,15 @@ def reply_texts(
     conversations: list[list[Message]],
     settings: GenerationSettings,
     batch_size: int = 8,
+    groups: list[str] | None = None,
 ) -> list[str]:
     """The model's reply to each conversation, formatted with the tokenizer's chat template and
-    ended at the template's end-of-turn token. Prompts of similar length share a left-padded batch."""
+    ended at the template's end-of-turn token. Prompts of one group and of similar length share a
+    left-padded batch: a batch runs until its longest reply ends, so one-word answers (a group's
+    replies have similar lengths) are not held back by a summary's."""
     prompts = [tokenizer(prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"] for c in conversations]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    group_of = groups or [""] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: (group_of[i], len(prompts[i])))
     stop, pad = stop_token_ids(tokenizer), tokenizer.pad_token_id
     replies = [""] * len(prompts)
     with generating(model, settings.seed) as device:

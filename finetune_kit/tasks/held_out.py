@@ -94,7 +94,7 @@ class ScoredReplies(SamplesDuringTraining):
         metrics = [settings.metric] * len(rows) if settings.metric else rows[settings.metric_column]
         groups = rows[settings.group_column] if settings.group_column in rows.column_names else metrics
         with phase("generate", total=len(prompts), unit="held-out prompts"):
-            replies = reply_texts(model, tokenizer, prompts, settings, settings.batch_size)
+            replies = reply_texts(model, tokenizer, prompts, settings, settings.batch_size, groups=list(groups))
         scored: dict[tuple[str, str], list[int]] = defaultdict(list)
         for index, key in enumerate(zip(groups, metrics, strict=True)):
             scored[key].append(index)
