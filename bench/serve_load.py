@@ -169,11 +169,14 @@ async def measure(target: Target, args: argparse.Namespace) -> list[dict]:
 
 
 async def soak(target: Target, args: argparse.Namespace) -> dict:
-    """C clients for `--soak` minutes; resident memory every `--sample-secs`, judged against the first minute's mean."""
+    """C clients for `--soak` minutes after `--warmup` seconds of the same load (the server's
+    allocations settle: batches of every size seen, buffers grown and released); resident memory
+    every `--sample-secs`, judged against the first sampled minute's mean."""
     task = (await target.ready())["task"]
     path = "/v1/chat/completions" if task in CHAT_TASKS else "/predict"
     bodies = request_bodies(task, args.texts_per_request, args.max_tokens)
     clients, seconds = args.clients[0], args.soak * 60
+    warmup = await run_load(target, path, bodies, clients, args.warmup)
     samples: list[tuple[float, float]] = []
 
     async def sample_memory() -> None:
@@ -190,10 +193,17 @@ async def soak(target: Target, args: argparse.Namespace) -> dict:
     baseline = statistics.fmean(first_minute)
     low, high = min(mb for _, mb in samples), max(mb for _, mb in samples)
     result = load.report(args.texts_per_request, server_costs(before, await target.counters(), load.requests)) | {
+        "warmup_requests": warmup.requests,
+        "warmup_errors": warmup.errors,
         "rss_first_minute_mb": round(baseline, 1),
         "rss_min_pct": round(100 * (low / baseline - 1), 2),
         "rss_max_pct": round(100 * (high / baseline - 1), 2),
         "rss_samples": len(samples),
+        "rss_mb_by_minute": [
+            round(statistics.fmean(mb for at, mb in samples if minute * 60 <= at < (minute + 1) * 60), 1)
+            for minute in range(int(samples[-1][0] // 60) + 1)
+            if any(minute * 60 <= at < (minute + 1) * 60 for at, _ in samples)
+        ],
         "rss_flat_within_10pct": bool(low >= 0.9 * baseline and high <= 1.1 * baseline),
     }
     print(json.dumps(result), flush=True)
@@ -232,6 +242,7 @@ if __name__ == "__main__":
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--soak", type=float, metavar="MINUTES", help="One long load, sampling the server's memory")
+    parser.add_argument("--warmup", type=float, default=60.0, help="Soak: seconds of the same load before sampling")
     parser.add_argument("--sample-secs", type=float, default=5.0, help="Soak: seconds between memory samples")
     parser.add_argument("--output", type=Path, help="Also write the results as JSON here")
     asyncio.run(main(parser.parse_args()))

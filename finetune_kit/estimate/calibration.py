@@ -149,7 +149,7 @@ def _measure(prepared: Prepared, run: OpenRun, scratch: Path, steps: int) -> tup
     evaluation, batches, batch_seconds = _time_evaluation(trainer, run, meter)
     generation = Span()
     if sample := one_generation_batch(prepared.task, prepared.data, prepared.recipe.training.seed):
-        with meter.span() as generation:
+        with meter.span() as generation, run.mixed_precision():
             prepared.task.final_results(run.model, prepared.tokenizer, sample)
     with meter.span() as model_save:
         trainer.save_model(str(scratch / "model"))

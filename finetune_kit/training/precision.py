@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import torch
@@ -24,3 +25,12 @@ def resolve_precision(requested: Precision) -> Resolved:
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+def autocast(precision: Resolved, device: torch.device) -> AbstractContextManager:
+    """The run's mixed precision for forward passes outside the Trainer's (the generation a task
+    scores before and after training): they compute as training and evaluation did, at their speed.
+    On CPU, bf16 autocast generates about twice as fast as fp32."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

@@ -9,6 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,7 @@ from finetune_kit.training.arguments import SHUFFLED_GROUPS, build_training_argu
 from finetune_kit.training.batching import LengthGroupedBatches
 from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, Throughput
 from finetune_kit.training.mfu import matmul_peak_flops, model_flops_utilization
-from finetune_kit.training.precision import Resolved, resolve_precision
+from finetune_kit.training.precision import Resolved, autocast, resolve_precision
 from finetune_kit.training.progress import ConsoleProgress
 from finetune_kit.training.tracking import ExperimentTracking
 from finetune_kit.training.trainer import build_trainer, evaluate, without_prefix
@@ -91,6 +92,10 @@ class OpenRun:
     throughput: Throughput = field(default_factory=Throughput)
     train_metrics: dict[str, Any] = field(default_factory=dict)  # set by `fit`
     estimate: dict[str, Any] | None = None  # a budgeted run's pre-run estimate, for metrics.json
+
+    def mixed_precision(self) -> AbstractContextManager:
+        """The run's precision for the task's own forward passes (its generation before and after training)."""
+        return autocast(self.precision, next(self.model.parameters()).device)
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -206,7 +211,8 @@ def fit(run: OpenRun, trainer: Trainer) -> None:
     if task.evaluate_before_training and run.checkpoint is None:
         baseline = evaluate(trainer, None, "before")
         if isinstance(task, SamplesDuringTraining):
-            baseline |= task.results_before_training(run.model, run.prepared.tokenizer, run.prepared.data)
+            with run.mixed_precision():
+                baseline |= task.results_before_training(run.model, run.prepared.tokenizer, run.prepared.data)
         if run.is_main:
             run.folder.files.write_json(Layout.BASELINE, baseline)
     if run.emissions and run.emissions.budget:  # MFU's matmul benchmark (cached) now: none of the end's cost unseen
@@ -320,7 +326,8 @@ def _results_beyond_metrics(run: OpenRun) -> dict[str, Any]:
         results["before_training"] = json.loads(baseline.read_text())
     task = run.prepared.task
     if isinstance(task, SamplesDuringTraining):
-        results |= task.final_results(run.model, run.prepared.tokenizer, run.prepared.data)
+        with run.mixed_precision():
+            results |= task.final_results(run.model, run.prepared.tokenizer, run.prepared.data)
     return results
 
 
