@@ -114,6 +114,13 @@ class EmissionsCallback(TrainerCallback):
         if final is not None:
             self.save_reading(final)
 
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
+        """A reading as training starts: what loading and the evaluations before it spent, for the projection."""
+        reading = self.tracker.read()
+        if reading is not None:
+            grams, kwh = _summed_across_processes(args, reading.emissions_g, reading.energy_kwh)
+            self.latest = replace(reading, emissions_g=grams, energy_kwh=kwh)
+
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
         if time.monotonic() - self._last_saved >= self.save_every_s:
             self._save()

@@ -29,8 +29,7 @@ def resolve_precision(requested: Precision) -> Resolved:
 
 def autocast(precision: Resolved, device: torch.device) -> AbstractContextManager:
     """The run's mixed precision for forward passes outside the Trainer's (the generation a task
-    scores before and after training): they compute as training and evaluation did, at their speed.
-    On CPU, bf16 autocast generates about twice as fast as fp32."""
+    scores before and after training): they compute as training and evaluation did, at their speed."""
     if precision == "fp32":
         return nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

@@ -37,9 +37,12 @@ class ConsoleProgress(TrainerCallback):
         self._training = False
         self._train_bar: Bar | None = None
         self._evaluation_bar: Bar | None = None
+        self._start: tuple[float, int] | None = None  # grams and step when training began
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self._training = True
+        grams = self.emissions_so_far()
+        self._start = (grams, state.global_step) if grams is not None else None
         if self._shows(state) and interactive(self.console):
             self._train_bar = Bar(self.console, "train", state.max_steps, completed=state.global_step)
 
@@ -53,7 +56,7 @@ class ConsoleProgress(TrainerCallback):
         if not (self._shows(state) and logs and "loss" in logs):
             return  # evaluations get their line from on_evaluate; the end of training, the CLI's summary
         grams = self.emissions_so_far()
-        stats = " · ".join(training_stats(logs, grams, _projected(grams, state)))
+        stats = " · ".join(training_stats(logs, grams, _projected(grams, state, self._start)))
         if self._train_bar is not None:
             self._train_bar.update(info=stats)
         else:
@@ -105,11 +108,16 @@ class ConsoleProgress(TrainerCallback):
         say(self.console, f"{EVALUATION_NAMES.get(name, name)}{when}: {evaluation_text(values, main)}")
 
 
-def _projected(grams: float | None, state: TrainerState) -> float | None:
-    """The run's grams at this pace: grams so far over the share of its steps done."""
-    if grams is None or not state.global_step or not state.max_steps:
+def _projected(grams: float | None, state: TrainerState, start: tuple[float, int] | None) -> float | None:
+    """The run's grams by the end of training at this pace: what was spent before training (loading,
+    evaluating and generating before it, earlier sessions of a resumed run) plus the steps' grams
+    so far scaled to all the steps."""
+    if grams is None or not state.max_steps:
         return None
-    return grams * state.max_steps / state.global_step
+    start_grams, start_step = start or (0.0, 0)
+    if state.global_step <= start_step:
+        return None
+    return start_grams + (grams - start_grams) * (state.max_steps - start_step) / (state.global_step - start_step)
 
 
 def _length(loader: Any) -> int | None:

@@ -181,11 +181,15 @@ def test_an_unknown_tracker_is_a_one_line_error_with_a_did_you_mean(tiny_bert, t
 
 def test_the_progress_line_shows_grams_so_far_and_the_projected_total():
     out = Console(file=io.StringIO(), width=200)
-    progress = ConsoleProgress(lambda: 1.2, console=out)
+    grams = iter([0.4, 1.2, 2.8])  # at training's start (loading, evaluating before it), steps 10 and 30
+    progress = ConsoleProgress(lambda: next(grams), console=out)
+    start = TrainerState(global_step=0, max_steps=40, is_world_process_zero=True)
+    progress.on_train_begin(None, start, TrainerControl())
     logs = {"loss": 0.5, "learning_rate": 1e-4, "tokens_per_second": 1000.0}
     for step in (10, 30):
         state = TrainerState(global_step=step, max_steps=40, epoch=step / 20, is_world_process_zero=True)
         progress.on_log(None, state, TrainerControl(), logs=logs)
     first, second = out.file.getvalue().splitlines()
-    assert first.endswith("1,000 tokens/s · 1.2 g CO2eq so far → ~4.8 g")  # a quarter of the steps: four times
-    assert second.endswith("1.2 g CO2eq so far → ~1.6 g")
+    # What was spent before training, plus the steps' grams scaled to all 40 steps: 0.4 + 0.8 x 4
+    assert first.endswith("1,000 tokens/s · 1.2 g CO2eq so far → ~3.6 g")
+    assert second.endswith("2.8 g CO2eq so far → ~3.6 g")
