@@ -2,6 +2,7 @@
 that says why training ended, and no third-party noise unless asked for."""
 
 import io
+import itertools
 import logging
 import os
 import subprocess
@@ -79,7 +80,8 @@ def simulate_training(progress: ConsoleProgress) -> None:
 
 def test_without_a_terminal_each_logging_step_is_one_plain_line():
     out = plain_console()
-    simulate_training(ConsoleProgress(lambda: 0.01234, console=out))
+    readings = itertools.chain([0.0], itertools.repeat(0.01234))  # nothing spent before training
+    simulate_training(ConsoleProgress(lambda: next(readings), console=out))
     lines = output(out).splitlines()
     steps = [line for line in lines if line.startswith("step ")]
     assert steps[0] == (
