@@ -9,16 +9,24 @@ import io
 import json
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 
+from finetune_kit.export import graph as export_graph_module
+from finetune_kit.export.graph import DYNAMO, FUSED
 from tests.conftest import classification_recipe, toy_sentiment_rows, train_run, write_jsonl
 from tests.tasks.test_causal_lm import clm_recipe
 from tests.tasks.test_ner import toy_ner_rows
 
 ENERGY = re.compile(r"inference energy \(([\w-]+)\): ([\d.e+-]+) mg CO2eq and ([\d.e+-]+) Wh per 1,000 ([a-z ]+) \(")
+
+
+def operators(graph: Path) -> Counter:
+    return Counter(node.op_type for node in onnx.load(graph).graph.node)
 
 
 def fresh_copy(run_dir: Path, tmp_path: Path) -> Path:
@@ -111,6 +119,9 @@ def test_int8_export_reports_its_accuracy_change_and_predicts(classification_run
     int8 = record["parity"]["int8"]
     assert int8["metric"] == "accuracy" and int8["metric_delta"] == pytest.approx(int8["onnx"] - int8["pytorch"])
     assert abs(int8["metric_delta"]) <= 0.1  # int8 weights cost little on this easy task
+    assert record["exporter"] == FUSED  # a BERT: one fused attention per layer, int8 in the int8 graph
+    assert operators(run_dir / "onnx" / "model.onnx")["Attention"] == 2
+    assert operators(run_dir / "onnx" / "model.int8.onnx")["QAttention"] == 2
 
     inputs = write_jsonl(tmp_path / "in.jsonl", toy_sentiment_rows(20, seed=9))
     rows, stderr = predictions(cli, run_dir, inputs, tmp_path / "int8.jsonl", "--backend", "onnx-int8")
@@ -136,7 +147,23 @@ def test_ner_export_gives_the_same_entities(ner_run, tmp_path, cli):
         ]
 
 
+def not_fused(graph, config):
+    raise ValueError(f"fused attention in 0 of {config.num_hidden_layers} layers")
+
+
+def test_layers_that_do_not_fuse_are_exported_by_torch_export(classification_run, tmp_path, cli, monkeypatch):
+    monkeypatch.setattr(export_graph_module, "fuse_layers", not_fused)
+    run_dir = fresh_copy(classification_run, tmp_path)
+    exported = cli("export", run_dir, "--quantize", "int8")
+    assert exported.exit_code == 0, exported.stderr
+    record = json.loads((run_dir / "onnx" / "export.json").read_text())
+    assert record["exporter"] == DYNAMO and record["parity"]["fp32"]["labels_identical"]
+    assert "Attention" not in operators(run_dir / "onnx" / "model.onnx")
+    assert not (run_dir / "onnx.partial").exists()
+
+
 def test_a_model_torch_export_cannot_capture_goes_through_the_tracer(ner_run, tmp_path, cli, monkeypatch):
+    monkeypatch.setattr(export_graph_module, "fuse_layers", not_fused)
     export = torch.onnx.export
 
     def without_dynamo(*args, dynamo=True, **kwargs):

@@ -151,8 +151,8 @@ def _card(recipe: Recipe, task: Task, result: ExportResult) -> ModelCard:
     parity = "\n".join(f"- {p.line()}" for p in result.parity)
     return ModelCard(
         f"---\n{data.to_yaml()}\n---\n\n# {recipe.name} (ONNX)\n\n"
-        f"{graphs} of the {task.pipeline_tag} run `{recipe.name}`, exported by finetune-kit with PyTorch's "
-        f"{result.exporter} exporter{' (adapter merged into its base)' if result.merged else ''}, for ONNX Runtime. "
+        f"{graphs} of the {task.pipeline_tag} run `{recipe.name}`, exported by finetune-kit for ONNX Runtime "
+        f"(exporter: {result.exporter}{'; adapter merged into its base' if result.merged else ''}). "
         f"Checked against PyTorch at export:\n\n{parity}\n\n"
         "```python\nimport onnxruntime\nfrom transformers import AutoTokenizer\n\n"
         'tokenizer = AutoTokenizer.from_pretrained(".")\n'

@@ -7,16 +7,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
+
+QUANTIZED_OPS = ["MatMul", "Attention"]  # a fused attention (fusion.py) becomes QAttention
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    """Weights of the matrix multiplications stored as int8 (QInt8) with a scale per output channel,
-    activations quantized on the fly batch by batch: no calibration data is needed, and the accuracy
-    it costs is measured afterwards by the parity check on the run's validation rows. The embedding
-    lookups stay fp32: they cost no arithmetic, and quantizing them cost accuracy."""
+    """Weights of the matrix multiplications and fused attentions stored as int8 (QInt8) with a scale
+    per output channel, activations quantized on the fly batch by batch: no calibration data is
+    needed, and the accuracy it costs is measured afterwards by the parity check on the run's
+    validation rows. The embedding lookups stay fp32: they cost no arithmetic, and quantizing them
+    cost accuracy."""
     with _without_preprocessing_advice():
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
+        quantize_dynamic(
+            source,
+            target,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=QUANTIZED_OPS,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused operators' outputs carry no type
+        )
 
 
 @contextmanager

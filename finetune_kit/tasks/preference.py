@@ -34,8 +34,10 @@ PAIRED = ("prompt", "chosen", "rejected")
 UNPAIRED = ("prompt", "completion", "label")  # KTO's own layout
 REWARD_ACCURACY = "rewards/accuracies"  # the share of pairs whose chosen reply out-scores the rejected one
 
-# Which losses read each option (TRL's config field of the same name): setting one a loss ignores is an error.
+# Which losses read each option (TRL's config field of the same name, but sft_weight): setting one a
+# loss ignores is an error.
 OPTION_LOSSES: dict[str, tuple[str, ...]] = {
+    "sft_weight": ("dpo", "ipo", "hinge", "robust"),
     "label_smoothing": ("robust", "cpo", "simpo"),
     "desirable_weight": ("kto",),
     "undesirable_weight": ("kto",),
@@ -51,6 +53,12 @@ class PreferenceOptions(Section):
     )
     beta: float = Field(
         0.1, gt=0, description="How far from the reference the policy may move (ORPO: odds-ratio weight)"
+    )
+    sft_weight: float = Field(
+        0.0,
+        ge=0,
+        description="dpo, ipo, hinge, robust: weight of the chosen replies' language-model loss added to the "
+        "preference loss (RPO); keeps the task answers from drifting while the rejected ones are pushed down",
     )
     label_smoothing: float = Field(
         0.0, ge=0, lt=0.5, description="robust, cpo, simpo: the share of pairs assumed flipped"
@@ -75,9 +83,19 @@ class PreferenceOptions(Section):
                 raise ValueError(f"{option} applies to loss {users}, not to '{self.loss}'")
         return self
 
-    def trl_options(self) -> dict[str, Any]:
-        """The options this loss reads, by TRL's names."""
+    def loss_options(self) -> dict[str, Any]:
+        """The options this loss reads."""
         return {option: getattr(self, option) for option, losses in OPTION_LOSSES.items() if self.loss in losses}
+
+    def trl_arguments(self, loss_arguments: dict[str, Any]) -> dict[str, Any]:
+        """TRL config settings: the loss's own (LOSSES) and the options it reads. A positive
+        sft_weight adds TRL's `sft` term (the chosen replies' negative log-likelihood) to the loss."""
+        options = self.loss_options()
+        sft_weight = options.pop("sft_weight", 0.0)
+        arguments = loss_arguments | options
+        if sft_weight:
+            arguments |= {"loss_type": [*loss_arguments["loss_type"], "sft"], "loss_weights": [1.0, sft_weight]}
+        return arguments
 
 
 class PreferenceData(DataConfig):
@@ -229,12 +247,12 @@ class PreferenceTask(ChatDecoder, ScoredReplies, Task):
             "prediction_loss_only": True,  # the rewards are measured in the loss: no logits are kept
             "train_sampling_strategy": "random",  # TRL's trainers take whole datasets, not the runner's length groups
         }
-        arguments = common | self.loss.arguments | options.trl_options()
+        arguments = common | options.trl_arguments(self.loss.arguments)
         return TrainerSetup(self.loss.trainer_class, self.loss.arguments_class, arguments, remove_unused_columns=False)
 
     def card_facts(self) -> dict[str, Any]:
         options = self.recipe.preference
-        return {"preference loss": options.loss, "beta": options.beta, **options.trl_options()}
+        return {"preference loss": options.loss, "beta": options.beta, **options.loss_options()}
 
     def _examples(self, rows: Dataset, where: str) -> Iterator[dict[str, Any]]:
         """Rows as the loss's trainer takes them: pairs, or for KTO labelled completions (a pair

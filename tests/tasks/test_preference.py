@@ -93,6 +93,25 @@ def test_dpo_learns_the_preference(tiny_chat_llama, tmp_path, write_recipe, cli)
     assert result.exit_code == 2 and "eval does not rebuild" in result.error_lines[0]
 
 
+def test_sft_weight_keeps_the_chosen_replies_likely(tiny_chat_llama, tmp_path, write_recipe, cli):
+    """RPO: with the chosen replies' language-model loss added, DPO still learns the preference, and
+    the chosen replies end more likely than under DPO alone, which may lower both sides."""
+    validation = {}
+    for name, options in (("dpo", {}), ("rpo", {"sft_weight": 1.0})):
+        run_dir = tmp_path / "runs" / name
+        recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference={"beta": 1.0, **options})
+        recipe["data"] = {
+            "train": str(write_jsonl(tmp_path / "rpo" / "train.jsonl", answer_or_evasion_pairs(80, 1))),
+            "validation": str(write_jsonl(tmp_path / "rpo" / "validation.jsonl", answer_or_evasion_pairs(16, 2))),
+        }
+        recipe["training"]["epochs"] = 2
+        result = cli("train", write_recipe(recipe))
+        assert result.exit_code == 0, result.stderr
+        validation[name] = json.loads((run_dir / "metrics.json").read_text())["validation"]
+    assert validation["rpo"]["rewards/accuracies"] >= 0.9
+    assert validation["rpo"]["logps/chosen"] > validation["dpo"]["logps/chosen"] + 3  # -13.1 against -24.9
+
+
 def test_orpo_runs_without_a_reference(tiny_chat_llama, tmp_path, write_recipe, cli):
     run_dir = tmp_path / "runs" / "orpo"
     recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference={"loss": "orpo", "beta": 0.1})
@@ -154,6 +173,7 @@ def test_validate_lists_the_options_the_loss_reads(tiny_chat_llama, tmp_path, wr
         ({"loss": "dpo", "desirable_weight": 2.0}, {}, "preference: desirable_weight applies to loss kto,"),
         ({"loss": "kto", "simpo_gamma": 1.0}, {}, "simpo_gamma applies to loss simpo, not to 'kto'"),
         ({"loss": "orpo", "cpo_alpha": 0.0}, {}, "cpo_alpha applies to loss cpo, simpo, not to 'orpo'"),
+        ({"loss": "orpo", "sft_weight": 1.0}, {}, "sft_weight applies to loss dpo, ipo, hinge, robust, not to 'orpo'"),
         ({"loss": "kto"}, {"batch_size": 1}, "preference.loss kto needs training.batch_size 2 or more"),
     ],
 )

@@ -1,0 +1,36 @@
+"""ONNX Runtime's transformer optimizer on an exported encoder: each layer's attention, skip
+connections with layer norm, and bias with GELU become one fused kernel each.
+
+Unfused, a BERT layer is dozens of small operators (transposes, masks, softmax) that cost more
+than its matrix multiplications once those are int8; fused, dynamic quantization also turns the
+attention into one int8 kernel (QAttention). The optimizer recognises the attention pattern of
+the TorchScript tracer's graph of the eager attention code, not torch.export's graph of SDPA.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onnxruntime.transformers.optimizer import optimize_model
+from transformers import PretrainedConfig
+
+# Encoders whose layers follow BERT's pattern, which the optimizer's `bert` fusions match.
+BERT_LIKE = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra"})
+
+
+def fusable(config: PretrainedConfig) -> bool:
+    return config.model_type in BERT_LIKE
+
+
+def fuse_layers(graph: Path, config: PretrainedConfig) -> dict[str, int]:
+    """Rewrite `graph` in place with fused operators; returns how many of each were made. Fewer
+    than one attention per layer means the pattern was not recognised: the caller then keeps the
+    unfused export."""
+    optimized = optimize_model(
+        str(graph), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
+    )
+    fused = {op: count for op, count in optimized.get_fused_operator_statistics().items() if count}
+    if fused.get("Attention", 0) < config.num_hidden_layers:
+        raise ValueError(f"fused attention in {fused.get('Attention', 0)} of {config.num_hidden_layers} layers")
+    optimized.save_model_to_file(str(graph))
+    return fused
