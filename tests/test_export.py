@@ -13,11 +13,14 @@ from collections import Counter
 from pathlib import Path
 
 import onnx
+import onnxruntime
 import pytest
 import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from finetune_kit.export import graph as export_graph_module
-from finetune_kit.export.graph import DYNAMO, FUSED
+from finetune_kit.export.fusion import BERT_LIKE
+from finetune_kit.export.graph import DYNAMO, FUSED, export_graph
 from tests.conftest import classification_recipe, toy_sentiment_rows, train_run, write_jsonl
 from tests.tasks.test_causal_lm import clm_recipe
 from tests.tasks.test_ner import toy_ner_rows
@@ -145,6 +148,24 @@ def test_ner_export_gives_the_same_entities(ner_run, tmp_path, cli):
         assert [(e["type"], e["start"], e["end"]) for e in ours["entities"]] == [
             (e["type"], e["start"], e["end"]) for e in theirs["entities"]
         ]
+
+
+@pytest.mark.parametrize("model_type", sorted(BERT_LIKE))
+def test_each_bert_like_encoder_is_fused_and_computes_the_same_logits(model_type, tiny_bert, tmp_path):
+    sizes = {"vocab_size": 300, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+    config = AutoConfig.for_model(model_type, **sizes, intermediate_size=64, hidden_dim=64, embedding_size=32)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    assert export_graph(model, tokenizer, tmp_path / "model.onnx") == FUSED
+    assert operators(tmp_path / "model.onnx")["Attention"] == 2
+    encoded = tokenizer(["a long sentence with many words in it", "short"], padding=True, return_tensors="pt")
+    inputs = {name: encoded[name] for name in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        expected = model(**inputs).logits.numpy()
+    session = onnxruntime.InferenceSession(tmp_path / "model.onnx", providers=["CPUExecutionProvider"])
+    names = {node.name for node in session.get_inputs()}
+    logits = session.run(["logits"], {name: tensor.numpy() for name, tensor in encoded.items() if name in names})[0]
+    assert abs(logits - expected).max() < 1e-4
 
 
 def not_fused(graph, config):

@@ -15,7 +15,7 @@ from onnxruntime.transformers.optimizer import optimize_model
 from transformers import PretrainedConfig
 
 # Encoders whose layers follow BERT's pattern, which the optimizer's `bert` fusions match.
-BERT_LIKE = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra"})
+BERT_LIKE = frozenset({"bert", "distilbert", "roberta", "xlm-roberta", "camembert", "electra"})
 
 
 def fusable(config: PretrainedConfig) -> bool:
