@@ -22,15 +22,13 @@ def fusable(config: PretrainedConfig) -> bool:
     return config.model_type in BERT_LIKE
 
 
-def fuse_layers(graph: Path, config: PretrainedConfig) -> dict[str, int]:
-    """Rewrite `graph` in place with fused operators; returns how many of each were made. Fewer
-    than one attention per layer means the pattern was not recognised: the caller then keeps the
-    unfused export."""
+def fuse_layers(graph: Path, config: PretrainedConfig) -> None:
+    """Rewrite `graph` in place with fused operators. Fewer than one attention per layer means the
+    pattern was not recognised (ValueError): the caller then exports the unfused way."""
     optimized = optimize_model(
         str(graph), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
     )
-    fused = {op: count for op, count in optimized.get_fused_operator_statistics().items() if count}
-    if fused.get("Attention", 0) < config.num_hidden_layers:
-        raise ValueError(f"fused attention in {fused.get('Attention', 0)} of {config.num_hidden_layers} layers")
+    attentions = optimized.get_fused_operator_statistics().get("Attention", 0)
+    if attentions < config.num_hidden_layers:
+        raise ValueError(f"fused attention in {attentions} of {config.num_hidden_layers} layers")
     optimized.save_model_to_file(str(graph))
-    return fused
