@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
+import shutil
 import socket
 import sys
 import tempfile
@@ -33,6 +35,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.pop("HF_TOKEN", None)
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="finetune-kit-tests-hf-home-")  # no saved login, fresh caches
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)  # the suite leaves no caches behind
 
 REPO = Path(__file__).resolve().parent.parent
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "brilliant"]

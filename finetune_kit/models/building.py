@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from peft import PeftModel, prepare_model_for_kbit_training
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from finetune_kit.config.recipe import Recipe
+from finetune_kit.config.recipe import ModelConfig, Recipe
 from finetune_kit.models.adapters import attach_adapter, is_adapter, load_adapter_model, merged_model, new_module_names
 from finetune_kit.models.architecture import build_from_architecture, build_from_checkpoint_config
-from finetune_kit.models.checkpoints import load_pretrained_model
-from finetune_kit.models.quantization import quantized_loading, require_cuda
+from finetune_kit.models.checkpoints import load_pretrained_model, resolve_checkpoint
+from finetune_kit.models.gguf import is_gguf, load_gguf_model
+from finetune_kit.models.quantization import Quantization, quantized_loading, require_cuda
 from finetune_kit.tasks.base import ModelHead
 
 
@@ -23,18 +27,15 @@ def build_model(recipe: Recipe, head: ModelHead, tokenizer: PreTrainedTokenizerB
     if recipe.model.architecture is not None:
         model = build_from_architecture(head.auto_class, recipe.model.architecture, tokenizer, **head.config)
         missing = {name for name, _ in model.named_parameters()}
-    elif is_adapter(Path(recipe.model.checkpoint)):  # an adapter run (SFT before preference tuning): merged first
-        checkpoint = Path(recipe.model.checkpoint)
-        model, missing = merged_model(load_adapter_model(head.auto_class, checkpoint), checkpoint), set()
+    elif quantization:  # peft's section is refused with random weights: these are pretrained
+        model, missing = _load_quantized(head, recipe.model, quantization)
+    elif is_adapter(Path(recipe.model.checkpoint)):
+        model, missing = _merged_adapter_run(head, Path(recipe.model.checkpoint)), set()
     elif recipe.model.random_init:
         model = build_from_checkpoint_config(head.auto_class, recipe.model, **head.config)
         missing = {name for name, _ in model.named_parameters()}
     else:
-        model, missing = load_pretrained_model(
-            head.auto_class, recipe.model, **head.config, **quantized_loading(quantization)
-        )
-        if quantization:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model, missing = load_pretrained_model(head.auto_class, recipe.model, **head.config)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))  # tokens the task added (a chat template's markers)
     if model.config.pad_token_id is None:
@@ -43,6 +44,43 @@ def build_model(recipe: Recipe, head: ModelHead, tokenizer: PreTrainedTokenizerB
         return model
     new_modules = new_module_names(model, missing)
     return attach_adapter(model, recipe.peft, head.peft_task_type, new_modules, tokenizer)
+
+
+def _merged_adapter_run(head: ModelHead, run_model: Path) -> PreTrainedModel:
+    """An adapter run (SFT before preference tuning) as it trained: its base with the update folded in."""
+    return merged_model(load_adapter_model(head.auto_class, run_model), run_model)
+
+
+def _load_quantized(
+    head: ModelHead, model: ModelConfig, quantization: Quantization
+) -> tuple[PreTrainedModel, set[str]]:
+    """QLoRA's base: bitsandbytes quantizes plain weights as `from_pretrained` reads them, then
+    peft readies the model for k-bit training (frozen, norms in fp32)."""
+    with _plain_weights(head, model) as plain:
+        loading = {**head.config, **quantized_loading(quantization)}
+        loaded, missing = load_pretrained_model(head.auto_class, plain, **loading)
+    if plain.checkpoint != model.checkpoint:
+        loaded.config.name_or_path = ""  # not the temporary folder (gone now), as for a GGUF model
+    return prepare_model_for_kbit_training(loaded, use_gradient_checkpointing=False), missing
+
+
+@contextmanager
+def _plain_weights(head: ModelHead, model: ModelConfig) -> Iterator[ModelConfig]:
+    """`model`, or, when its weights are not plain tensors on disk (a GGUF file is quantized its own
+    way; an adapter run is a base plus an update), the same weights dequantized or merged and saved to
+    a temporary folder for as long as the quantized model takes to load."""
+    source = Path(resolve_checkpoint(model.checkpoint))
+    if is_adapter(source):
+        weights = _merged_adapter_run(head, source)
+    elif is_gguf(source):
+        weights = load_gguf_model(head.auto_class, source, **head.config)
+    else:
+        yield model
+        return
+    with tempfile.TemporaryDirectory(prefix="finetune-kit-plain-weights-") as folder:
+        weights.save_pretrained(folder)
+        del weights  # the quantized copy is loaded next: one full-precision copy in memory at a time
+        yield model.model_copy(update={"checkpoint": folder, "revision": None})
 
 
 def load_trained(head: ModelHead, model_dir: Path) -> PreTrainedModel | PeftModel:
