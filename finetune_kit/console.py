@@ -5,6 +5,7 @@ with --quiet only the summary and errors remain; the libraries' own chatter show
 
 from __future__ import annotations
 
+import logging
 import numbers
 import os
 import sys
@@ -43,6 +44,9 @@ _LIBRARY_NOISE_OFF = {
     "TQDM_DISABLE": "1",  # plain tqdm bars (transformers' GGUF reader), read when tqdm is first imported
     "MLFLOW_LOGGING_LEVEL": "WARNING",  # "Creating initial MLflow database tables..." (training.report_to: mlflow)
 }
+# Libraries without such a variable: their loggers are set directly (bitsandbytes, imported by peft
+# whenever it is installed, tells at import that its CPU backend lacks an optional kernel package).
+_QUIET_LOGGERS = ("bitsandbytes",)
 # Deprecation notices one library gives about another's API (peft calling transformers, ...): nothing
 # a user of the toolkit can act on.
 _LIBRARIES = r"(accelerate|datasets|peft|torch|transformers|trl)(\.|$)"
@@ -69,6 +73,8 @@ def configure_output(verbose: bool, quiet: bool) -> None:
             os.environ.setdefault(variable, value)
         elif os.environ.get(variable) == value:
             del os.environ[variable]
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.ERROR)
     if not verbose:
         _quieten_loaded_libraries()
         for category in (FutureWarning, DeprecationWarning):

@@ -15,7 +15,12 @@ from finetune_kit.models.adapters import attach_adapter, is_adapter, load_adapte
 from finetune_kit.models.architecture import build_from_architecture, build_from_checkpoint_config
 from finetune_kit.models.checkpoints import load_pretrained_model, resolve_checkpoint
 from finetune_kit.models.gguf import is_gguf, load_gguf_model
-from finetune_kit.models.quantization import Quantization, quantized_loading, require_cuda
+from finetune_kit.models.quantization import (
+    Quantization,
+    quantized_loading,
+    require_cuda,
+    restore_unquantized_layers,
+)
 from finetune_kit.tasks.base import ModelHead
 
 
@@ -61,6 +66,7 @@ def _load_quantized(
         loaded, missing = load_pretrained_model(head.auto_class, plain, **loading)
     if plain.checkpoint != model.checkpoint:
         loaded.config.name_or_path = ""  # not the temporary folder (gone now), as for a GGUF model
+    restore_unquantized_layers(loaded)
     return prepare_model_for_kbit_training(loaded, use_gradient_checkpointing=False), missing
 
 

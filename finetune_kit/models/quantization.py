@@ -3,6 +3,7 @@ bitsandbytes' kernels need CUDA: elsewhere the recipe is refused before anything
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Literal
 
 import torch
@@ -13,10 +14,18 @@ Quantization = Literal["4bit", "8bit"]
 
 
 def require_cuda(quantization: Quantization | None) -> None:
-    if quantization is not None and not torch.cuda.is_available():
+    """Refuse QLoRA where it cannot run: without CUDA, or without bitsandbytes installed."""
+    if quantization is None:
+        return
+    if not torch.cuda.is_available():
         raise RecipeError(
             f"peft.quantization: {quantization} (QLoRA) needs a CUDA GPU for bitsandbytes and this machine has none; "
             "remove peft.quantization to train the adapter on full-precision weights"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RecipeError(
+            f"peft.quantization: {quantization} (QLoRA) needs bitsandbytes, which is not installed; "
+            "run `pip install 'finetune-kit[qlora]'`"
         )
 
 
@@ -36,3 +45,25 @@ def quantized_loading(quantization: Quantization | None) -> dict[str, Any]:
         bnb_4bit_compute_dtype=torch.bfloat16,
     )
     return {"quantization_config": config, "dtype": torch.bfloat16}
+
+
+def restore_unquantized_layers(model: torch.nn.Module) -> None:
+    """bitsandbytes swaps every linear layer for a quantized one before the weights load, and quantizes
+    those the checkpoint holds. A layer it lacks (a new task head: a classifier, a tagger's output)
+    keeps a freshly initialised full-precision weight inside a quantized layer, which neither peft nor
+    bitsandbytes can run. It becomes a plain linear layer again: a new head trains in full anyway."""
+    for name, layer in list(model.named_modules()):
+        if _never_quantized(layer):
+            plain = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device="meta")
+            plain.weight, plain.bias = layer.weight, layer.bias
+            model.set_submodule(name, plain)
+
+
+def _never_quantized(layer: torch.nn.Module) -> bool:
+    import bitsandbytes as bnb
+
+    if isinstance(layer, bnb.nn.Linear4bit):
+        return not isinstance(layer.weight, bnb.nn.Params4bit)
+    if isinstance(layer, bnb.nn.Linear8bitLt):
+        return not isinstance(layer.weight, bnb.nn.Int8Params)
+    return False

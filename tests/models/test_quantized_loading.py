@@ -1,15 +1,20 @@
-"""QLoRA quantizes plain weights as they load. A GGUF file or an adapter run has none on disk, so they
-are written out first (dequantized, or merged). bitsandbytes needs CUDA: here the quantized loading is
-replaced by a float64 one, which shows that the loading arguments reached the weights, and the tests
-check that those weights are the checkpoint's own."""
+"""QLoRA's loading. The toolkit refuses it without CUDA; here bitsandbytes' CPU backend stands in for
+CUDA where the quantized layers themselves are tested (a new task head, which the checkpoint lacks).
+A GGUF file or an adapter run has no plain weights on disk, so they are written out first
+(dequantized, or merged): there the quantized loading is replaced by a float64 one, which shows that
+the loading arguments reached the weights, and the tests check that those weights are the checkpoint's own."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
+import bitsandbytes as bnb
 import pytest
 import torch
+import yaml
+from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from finetune_kit.config.loading import validate_recipe
@@ -19,8 +24,18 @@ from finetune_kit.tasks import build_task
 from tests.conftest import write_jsonl
 from tests.tasks.test_preference import toy_pairs
 from tests.tasks.test_sft import sft_recipe
+from tests.training.test_peft import adapter_recipe
 
 PROBE = torch.tensor([[1, 2, 3, 4, 5]])
+
+
+@pytest.fixture
+def cpu_stands_in_for_cuda(monkeypatch):
+    monkeypatch.setattr(building, "require_cuda", lambda quantization: None)
+    # On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit weight for inference at its first pass
+    # without gradients (the toolkit's dry run, the evaluation before training), and the layer cannot
+    # train after that. CUDA has no such step.
+    monkeypatch.setattr(bnb.nn.modules, "has_avx512bf16", lambda: False)
 
 
 @pytest.fixture
@@ -75,3 +90,40 @@ def test_qlora_from_the_packaged_gguf_starts_from_its_dequantized_weights(float6
     quantized = logits_of_built_model(checkpoint, tmp_path, "8bit")
     assert torch.allclose(quantized, logits_of_built_model(checkpoint, tmp_path, None), atol=1e-3)  # float64 vs 32
     assert not plain_weights_left_behind()
+
+
+@pytest.mark.parametrize(
+    ("quantization", "quantized_layer"), [("4bit", bnb.nn.Linear4bit), ("8bit", bnb.nn.Linear8bitLt)]
+)
+def test_qlora_classification_quantizes_the_encoder_and_trains_the_new_head_in_full(
+    quantization, quantized_layer, cpu_stands_in_for_cuda, tiny_bert, toy_data, tmp_path, write_recipe, cli
+):
+    """The checkpoint has no classifier: bitsandbytes leaves that layer unquantized, and before the fix
+    peft failed on it in one line (`'Parameter' object has no attribute 'compress_statistics'`)."""
+    recipe = adapter_recipe(toy_data, tmp_path / "run", {"method": "lora", "quantization": quantization}, tiny_bert)
+    recipe["training"] |= {"precision": "bf16", "max_steps": 4}  # QLoRA computes in bf16
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    adapter_config = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
+    assert "classifier" in adapter_config["modules_to_save"]
+
+    raw = validate_recipe(yaml.safe_load((tmp_path / "recipe.yaml").read_text()))
+    task = build_task(raw)
+    model = building.build_model(raw, task.model_head(), load_tokenizer(raw.model))
+    assert isinstance(model, PeftModel)
+    layers = dict(model.get_base_model().named_modules())
+    assert isinstance(layers["bert.encoder.layer.0.attention.self.query"].base_layer, quantized_layer)
+    assert type(layers["classifier"].original_module) is torch.nn.Linear
+    assert layers["classifier"].modules_to_save["default"].weight.dtype == torch.float32  # trained in full precision
+
+
+def test_qlora_sft_trains_and_keeps_the_adapter(cpu_stands_in_for_cuda, tiny_chat_llama, tmp_path, write_recipe, cli):
+    run_dir = tmp_path / "runs" / "sft"
+    recipe = sft_recipe(tiny_chat_llama, tmp_path / "data", run_dir)
+    recipe["peft"] = {"method": "lora", "quantization": "4bit"}
+    recipe["training"] |= {"precision": "bf16", "max_steps": 4}
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    assert (run_dir / "model" / "adapter_model.safetensors").is_file()
+    assert "sentiment_accuracy" in json.loads((run_dir / "metrics.json").read_text())["generation"]  # it generated
+    assert "- peft.quantization: 4bit" in (run_dir / "README.md").read_text()
