@@ -18,7 +18,7 @@ from finetune_kit.models.gguf import is_gguf, load_gguf_model
 from finetune_kit.models.quantization import (
     Quantization,
     quantized_loading,
-    require_cuda,
+    require_qlora_runtime,
     restore_unquantized_layers,
 )
 from finetune_kit.tasks.base import ModelHead
@@ -28,7 +28,7 @@ def build_model(recipe: Recipe, head: ModelHead, tokenizer: PreTrainedTokenizerB
     """The recipe's checkpoint (or a new model of its architecture) with the task's head, wrapped
     in the recipe's adapter when it has a `peft` section."""
     quantization = recipe.peft.quantization if recipe.peft else None
-    require_cuda(quantization)
+    require_qlora_runtime(quantization)
     if recipe.model.architecture is not None:
         model = build_from_architecture(head.auto_class, recipe.model.architecture, tokenizer, **head.config)
         missing = {name for name, _ in model.named_parameters()}

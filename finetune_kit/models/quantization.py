@@ -13,7 +13,7 @@ from finetune_kit.errors import RecipeError
 Quantization = Literal["4bit", "8bit"]
 
 
-def require_cuda(quantization: Quantization | None) -> None:
+def require_qlora_runtime(quantization: Quantization | None) -> None:
     """Refuse QLoRA where it cannot run: without CUDA, or without bitsandbytes installed."""
     if quantization is None:
         return

@@ -31,7 +31,7 @@ PROBE = torch.tensor([[1, 2, 3, 4, 5]])
 
 @pytest.fixture
 def cpu_stands_in_for_cuda(monkeypatch):
-    monkeypatch.setattr(building, "require_cuda", lambda quantization: None)
+    monkeypatch.setattr(building, "require_qlora_runtime", lambda quantization: None)
     # On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit weight for inference at its first pass
     # without gradients (the toolkit's dry run, the evaluation before training), and the layer cannot
     # train after that. CUDA has no such step.
@@ -40,7 +40,7 @@ def cpu_stands_in_for_cuda(monkeypatch):
 
 @pytest.fixture
 def float64_for_quantization(monkeypatch):
-    monkeypatch.setattr(building, "require_cuda", lambda quantization: None)
+    monkeypatch.setattr(building, "require_qlora_runtime", lambda quantization: None)
     monkeypatch.setattr(building, "quantized_loading", lambda quantization: {"dtype": torch.float64})
 
 

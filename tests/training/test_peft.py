@@ -5,6 +5,7 @@ Classification adapters train on the real offline MiniLM: an adapter on a random
 encoder has no features to adapt, so the tiny local BERT would test nothing."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -13,7 +14,9 @@ from peft import TaskType
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from finetune_kit.config.loading import validate_recipe
+from finetune_kit.errors import RecipeError
 from finetune_kit.models.adapters import FAMILY_DEFAULTS
+from finetune_kit.models.quantization import require_qlora_runtime
 from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
 from tests.tasks.test_causal_lm import clm_recipe
 from tests.tasks.test_masked_lm import mlm_recipe
@@ -162,6 +165,18 @@ def test_qlora_without_cuda_is_refused_in_one_line(tiny_bert, toy_data, tmp_path
     assert result.exit_code == 2 and len(result.error_lines) == 1
     assert "peft.quantization: 4bit (QLoRA) needs a CUDA GPU" in result.error_lines[0]
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_qlora_without_bitsandbytes_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # not installed, as importlib sees it
+    expected = (
+        "peft.quantization: 8bit (QLoRA) needs bitsandbytes, which is not installed; "
+        "run `pip install 'finetune-kit[qlora]'`"
+    )
+    with pytest.raises(RecipeError) as refused:
+        require_qlora_runtime("8bit")
+    assert str(refused.value) == expected
 
 
 def test_named_target_modules_of_a_decoder_are_found(tiny_gpt2, tmp_path, write_recipe, cli):
