@@ -13,14 +13,14 @@ from pathlib import Path
 import bitsandbytes as bnb
 import pytest
 import torch
-import yaml
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from finetune_kit.config.loading import validate_recipe
+from finetune_kit.config.loading import load_recipe, validate_recipe
 from finetune_kit.models import building
 from finetune_kit.models.checkpoints import load_tokenizer
 from finetune_kit.tasks import build_task
+from finetune_kit.training.runner import prepare
 from tests.conftest import write_jsonl
 from tests.tasks.test_preference import toy_pairs
 from tests.tasks.test_sft import sft_recipe
@@ -107,9 +107,8 @@ def test_qlora_classification_quantizes_the_encoder_and_trains_the_new_head_in_f
     adapter_config = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
     assert "classifier" in adapter_config["modules_to_save"]
 
-    raw = validate_recipe(yaml.safe_load((tmp_path / "recipe.yaml").read_text()))
-    task = build_task(raw)
-    model = building.build_model(raw, task.model_head(), load_tokenizer(raw.model))
+    prepared = prepare(load_recipe(tmp_path / "recipe.yaml"))  # the task with its labels, as the run had it
+    model = building.build_model(prepared.recipe, prepared.task.model_head(), prepared.tokenizer)
     assert isinstance(model, PeftModel)
     layers = dict(model.get_base_model().named_modules())
     assert isinstance(layers["bert.encoder.layer.0.attention.self.query"].base_layer, quantized_layer)
