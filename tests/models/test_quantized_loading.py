@@ -22,7 +22,7 @@ from finetune_kit.models.checkpoints import load_tokenizer
 from finetune_kit.tasks import build_task
 from finetune_kit.training.runner import prepare
 from tests.conftest import write_jsonl
-from tests.tasks.test_preference import toy_pairs
+from tests.tasks.test_preference import answer_or_evasion_pairs, preference_recipe, toy_pairs
 from tests.tasks.test_sft import sft_recipe
 from tests.training.test_peft import adapter_recipe
 
@@ -126,3 +126,21 @@ def test_qlora_sft_trains_and_keeps_the_adapter(cpu_stands_in_for_cuda, tiny_cha
     assert (run_dir / "model" / "adapter_model.safetensors").is_file()
     assert "sentiment_accuracy" in json.loads((run_dir / "metrics.json").read_text())["generation"]  # it generated
     assert "- peft.quantization: 4bit" in (run_dir / "README.md").read_text()
+
+
+def test_qlora_preference_tuning_learns_the_preference(
+    cpu_stands_in_for_cuda, tiny_chat_llama, tmp_path, write_recipe, cli
+):
+    run_dir = tmp_path / "runs" / "dpo"
+    recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference={"beta": 1.0})
+    recipe["data"] = {
+        "train": str(write_jsonl(tmp_path / "pairs" / "train.jsonl", answer_or_evasion_pairs(80, 1))),
+        "validation": str(write_jsonl(tmp_path / "pairs" / "validation.jsonl", answer_or_evasion_pairs(16, 2))),
+    }
+    recipe["peft"]["quantization"] = "4bit"
+    recipe["training"] |= {"precision": "bf16", "epochs": 2}
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["validation"]["rewards/accuracies"] >= 0.9, metrics["validation"]
+    assert (run_dir / "model" / "adapter_model.safetensors").is_file()
