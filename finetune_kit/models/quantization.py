@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import torch
 
-from finetune_kit.errors import RecipeError
+from finetune_kit.errors import RecipeError, first_line
 
 Quantization = Literal["4bit", "8bit"]
 
@@ -27,6 +27,26 @@ def require_qlora_runtime(quantization: Quantization | None) -> None:
             f"peft.quantization: {quantization} (QLoRA) needs bitsandbytes, which is not installed; "
             "run `pip install 'finetune-kit[qlora]'`"
         )
+    _probe_quantization(quantization)
+
+
+def _probe_quantization(quantization: Quantization) -> None:
+    """Quantize a small matrix on the GPU first. A bitsandbytes build without kernels for this GPU or CUDA
+    version fails inside transformers' loading otherwise, where the cause ends up in a report the console
+    hides, or as a half-quantized model."""
+    import bitsandbytes as bnb
+
+    try:
+        matrix = torch.randn(64, 64, device=torch.device("cuda", torch.cuda.current_device()), dtype=torch.float16)
+        if quantization == "4bit":
+            bnb.functional.quantize_4bit(matrix, quant_type="nf4", compress_statistics=True)
+        else:
+            bnb.functional.int8_vectorwise_quant(matrix)
+    except Exception as err:  # any failure means the same thing: this bitsandbytes cannot run here
+        raise RecipeError(
+            f"peft.quantization: {quantization} (QLoRA): bitsandbytes {bnb.__version__} cannot quantize on this GPU "
+            f"({first_line(err)}); check its install with `python -m bitsandbytes`"
+        ) from None
 
 
 def quantized_loading(quantization: Quantization | None) -> dict[str, Any]:

@@ -179,6 +179,18 @@ def test_qlora_without_bitsandbytes_is_refused_in_one_line(monkeypatch):
     assert str(refused.value) == expected
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a real GPU the probe quantizes and passes")
+@pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+def test_qlora_where_bitsandbytes_cannot_quantize_is_refused_in_one_line(monkeypatch, quantization):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # but nothing can run there: the probe fails
+    with pytest.raises(RecipeError) as refused:
+        require_qlora_runtime(quantization)
+    message = str(refused.value)
+    assert message.startswith(f"peft.quantization: {quantization} (QLoRA): bitsandbytes ")
+    assert "cannot quantize on this GPU (Torch not compiled with CUDA enabled)" in message
+    assert message.endswith("check its install with `python -m bitsandbytes`") and "\n" not in message
+
+
 def test_named_target_modules_of_a_decoder_are_found(tiny_gpt2, tmp_path, write_recipe, cli):
     peft = {**LORA, "target_modules": ["c_attn"]}  # GPT-2's attention is a Conv1D, not a Linear
     recipe = clm_recipe(tmp_path, tmp_path / "run", {"checkpoint": str(tiny_gpt2)}, peft=peft)
