@@ -7,6 +7,7 @@ model by its Hub id, so the folder is usable on any machine that can reach the H
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import warnings
@@ -167,8 +168,12 @@ def is_adapter(model_dir: Path) -> bool:
 
 def save_adapter_extras(model: PeftModel, model_dir: Path, base_model: str | None) -> None:
     """Next to the adapter: the base config (labels), and the base named by Hub id, not by the
-    local folder it was loaded from."""
-    model.get_base_model().config.save_pretrained(model_dir)
+    local folder it was loaded from. A QLoRA run's config leaves out the quantization: the base
+    checkpoint holds plain weights, and transformers would read them as already quantized."""
+    config = copy.deepcopy(model.get_base_model().config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(model_dir)
     if base_model:
         config_file = model_dir / ADAPTER_CONFIG
         config = json.loads(config_file.read_text())

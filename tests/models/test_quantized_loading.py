@@ -6,6 +6,7 @@ the loading arguments reached the weights, and the tests check that those weight
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -108,6 +109,9 @@ def test_qlora_classification_quantizes_the_encoder_and_trains_the_new_head_in_f
     assert result.exit_code == 0, result.stderr
     adapter_config = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
     assert "classifier" in adapter_config["modules_to_save"]
+    predicted = cli("predict", tmp_path / "run", "--text", "a superb film")  # the plain base, the adapter on top
+    assert predicted.exit_code == 0, predicted.stderr
+    assert '"label": "pos"' in predicted.stdout or '"label": "neg"' in predicted.stdout
 
     prepared = prepare(load_recipe(tmp_path / "recipe.yaml"))  # the task with its labels, as the run had it
     model = building.build_model(prepared.recipe, prepared.task.model_head(), prepared.tokenizer)
@@ -118,7 +122,9 @@ def test_qlora_classification_quantizes_the_encoder_and_trains_the_new_head_in_f
     assert layers["classifier"].modules_to_save["default"].weight.dtype == torch.float32  # trained in full precision
 
 
-def test_qlora_sft_trains_and_keeps_the_adapter(cpu_stands_in_for_cuda, tiny_chat_llama, tmp_path, write_recipe, cli):
+def test_qlora_sft_trains_then_its_run_chats_and_merges_like_any_adapter_run(
+    cpu_stands_in_for_cuda, tiny_chat_llama, tmp_path, write_recipe, cli, monkeypatch
+):
     run_dir = tmp_path / "runs" / "sft"
     recipe = sft_recipe(tiny_chat_llama, tmp_path / "data", run_dir)
     recipe["peft"] = {"method": "lora", "quantization": "4bit"}
@@ -128,6 +134,16 @@ def test_qlora_sft_trains_and_keeps_the_adapter(cpu_stands_in_for_cuda, tiny_cha
     assert (run_dir / "model" / "adapter_model.safetensors").is_file()
     assert "sentiment_accuracy" in json.loads((run_dir / "metrics.json").read_text())["generation"]  # it generated
     assert "- peft.quantization: 4bit" in (run_dir / "README.md").read_text()
+
+    # afterwards the base loads in full precision, the adapter on top: the checkpoint's weights are plain
+    assert "quantization_config" not in json.loads((run_dir / "model" / "config.json").read_text())
+    monkeypatch.setattr("sys.stdin", io.StringIO("Sentiment of: a superb film\n"))
+    chat = cli("chat", run_dir, "--max-new-tokens", "4")
+    assert chat.exit_code == 0, chat.stderr
+    assert chat.stdout.splitlines()[0] == "> Sentiment of: a superb film" and chat.stdout.splitlines()[1]
+    assert cli("merge", run_dir, "--output", tmp_path / "merged").exit_code == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert not any(isinstance(layer, bnb.nn.Linear4bit) for layer in merged.modules())
 
 
 def test_qlora_preference_tuning_learns_the_preference(
