@@ -32,8 +32,8 @@ def require_qlora_runtime(quantization: Quantization | None) -> None:
 
 def _probe_quantization(quantization: Quantization) -> None:
     """Quantize a small matrix on the GPU first. A bitsandbytes build without kernels for this GPU or CUDA
-    version fails inside transformers' loading otherwise, where the cause ends up in a report the console
-    hides, or as a half-quantized model."""
+    version fails inside transformers' loading otherwise, with the cause in a load report that the console
+    shows only with --verbose."""
     import bitsandbytes as bnb
 
     try:
