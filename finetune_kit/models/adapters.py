@@ -188,7 +188,7 @@ def load_adapter_model(model_class: Any, model_dir: Path) -> PeftModel:
     try:
         source = resolve_checkpoint(base)
         if is_adapter(Path(source)):
-            model = merged_model(load_adapter_model(model_class, Path(source)), Path(source))
+            model = load_merged_adapter_run(model_class, Path(source))
         elif is_gguf(source):
             model = load_gguf_model(model_class, Path(source))
         else:
@@ -200,6 +200,11 @@ def load_adapter_model(model_class: Any, model_dir: Path) -> PeftModel:
         ) from None
     with _tied_output_layer_handled():
         return PeftModel.from_pretrained(model, str(model_dir))
+
+
+def load_merged_adapter_run(model_class: Any, model_dir: Path) -> PreTrainedModel:
+    """An adapter run (SFT before preference tuning) as it trained: its base with the update folded in."""
+    return merged_model(load_adapter_model(model_class, model_dir), model_dir)
 
 
 @contextmanager

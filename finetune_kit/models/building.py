@@ -11,7 +11,13 @@ from peft import PeftModel, prepare_model_for_kbit_training
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.recipe import ModelConfig, Recipe
-from finetune_kit.models.adapters import attach_adapter, is_adapter, load_adapter_model, merged_model, new_module_names
+from finetune_kit.models.adapters import (
+    attach_adapter,
+    is_adapter,
+    load_adapter_model,
+    load_merged_adapter_run,
+    new_module_names,
+)
 from finetune_kit.models.architecture import build_from_architecture, build_from_checkpoint_config
 from finetune_kit.models.checkpoints import load_pretrained_model, resolve_checkpoint
 from finetune_kit.models.gguf import is_gguf, load_gguf_model
@@ -35,7 +41,7 @@ def build_model(recipe: Recipe, head: ModelHead, tokenizer: PreTrainedTokenizerB
     elif quantization:  # peft's section is refused with random weights: these are pretrained
         model, missing = _load_quantized(head, recipe.model, quantization)
     elif is_adapter(Path(recipe.model.checkpoint)):
-        model, missing = _merged_adapter_run(head, Path(recipe.model.checkpoint)), set()
+        model, missing = load_merged_adapter_run(head.auto_class, Path(recipe.model.checkpoint)), set()
     elif recipe.model.random_init:
         model = build_from_checkpoint_config(head.auto_class, recipe.model, **head.config)
         missing = {name for name, _ in model.named_parameters()}
@@ -49,11 +55,6 @@ def build_model(recipe: Recipe, head: ModelHead, tokenizer: PreTrainedTokenizerB
         return model
     new_modules = new_module_names(model, missing)
     return attach_adapter(model, recipe.peft, head.peft_task_type, new_modules, tokenizer)
-
-
-def _merged_adapter_run(head: ModelHead, run_model: Path) -> PreTrainedModel:
-    """An adapter run (SFT before preference tuning) as it trained: its base with the update folded in."""
-    return merged_model(load_adapter_model(head.auto_class, run_model), run_model)
 
 
 def _load_quantized(
@@ -77,7 +78,7 @@ def _plain_weights(head: ModelHead, model: ModelConfig) -> Iterator[ModelConfig]
     a temporary folder for as long as the quantized model takes to load."""
     source = Path(resolve_checkpoint(model.checkpoint))
     if is_adapter(source):
-        weights = _merged_adapter_run(head, source)
+        weights = load_merged_adapter_run(head.auto_class, source)
     elif is_gguf(source):
         weights = load_gguf_model(head.auto_class, source, **head.config)
     else:
