@@ -21,7 +21,7 @@ from finetune_kit.errors import DataError, ModelError
 from finetune_kit.models.building import load_trained
 from finetune_kit.runs import FinishedRun, Layout
 from finetune_kit.tasks import Task, build_task
-from finetune_kit.tasks.chat_template import ChatDecoder
+from finetune_kit.tasks.chat_decoder import ChatDecoder
 from finetune_kit.tasks.generation import GenerationSettings, generate_texts, reply_texts
 from finetune_kit.training.arguments import build_training_arguments
 from finetune_kit.training.precision import resolve_precision

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from finetune_kit.config.recipe import Recipe
+from finetune_kit.config.tasks import RECIPE_ADAPTER, recipe_class_for
 from finetune_kit.errors import RecipeError
 
 
@@ -44,11 +45,10 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
 
 
 def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
-    from finetune_kit.tasks import recipe_class_for  # the registry knows each task's config class
-
-    recipe_class = recipe_class_for(raw.get("task"), source)
+    """The task's recipe class, validated through the union of all of them (discriminated by `task`)."""
+    recipe_class = recipe_class_for(raw.get("task"), source)  # an unknown task: one line with a did-you-mean
     try:
-        return recipe_class.model_validate(raw)
+        return RECIPE_ADAPTER.validate_python(raw)
     except ValidationError as err:
         raise RecipeError(f"{source}: {_describe(err, recipe_class)}") from None
 
@@ -89,7 +89,7 @@ def _anchor_paths(raw: dict[str, Any], recipe_dir: Path) -> None:
 def _describe(err: ValidationError, recipe_class: type[BaseModel]) -> str:
     """The first error as `dotted.field: problem`, with a did-you-mean for unknown keys."""
     first = err.errors()[0]
-    loc = [str(part) for part in first["loc"] if not _is_union_tag(part)]
+    loc = [str(part) for part in first["loc"][1:] if not _is_union_tag(part)]  # [0]: the union's task tag
     dotted = ".".join(loc) or "recipe"
     more = err.error_count() - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""

@@ -1,14 +1,17 @@
-"""The typed recipe. Tasks extend `Recipe` and `DataConfig` with only the fields they add."""
+"""The typed recipe: the sections every task shares. Each task's recipe (`config/tasks/`) extends
+`Recipe` and `DataConfig` with only the fields it adds."""
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
-from finetune_kit.sweep.config import SweepConfig
+from finetune_kit.config.peft import PeftSection, family_defaults, with_family_defaults
+from finetune_kit.config.section import Section
+from finetune_kit.config.sweep import SweepConfig
 
 DataFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "text", "conll"]
 # YAML reads a bare `no` as false: accept it as the "no" strategy it was meant to be.
@@ -26,12 +29,6 @@ def _tracker_list(value: object) -> object:
 
 
 Trackers = Annotated[list[str], BeforeValidator(_tracker_list)]
-
-
-class Section(BaseModel):
-    """A recipe section: unknown keys are errors, so typos never pass silently."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
 class HubDataSource(Section):
@@ -198,59 +195,13 @@ class HubConfig(Section):
     commit_message: str | None = None
 
 
-PeftMethod = Literal["lora", "ia3", "loha", "lokr", "prompt_tuning", "prefix_tuning"]
-
-# Which peft options each method reads: setting one the method ignores is an error, not a no-op.
-PEFT_OPTION_METHODS: dict[str, tuple[str, ...]] = {
-    "r": ("lora", "loha", "lokr"),
-    "alpha": ("lora", "loha", "lokr"),
-    "dropout": ("lora",),
-    "use_rslora": ("lora",),
-    "use_dora": ("lora",),
-    "target_modules": ("lora", "ia3", "loha", "lokr"),
-    "num_virtual_tokens": ("prompt_tuning", "prefix_tuning"),
-    "init_text": ("prompt_tuning",),
-    "quantization": ("lora", "loha", "lokr", "ia3"),
-}
-
-
-class PeftSection(Section):
-    """Train a small adapter instead of every weight; the run folder keeps the adapter only."""
-
-    method: PeftMethod = "lora"
-    r: PositiveInt | None = Field(None, description="Rank of the low-rank update; unset: the task family's default")
-    alpha: float | None = Field(
-        None, gt=0, description="Scale of the update (alpha / r, or alpha / sqrt(r) with rsLoRA); unset: the family's"
-    )
-    dropout: float = Field(0.05, ge=0, lt=1)
-    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha / sqrt(r)")
-    use_dora: bool = Field(False, description="DoRA: learn magnitude and direction separately")
-    target_modules: Literal["auto", "all-linear"] | list[str] | None = Field(
-        None,
-        description="auto: peft's choice for the architecture (e.g. query/value), else all linear layers; "
-        "unset: the task family's default (IA3: auto)",
-    )
-    modules_to_save: list[str] = Field(
-        default_factory=list,
-        description="Extra modules trained in full; the task head always is; unset: the family's (seq2seq: lm_head)",
-    )
-    quantization: Literal["4bit", "8bit"] | None = Field(
-        None, description="QLoRA: the base model in 4-bit NF4 (or 8-bit) with bitsandbytes; CUDA only"
-    )
-    num_virtual_tokens: PositiveInt = Field(20, description="Learned tokens prepended to every input")
-    init_text: str | None = Field(None, description="Initialise prompt tuning from this text's embeddings")
-
-    @model_validator(mode="after")
-    def _options_fit_method(self) -> PeftSection:
-        for option in sorted(self.model_fields_set & PEFT_OPTION_METHODS.keys()):
-            default = type(self).model_fields[option].get_default(call_default_factory=True)
-            if self.method not in PEFT_OPTION_METHODS[option] and getattr(self, option) != default:
-                users = ", ".join(PEFT_OPTION_METHODS[option])
-                raise ValueError(f"{option} applies to {users}, not to method '{self.method}'")
-        return self
-
-
 class Recipe(Section):
+    """The sections every task shares; a task's recipe class adds its own and names its family."""
+
+    # The peft TaskType name of the task's model (SEQ_CLS, CAUSAL_LM, ...; None: masked LM, which peft has
+    # no type for): it picks the adapter defaults below and the PeftModel class.
+    peft_task_type: ClassVar[str | None] = None
+
     task: str
     name: str | None = Field(None, description="Run name; defaults to the recipe file's name")
     model: ModelConfig
@@ -280,17 +231,12 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _resolve_unset(self) -> Recipe:
-        """The learning rate and adapter options left unset take their effective values here, from
+        """The learning rate and adapter options left unset take their effective values here, once, from
         the task's family when it trains an adapter, so the recipe saved with a run shows what ran."""
         learning_rate = FULL_FINE_TUNING_LEARNING_RATE
         if self.peft is not None:
-            # imported here: both import this module
-            from finetune_kit.models.adapters import family_defaults, with_family_defaults
-            from finetune_kit.tasks import build_task
-
-            task_type = build_task(self).model_head().peft_task_type
-            self.peft = with_family_defaults(self.peft, task_type)
-            learning_rate = family_defaults(task_type).learning_rate
+            self.peft = with_family_defaults(self.peft, self.peft_task_type)
+            learning_rate = family_defaults(self.peft_task_type).learning_rate
         if self.training.learning_rate is None:
             self.training.learning_rate = learning_rate
         return self

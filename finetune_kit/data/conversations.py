@@ -8,11 +8,11 @@ Layouts, told apart by their columns: `messages` (role/content lists), ShareGPT 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
+from finetune_kit.config.chat import ConversationFormat
 from finetune_kit.errors import DataError
 
-ConversationFormat = Literal["auto", "messages", "sharegpt", "prompt-completion", "alpaca"]
 Message = dict[str, str]
 
 # The columns each layout needs, in the order `auto` tries them.

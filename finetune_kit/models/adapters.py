@@ -13,7 +13,6 @@ import shutil
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from peft import (
     PeftModel,
     PrefixTuningConfig,
     PromptTuningConfig,
-    TaskType,
     get_peft_model,
 )
 from peft.tuners.tuners_utils import BaseTunerLayer
@@ -40,7 +38,7 @@ from peft.utils.constants import (
 from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.pytorch_utils import Conv1D
 
-from finetune_kit.config.recipe import PEFT_OPTION_METHODS, PeftSection
+from finetune_kit.config.peft import PeftSection
 from finetune_kit.errors import ModelError, RecipeError, first_line
 from finetune_kit.models.checkpoints import resolve_checkpoint
 from finetune_kit.models.gguf import is_gguf, load_gguf_model
@@ -53,64 +51,6 @@ PROMPT_METHODS = {"prompt_tuning", "prefix_tuning"}  # virtual tokens: nothing t
 _ADAPTABLE = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, Conv1D)
 
 
-@dataclass(frozen=True)
-class AdapterDefaults:
-    """What an adapter run trains with where its recipe leaves the value unset. Alpha follows the
-    rank (alpha = alpha_per_rank x r), so a recipe that sets only `r` keeps the update's scale."""
-
-    target_modules: str | list[str]
-    r: int
-    alpha_per_rank: float
-    learning_rate: float
-    modules_to_save: tuple[str, ...] = ()  # trained in full beside the low-rank update
-
-
-# Per task family, keyed by the task's peft TaskType (None: masked LM, which peft has no type for;
-# denoising pretraining is seq2seq). An adapter starts as a zero update and trains a few percent of
-# the weights, so it needs a far higher learning rate than full fine-tuning's 5e-5: at 5e-4 with
-# query/value targets, MiniLM on 1,500 CoNLL sentences tagged every token O (F1 0.000).
-# Seq2seq also trains its output layer in full: a low-rank update there lowered the loss but not
-# ROUGE-L, and all-linear LoRA alone stayed 4 to 6 points below full fine-tuning on DialogSum.
-# Measured by bench/lora_families.py.
-FAMILY_DEFAULTS: dict[TaskType | None, AdapterDefaults] = {
-    TaskType.SEQ_CLS: AdapterDefaults("all-linear", r=8, alpha_per_rank=2, learning_rate=1e-3),
-    TaskType.TOKEN_CLS: AdapterDefaults("all-linear", r=16, alpha_per_rank=2, learning_rate=3e-3),
-    TaskType.CAUSAL_LM: AdapterDefaults("all-linear", r=16, alpha_per_rank=2, learning_rate=2e-3),
-    TaskType.SEQ_2_SEQ_LM: AdapterDefaults(
-        "all-linear", r=16, alpha_per_rank=2, learning_rate=2e-3, modules_to_save=("lm_head",)
-    ),
-    None: AdapterDefaults("all-linear", r=8, alpha_per_rank=2, learning_rate=1e-3),
-}
-
-
-def family_defaults(task_type: str | None) -> AdapterDefaults:
-    return FAMILY_DEFAULTS[TaskType(task_type) if task_type else None]
-
-
-def with_family_defaults(section: PeftSection, task_type: str | None) -> PeftSection:
-    """`section` with the rank, alpha and targets it leaves unset taken from the task family, for
-    the methods that read them. IA3 keeps peft's targets for the architecture: the family's are
-    chosen for low-rank updates."""
-    defaults = family_defaults(task_type)
-    r = section.r or defaults.r
-    low_rank = section.method in PEFT_OPTION_METHODS["r"]
-    family = {
-        "r": r,
-        "alpha": float(defaults.alpha_per_rank * r),
-        "target_modules": defaults.target_modules if low_rank else "auto",
-    }
-    unset = {
-        option: value
-        for option, value in family.items()
-        if getattr(section, option) is None and section.method in PEFT_OPTION_METHODS[option]
-    }
-    if low_rank and defaults.modules_to_save and "modules_to_save" not in section.model_fields_set:
-        adapted = unset.get("target_modules", section.target_modules)
-        adapted = adapted if isinstance(adapted, list) else []
-        unset["modules_to_save"] = [m for m in defaults.modules_to_save if m not in adapted]  # not both
-    return section.model_copy(update=unset)
-
-
 def attach_adapter(
     model: PreTrainedModel,
     section: PeftSection,
@@ -119,8 +59,8 @@ def attach_adapter(
     tokenizer: PreTrainedTokenizerBase,
 ) -> PeftModel:
     """Wrap `model` so that only the adapter and the freshly initialised modules (the task head)
-    train. Errors a user can fix (unknown modules, a method the architecture rejects) exit 2."""
-    section = with_family_defaults(section, task_type)  # a recipe has them already; a bare section not
+    train. `section` is a recipe's, its unset options already filled from the task family. Errors a
+    user can fix (unknown modules, a method the architecture rejects) exit 2."""
     if section.method not in PROMPT_METHODS and isinstance(section.target_modules, list):
         _check_target_modules(model, section.target_modules)
     config = _peft_config(model, section, task_type, [*new_modules, *section.modules_to_save])

@@ -16,7 +16,7 @@ from finetune_kit.serving.metrics import ServerMetrics
 from finetune_kit.serving.predictors import PYTORCH, predictor
 from finetune_kit.serving.schemas import PredictInputs
 from finetune_kit.tasks.base import LabelledHead
-from finetune_kit.tasks.chat_template import ChatDecoder
+from finetune_kit.tasks.chat_decoder import ChatDecoder
 
 if TYPE_CHECKING:
     from finetune_kit.export import OnnxRun

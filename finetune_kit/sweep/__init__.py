@@ -1,5 +1,5 @@
 """Hyperparameter sweeps with Optuna, judged on the task's metric and, optionally, on grams CO2eq.
 
-The recipe model imports `sweep.config`, so this package imports nothing itself: Optuna loads only
-when a sweep runs.
+The `sweep:` section's schema lives with every other in `finetune_kit.config.sweep`; this package
+imports nothing itself, so Optuna loads only when a sweep runs.
 """

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from finetune_kit.config.loading import field_names, load_recipe_file, set_field, validate_recipe
 from finetune_kit.config.recipe import Recipe
+from finetune_kit.config.sweep import CO2, SweepConfig
 from finetune_kit.errors import RecipeError
-from finetune_kit.sweep.config import CO2, SweepConfig
 from finetune_kit.sweep.space import Parameter, search_space
 from finetune_kit.tasks import build_task
 

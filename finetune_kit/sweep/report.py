@@ -14,10 +14,10 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from finetune_kit.config.sweep import CO2
 from finetune_kit.hub.card import write_model_card
 from finetune_kit.inference import read_run
 from finetune_kit.runs import Layout, RunFiles, RunFolder
-from finetune_kit.sweep.config import CO2
 from finetune_kit.sweep.plan import Objective, SweepPlan
 from finetune_kit.sweep.trial import shown
 

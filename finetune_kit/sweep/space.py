@@ -9,7 +9,7 @@ import yaml
 from optuna import Trial
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from finetune_kit.sweep.config import Distribution
+from finetune_kit.config.sweep import Distribution
 
 SCALARS = (type(None), bool, int, float, str)  # what Optuna stores as a categorical value as it is
 

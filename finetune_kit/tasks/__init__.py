@@ -40,12 +40,8 @@ def task_class_for(name: object, source: str = "recipe") -> type[Task]:
     return TASKS[name]
 
 
-def recipe_class_for(name: object, source: str = "recipe") -> type[Recipe]:
-    return task_class_for(name, source).recipe_class
-
-
 def build_task(recipe: Recipe) -> Task:
     return task_class_for(recipe.task)(recipe)
 
 
-__all__ = ["TASKS", "SamplesDuringTraining", "Task", "build_task", "recipe_class_for", "task_class_for"]
+__all__ = ["TASKS", "SamplesDuringTraining", "Task", "build_task", "task_class_for"]

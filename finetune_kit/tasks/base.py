@@ -63,7 +63,6 @@ class Task(ABC):
     """One fine-tuning task. The runner calls these hooks in order and knows no task by name."""
 
     name: ClassVar[str]
-    recipe_class: ClassVar[type[Recipe]]
     pipeline_tag: ClassVar[str]
     main_metric: ClassVar[str]
     greater_is_better: ClassVar[bool] = True

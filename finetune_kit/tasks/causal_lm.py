@@ -7,50 +7,24 @@ import math
 from collections.abc import Callable
 from functools import lru_cache
 from itertools import chain
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from datasets import Dataset, DatasetDict
-from pydantic import Field
 from transformers import AutoModelForCausalLM, EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
-from finetune_kit.config.recipe import DataConfig, Recipe
+from finetune_kit.config.generative import CausalLmRecipe
 from finetune_kit.console import phase
 from finetune_kit.tasks.base import ModelHead, RawTextColumn, SamplesDuringTraining, Task
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, first_output
-from finetune_kit.tasks.generation import GenerationSettings, SampleGenerations, generate_texts
+from finetune_kit.tasks.generation import SampleGenerations, generate_texts
 
 PACKING_ROWS = 10_000  # rows packed together at once: at most one short block per this many rows
 
 
-class CausalLmData(DataConfig):
-    text_column: str = Field(
-        "text",
-        description="Raw text. A row ending in a newline (a text file's line) runs on into the next; "
-        "any other row is a document, ended by the end-of-text token",
-    )
-    packing: bool = Field(True, description="Join rows into max_length blocks; false: one row per example")
-
-
-class CausalLmGeneration(GenerationSettings):
-    max_new_tokens: int = 100
-    temperature: float = 0.8
-    top_p: float = 0.95
-    prompts: list[str] = Field(
-        default_factory=lambda: [""], description="Sample prompts, logged after each evaluation; '' = from scratch"
-    )
-
-
-class CausalLmRecipe(Recipe):
-    task: Literal["causal-lm"]
-    data: CausalLmData
-    generation: CausalLmGeneration = Field(default_factory=CausalLmGeneration)
-
-
 class CausalLmTask(RawTextColumn, SamplesDuringTraining, Task):
     name: ClassVar[str] = "causal-lm"
-    recipe_class: ClassVar[type[Recipe]] = CausalLmRecipe
     pipeline_tag: ClassVar[str] = "text-generation"
     main_metric: ClassVar[str] = "perplexity"
     greater_is_better: ClassVar[bool] = False
@@ -58,7 +32,7 @@ class CausalLmTask(RawTextColumn, SamplesDuringTraining, Task):
     recipe: CausalLmRecipe
 
     def model_head(self) -> ModelHead:
-        return ModelHead(AutoModelForCausalLM, "CAUSAL_LM")
+        return ModelHead(AutoModelForCausalLM, self.recipe.peft_task_type)
 
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
         column, block = self.recipe.data.text_column, self.recipe.training.max_length

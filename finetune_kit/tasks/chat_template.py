@@ -8,20 +8,14 @@ same way whether or not more turns follow (every common template does) can be tr
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from datasets import Dataset
 from jinja2 import TemplateError
-from pydantic import Field
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
-from finetune_kit.config.recipe import Section
+from finetune_kit.config.chat import TrainOn
 from finetune_kit.errors import RecipeError, first_line
-from finetune_kit.tasks.base import ModelHead
 from finetune_kit.tasks.common import IGNORE_INDEX
 
 Message = dict[str, str]
-TrainOn = Literal["assistant", "all"]
 
 # ChatML (the Qwen / SmolLM format), without a default system prompt: for base models with no template.
 CHATML = (
@@ -32,42 +26,6 @@ CHATML = (
 )
 CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
 _PROBE = [{"role": "user", "content": "Hello?"}, {"role": "assistant", "content": "Hi."}]
-
-
-class TemplateSection(Section):
-    """The recipe's `chat` section: which template formats the conversations."""
-
-    template: str | None = Field(
-        None, description="Unset: the checkpoint's own; chatml (for a base model without one); or Jinja text"
-    )
-
-
-class ChatDecoder:
-    """For tasks that train a decoder on conversations (SFT, preference tuning): a causal-LM head,
-    and a tokenizer that carries the recipe's chat template (`chat.template`)."""
-
-    recipe: Any
-
-    def model_head(self) -> ModelHead:
-        return ModelHead(AutoModelForCausalLM, "CAUSAL_LM")
-
-    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        attach_template(tokenizer, self.recipe.chat.template)
-
-    def conversation_for(self, prompt: str) -> list[Message]:
-        """What a bare prompt becomes, as in training: the recipe's system prompt, then the user's message."""
-        system = self.recipe.data.system_prompt
-        return [{"role": "system", "content": system}] * bool(system) + [{"role": "user", "content": prompt}]
-
-    def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
-        from finetune_kit.tasks.generation import reply_texts  # generation imports this module
-
-        conversations = [self.conversation_for(str(prompt)) for prompt in rows["prompt"]]
-        replies = reply_texts(model, tokenizer, conversations, self.recipe.generation)
-        return [{"prompt": p, "reply": r} for p, r in zip(rows["prompt"], replies, strict=True)]
-
-    def input_columns(self) -> list[str]:
-        return ["prompt"]
 
 
 def attach_template(tokenizer: PreTrainedTokenizerBase, template: str | None) -> None:

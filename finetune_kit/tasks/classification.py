@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from datasets import Dataset, DatasetDict
-from pydantic import Field
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import (
     AutoModelForSequenceClassification,
@@ -15,7 +14,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from finetune_kit.config.recipe import DataConfig, Recipe
+from finetune_kit.config.encoders import ClassificationRecipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.base import LabelledHead, ModelHead, Task
@@ -23,23 +22,8 @@ from finetune_kit.tasks.common import first_output
 from finetune_kit.tasks.logits import PREDICT_BATCH, LogitsOf, PredictsFromLogits, softmax
 
 
-class ClassificationData(DataConfig):
-    text_column: str = "text"
-    text_pair_column: str | None = Field(None, description="Second text of a sentence pair (NLI, paraphrase)")
-    label_column: str = "label"
-    label_names: list[str] | None = Field(
-        None, min_length=2, description="Names for integer labels 0..n-1, e.g. [negative, positive]"
-    )
-
-
-class ClassificationRecipe(Recipe):
-    task: Literal["classification"]
-    data: ClassificationData
-
-
 class ClassificationTask(LabelledHead, PredictsFromLogits, Task):
     name: ClassVar[str] = "classification"
-    recipe_class: ClassVar[type[Recipe]] = ClassificationRecipe
     pipeline_tag: ClassVar[str] = "text-classification"
     main_metric: ClassVar[str] = "accuracy"
     recipe: ClassificationRecipe
@@ -49,7 +33,7 @@ class ClassificationTask(LabelledHead, PredictsFromLogits, Task):
         self.labels: list[str] = []
 
     def model_head(self) -> ModelHead:
-        return ModelHead(AutoModelForSequenceClassification, "SEQ_CLS", self.label_config())
+        return ModelHead(AutoModelForSequenceClassification, self.recipe.peft_task_type, self.label_config())
 
     # -- data ---------------------------------------------------------------------------------
     def inspect(self, data: DatasetDict) -> None:

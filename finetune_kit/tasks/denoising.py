@@ -6,38 +6,23 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 import torch
 from datasets import Dataset, DatasetDict
-from pydantic import Field
 from transformers import EvalPrediction, PreTrainedTokenizerBase
 
-from finetune_kit.config.recipe import Recipe
+from finetune_kit.config.generative import DenoisingRecipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import ModelError
 from finetune_kit.tasks.base import Task
 from finetune_kit.tasks.common import IGNORE_INDEX, first_output
-from finetune_kit.tasks.generation import GenerationSettings
-from finetune_kit.tasks.seq2seq import Seq2SeqData, Seq2SeqTask
-
-
-class DenoisingData(Seq2SeqData):
-    text_column: str = Field("text", description="Raw text to learn from (DialogSum: dialogue)")
-    mask_ratio: float = Field(0.3, gt=0, lt=1, description="Share of words hidden (BART uses 0.3)")
-    mean_span: float = Field(3.0, gt=0, description="Mean masked span length in words (Poisson)")
-
-
-class DenoisingRecipe(Recipe):
-    task: Literal["denoising"]
-    data: DenoisingData
-    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+from finetune_kit.tasks.seq2seq import Seq2SeqTask
 
 
 class DenoisingTask(Seq2SeqTask):
     name: ClassVar[str] = "denoising"
-    recipe_class: ClassVar[type[Recipe]] = DenoisingRecipe
     pipeline_tag: ClassVar[str] = "text2text-generation"
     main_metric: ClassVar[str] = "loss"  # reconstruction loss; generation would be slow and says little
     greater_is_better: ClassVar[bool] = False

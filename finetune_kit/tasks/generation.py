@@ -7,30 +7,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from pydantic import Field, PositiveInt
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
-from finetune_kit.config.recipe import Section
+from finetune_kit.config.generation import GenerationSettings
 from finetune_kit.tasks.chat_template import Message, prompt_text, stop_token_ids
-
-
-class GenerationSettings(Section):
-    """How texts are generated for samples, `predict` and `generate`. temperature 0 is greedy."""
-
-    max_new_tokens: PositiveInt = 64
-    num_beams: PositiveInt = 1
-    temperature: float = Field(0.0, ge=0, description="0: greedy (or beam search); above 0: sampling")
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: PositiveInt | None = None
-    seed: int = Field(0, description="Sampling seed: the same seed gives the same texts")
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        sampling = self.temperature > 0
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams}
-        kwargs["do_sample"] = sampling
-        if sampling:
-            kwargs |= {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k or 0}
-        return kwargs
 
 
 def generate_texts(

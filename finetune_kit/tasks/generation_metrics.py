@@ -6,12 +6,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Literal
 
 import sacrebleu
 from rouge_score import rouge_scorer
-
-GenerationMetric = Literal["accuracy", "bleu", "rougeL", "entity_f1"]
 
 
 def accuracy(predictions: list[str], references: list[str]) -> float:

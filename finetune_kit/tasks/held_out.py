@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from datasets import Dataset, DatasetDict
-from pydantic import Field, PositiveInt
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.recipe import Recipe
@@ -18,20 +17,10 @@ from finetune_kit.console import phase
 from finetune_kit.data.conversations import Message, detect_format, to_messages
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.base import SamplesDuringTraining
-from finetune_kit.tasks.generation import GenerationSettings, reply_texts
-from finetune_kit.tasks.generation_metrics import SCORERS, GenerationMetric
+from finetune_kit.tasks.generation import reply_texts
+from finetune_kit.tasks.generation_metrics import SCORERS
 
 REPLIES_SHOWN = 2  # per group of held-out prompts, in metrics.json and the card
-
-
-class HeldOutGeneration(GenerationSettings):
-    """How data.test's conversations are answered and scored."""
-
-    max_new_tokens: PositiveInt = 128
-    metric: GenerationMetric | None = Field(None, description="One metric for every row; unset: metric_column")
-    metric_column: str = Field("metric", description="Per row: accuracy, bleu, rougeL or entity_f1")
-    group_column: str = Field("task", description="Rows scored together and reported as <group>_<metric>")
-    batch_size: PositiveInt = 8
 
 
 class ScoredReplies(SamplesDuringTraining):

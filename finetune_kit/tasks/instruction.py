@@ -13,51 +13,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from datasets import Dataset, DatasetDict
-from pydantic import Field
 from transformers import PreTrainedTokenizerBase
 from transformers.trainer_utils import EvalLoopOutput
 from trl import SFTConfig, SFTTrainer
 from trl.data_utils import pack_dataset
 
-from finetune_kit.config.recipe import DataConfig, Recipe
-from finetune_kit.data.conversations import ConversationFormat, detect_format, to_messages
+from finetune_kit.config.chat import SftRecipe
+from finetune_kit.data.conversations import detect_format, to_messages
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
-from finetune_kit.tasks.chat_template import ChatDecoder, TemplateSection, TrainOn, encode_conversation
+from finetune_kit.tasks.chat_decoder import ChatDecoder
+from finetune_kit.tasks.chat_template import encode_conversation
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, logger
-from finetune_kit.tasks.held_out import HeldOutGeneration, ScoredReplies
+from finetune_kit.tasks.held_out import ScoredReplies
 
 MAX_LOG_PERPLEXITY = 50  # exp() of a diverged loss stays a finite number in metrics.json
 
 
-class SftData(DataConfig):
-    conversation_format: ConversationFormat = Field(
-        "auto",
-        description="messages, sharegpt (conversations), prompt-completion, alpaca; auto: told by the columns",
-    )
-    system_prompt: str | None = Field(None, description="Put first in every conversation that has none")
-
-
-class ChatSection(TemplateSection):
-    train_on: TrainOn = Field("assistant", description="assistant: loss on the replies only; all: every token")
-    packing: bool = Field(
-        True, description="Several conversations per max_length row, each attending only to itself: no padding"
-    )
-
-
-class SftRecipe(Recipe):
-    task: Literal["sft"]
-    data: SftData
-    chat: ChatSection = Field(default_factory=ChatSection)
-    generation: HeldOutGeneration = Field(default_factory=HeldOutGeneration)
-
-
 class InstructionTuningTask(ChatDecoder, ScoredReplies, Task):
     name: ClassVar[str] = "sft"
-    recipe_class: ClassVar[type[Recipe]] = SftRecipe
     pipeline_tag: ClassVar[str] = "text-generation"
     main_metric: ClassVar[str] = "perplexity"  # of the replies in data.validation
     greater_is_better: ClassVar[bool] = False

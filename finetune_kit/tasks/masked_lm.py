@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 from itertools import chain
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 import torch
 from datasets import Dataset, DatasetDict
-from pydantic import Field
 from transformers import (
     AutoModelForMaskedLM,
     DataCollatorForLanguageModeling,
@@ -19,29 +18,14 @@ from transformers import (
     pipeline,
 )
 
-from finetune_kit.config.recipe import DataConfig, Recipe
+from finetune_kit.config.encoders import MaskedLmRecipe
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.base import ModelHead, RawTextColumn, Task, TrainerSetup
 from finetune_kit.tasks.common import IGNORE_INDEX, as_text, first_output
 
 
-class MaskedLmData(DataConfig):
-    text_column: str = Field(
-        "text", description="Raw text (text files give `text`, one line per row), or word lists, joined by spaces"
-    )
-    mlm_probability: float = Field(0.15, gt=0, lt=1)
-    whole_word_masking: bool = Field(False, description="Mask all sub-tokens of a chosen word together")
-    line_by_line: bool = Field(False, description="One example per row; default: rows joined into max_length blocks")
-
-
-class MaskedLmRecipe(Recipe):
-    task: Literal["masked-lm"]
-    data: MaskedLmData
-
-
 class MaskedLmTask(RawTextColumn, Task):
     name: ClassVar[str] = "masked-lm"
-    recipe_class: ClassVar[type[Recipe]] = MaskedLmRecipe
     pipeline_tag: ClassVar[str] = "fill-mask"
     main_metric: ClassVar[str] = "perplexity"
     greater_is_better: ClassVar[bool] = False
@@ -49,7 +33,7 @@ class MaskedLmTask(RawTextColumn, Task):
     recipe: MaskedLmRecipe
 
     def model_head(self) -> ModelHead:
-        return ModelHead(AutoModelForMaskedLM)  # peft has no task type for masked LM: a plain PeftModel
+        return ModelHead(AutoModelForMaskedLM, self.recipe.peft_task_type)
 
     def trainer_setup(self) -> TrainerSetup:
         return TrainerSetup(remove_unused_columns=False)  # the collator needs special_tokens_mask / offset_mapping

@@ -12,111 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from datasets import Dataset, DatasetDict
-from pydantic import Field, model_validator
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 from trl.data_utils import maybe_apply_chat_template
 from trl.experimental.cpo import CPOConfig, CPOTrainer
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-from finetune_kit.config.recipe import DataConfig, Recipe, Section
+from finetune_kit.config.chat import UNPAIRED_LOSSES, PreferenceRecipe
 from finetune_kit.data.conversations import Message, check_messages
 from finetune_kit.errors import DataError, ModelError
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
-from finetune_kit.tasks.chat_template import ChatDecoder, TemplateSection
-from finetune_kit.tasks.held_out import HeldOutGeneration, ScoredReplies
+from finetune_kit.tasks.chat_decoder import ChatDecoder
+from finetune_kit.tasks.held_out import ScoredReplies
 
-PreferenceLoss = Literal["dpo", "ipo", "hinge", "robust", "orpo", "simpo", "cpo", "kto"]
 PAIRED = ("prompt", "chosen", "rejected")
 UNPAIRED = ("prompt", "completion", "label")  # KTO's own layout
 REWARD_ACCURACY = "rewards/accuracies"  # the share of pairs whose chosen reply out-scores the rejected one
-
-# Which losses read each option (TRL's config field of the same name, but sft_weight): setting one a
-# loss ignores is an error.
-OPTION_LOSSES: dict[str, tuple[str, ...]] = {
-    "sft_weight": ("dpo", "ipo", "hinge", "robust"),
-    "label_smoothing": ("robust", "cpo", "simpo"),
-    "desirable_weight": ("kto",),
-    "undesirable_weight": ("kto",),
-    "simpo_gamma": ("simpo",),
-    "cpo_alpha": ("cpo", "simpo"),
-}
-
-
-class PreferenceOptions(Section):
-    loss: PreferenceLoss = Field(
-        "dpo",
-        description="dpo, ipo, hinge, robust (DPO variants); orpo, simpo, cpo (no reference); kto (unpaired rows)",
-    )
-    beta: float = Field(
-        0.1, gt=0, description="How far from the reference the policy may move (ORPO: odds-ratio weight)"
-    )
-    sft_weight: float = Field(
-        0.0,
-        ge=0,
-        description="dpo, ipo, hinge, robust: weight of the chosen replies' language-model loss added to the "
-        "preference loss (RPO); keeps the task answers from drifting while the rejected ones are pushed down",
-    )
-    label_smoothing: float = Field(
-        0.0, ge=0, lt=0.5, description="robust, cpo, simpo: the share of pairs assumed flipped"
-    )
-    desirable_weight: float = Field(
-        1.0, gt=0, description="kto: weight of the desirable completions' loss (raise it when they are fewer)"
-    )
-    undesirable_weight: float = Field(
-        1.0, gt=0, description="kto: weight of the undesirable completions' loss (raise it when they are fewer)"
-    )
-    simpo_gamma: float = Field(0.5, ge=0, description="simpo: the reward margin the chosen reply must win by")
-    cpo_alpha: float = Field(
-        1.0, ge=0, description="cpo, simpo: weight of the chosen replies' language-model loss (0: SimPO as published)"
-    )
-
-    @model_validator(mode="after")
-    def _options_fit_loss(self) -> PreferenceOptions:
-        for option in sorted(self.model_fields_set & OPTION_LOSSES.keys()):
-            default = type(self).model_fields[option].get_default()
-            if self.loss not in OPTION_LOSSES[option] and getattr(self, option) != default:
-                users = ", ".join(OPTION_LOSSES[option])
-                raise ValueError(f"{option} applies to loss {users}, not to '{self.loss}'")
-        return self
-
-    def loss_options(self) -> dict[str, Any]:
-        """The options this loss reads."""
-        return {option: getattr(self, option) for option, losses in OPTION_LOSSES.items() if self.loss in losses}
-
-    def trl_arguments(self, loss_arguments: dict[str, Any]) -> dict[str, Any]:
-        """TRL config settings: the loss's own (LOSSES) and the options it reads. A positive
-        sft_weight adds TRL's `sft` term (the chosen replies' negative log-likelihood) to the loss."""
-        options = self.loss_options()
-        sft_weight = options.pop("sft_weight", 0.0)
-        arguments = loss_arguments | options
-        if sft_weight:
-            arguments |= {"loss_type": [*loss_arguments["loss_type"], "sft"], "loss_weights": [1.0, sft_weight]}
-        return arguments
-
-
-class PreferenceData(DataConfig):
-    system_prompt: str | None = Field(None, description="Put first in every prompt that has none")
-
-
-class PreferenceRecipe(Recipe):
-    task: Literal["preference"]
-    data: PreferenceData
-    preference: PreferenceOptions = Field(default_factory=PreferenceOptions)
-    chat: TemplateSection = Field(default_factory=TemplateSection)
-    generation: HeldOutGeneration = Field(default_factory=HeldOutGeneration)
-
-    @model_validator(mode="after")
-    def _unpaired_batches_hold_two_rows(self) -> PreferenceRecipe:
-        if LOSSES[self.preference.loss].unpaired and self.training.batch_size < 2:
-            raise ValueError(
-                f"preference.loss {self.preference.loss} needs training.batch_size 2 or more: its KL baseline "
-                "scores each prompt with another row's completion from the same batch"
-            )
-        return self
 
 
 class PreparesEvalSplits(Trainer):
@@ -156,14 +70,12 @@ class PreferenceKTOTrainer(SplitNamedMetrics, KTOTrainer):
 @dataclass(frozen=True)
 class LossTrainer:
     """How one loss trains: TRL's trainer and config, the config's settings for it, the reward
-    metric it is judged by, whether it learns from unpaired completions, and whether its rewards are
-    measured against a reference model."""
+    metric it is judged by, and whether its rewards are measured against a reference model."""
 
     trainer_class: type[Trainer]
     arguments_class: type[TrainingArguments]
     arguments: dict[str, Any] = field(default_factory=dict)
     main_metric: str = REWARD_ACCURACY
-    unpaired: bool = False
     uses_reference: bool = True
 
 
@@ -176,7 +88,7 @@ LOSSES: dict[str, LossTrainer] = {
     "simpo": LossTrainer(PreferenceCPOTrainer, CPOConfig, {"loss_type": "simpo"}, uses_reference=False),
     "cpo": LossTrainer(PreferenceCPOTrainer, CPOConfig, {"loss_type": "sigmoid"}, uses_reference=False),
     # Unpaired rows have no pair to count right: KTO is judged by the mean reward margin instead.
-    "kto": LossTrainer(PreferenceKTOTrainer, KTOConfig, {"loss_type": "kto"}, "rewards/margins", unpaired=True),
+    "kto": LossTrainer(PreferenceKTOTrainer, KTOConfig, {"loss_type": "kto"}, "rewards/margins"),
 }
 
 
@@ -186,7 +98,6 @@ class PreferenceTask(ChatDecoder, ScoredReplies, Task):
     before and after training."""
 
     name: ClassVar[str] = "preference"
-    recipe_class: ClassVar[type[Recipe]] = PreferenceRecipe
     pipeline_tag: ClassVar[str] = "text-generation"
     main_metric: ClassVar[str] = REWARD_ACCURACY  # the pairwise losses'; each recipe's loss sets its own below
     evaluate_before_training: ClassVar[bool] = True  # the log-probabilities, and the held-out scores, to compare
@@ -195,6 +106,7 @@ class PreferenceTask(ChatDecoder, ScoredReplies, Task):
     def __init__(self, recipe: PreferenceRecipe) -> None:
         super().__init__(recipe)
         self.loss = LOSSES[recipe.preference.loss]
+        self.unpaired = recipe.preference.loss in UNPAIRED_LOSSES
         self.main_metric = self.loss.main_metric
 
     def inspect(self, data: DatasetDict) -> None:
@@ -216,7 +128,7 @@ class PreferenceTask(ChatDecoder, ScoredReplies, Task):
 
     def inspect_eval(self, rows: Dataset, where: str) -> None:
         examples = list(self._examples(rows, where))  # every row converts, or the first bad one is named
-        labels = {example["label"] for example in examples} if self.loss.unpaired else set()
+        labels = {example["label"] for example in examples} if self.unpaired else set()
         if len(labels) == 1:
             raise DataError(
                 f"{where}: every label is {str(labels.pop()).lower()}; KTO learns from desirable (true) and "
@@ -232,7 +144,7 @@ class PreferenceTask(ChatDecoder, ScoredReplies, Task):
         for name, split in data.items():
             if name != "test":
                 rows = Dataset.from_list(list(self._examples(split, f"data.{name}")))
-                splits[name] = rows.shuffle(seed=self.recipe.training.seed) if self.loss.unpaired else rows
+                splits[name] = rows.shuffle(seed=self.recipe.training.seed) if self.unpaired else rows
         return DatasetDict(splits)
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> None:
@@ -258,21 +170,21 @@ class PreferenceTask(ChatDecoder, ScoredReplies, Task):
         """Rows as the loss's trainer takes them: pairs, or for KTO labelled completions (a pair
         gives a desirable and an undesirable one)."""
         layout = UNPAIRED if "completion" in rows.column_names and "chosen" not in rows.column_names else PAIRED
-        if layout == UNPAIRED and not self.loss.unpaired:
+        if layout == UNPAIRED and not self.unpaired:
             raise DataError(
                 f"{where}: prompt / completion / label rows are unpaired; preference.loss "
                 f"'{self.recipe.preference.loss}' needs prompt / chosen / rejected pairs (only kto takes unpaired rows)"
             )
         missing = [column for column in layout if column not in rows.column_names]
         if missing:
-            layouts = [PAIRED, UNPAIRED] if self.loss.unpaired else [PAIRED]
+            layouts = [PAIRED, UNPAIRED] if self.unpaired else [PAIRED]
             raise DataError(
                 f"{where}: column '{missing[0]}' not found; columns are: {', '.join(rows.column_names)} "
                 f"(rows need {' or '.join(', '.join(columns) for columns in layouts)})"
             )
         if layout == UNPAIRED:
             yield from self._completions(rows, where)
-        elif self.loss.unpaired:
+        elif self.unpaired:
             for pair in self._pairs(rows, where):
                 yield {"prompt": pair["prompt"], "completion": pair["chosen"], "label": True}
                 yield {"prompt": pair["prompt"], "completion": pair["rejected"], "label": False}

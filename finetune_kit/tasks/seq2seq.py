@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 from datasets import Dataset, DatasetDict
-from pydantic import Field, PositiveInt
 from transformers import (
     AutoModelForSeq2SeqLM,
     DataCollatorForSeq2Seq,
@@ -21,24 +20,13 @@ from transformers import (
     Seq2SeqTrainingArguments,
 )
 
-from finetune_kit.config.recipe import DataConfig, Recipe
+from finetune_kit.config.generation import GenerationSettings
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.base import ModelHead, Task, TrainerSetup
 from finetune_kit.tasks.common import IGNORE_INDEX, warn_cut
-from finetune_kit.tasks.generation import GenerationSettings, generate_texts
+from finetune_kit.tasks.generation import generate_texts
 
 ROW_ID = "row_id"  # carried through evaluation where each row's extra references must be found again
-
-
-class Seq2SeqData(DataConfig):
-    source_prefix: str = Field("", description="Put before every source, T5 style: 'translate English to German: '")
-    max_target_length: PositiveInt = Field(128, description="Targets are cut here; sources at training.max_length")
-
-
-class GeneratedTextRecipe(Recipe):
-    """Recipes of the tasks scored on generated text: outputs up to 128 new tokens by default."""
-
-    generation: GenerationSettings = Field(default_factory=lambda: GenerationSettings(max_new_tokens=128))
 
 
 class Seq2SeqTask(Task):
@@ -49,7 +37,7 @@ class Seq2SeqTask(Task):
         """Source texts and target texts; without `need_targets` (predict) targets may be None."""
 
     def model_head(self) -> ModelHead:
-        return ModelHead(AutoModelForSeq2SeqLM, "SEQ_2_SEQ_LM")
+        return ModelHead(AutoModelForSeq2SeqLM, self.recipe.peft_task_type)
 
     def trainer_setup(self) -> TrainerSetup:
         return TrainerSetup(Seq2SeqTrainer, Seq2SeqTrainingArguments)

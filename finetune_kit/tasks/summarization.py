@@ -4,42 +4,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 from datasets import Dataset, DatasetDict
-from pydantic import Field
 from rouge_score import rouge_scorer
 from transformers import EvalPrediction, PreTrainedTokenizerBase
 
-from finetune_kit.config.recipe import DataSource, Recipe
+from finetune_kit.config.generative import SummarizationRecipe
 from finetune_kit.data import load_source, require_columns
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.base import TrainerSetup
-from finetune_kit.tasks.seq2seq import ROW_ID, GeneratedTextRecipe, GeneratedTextTask, Seq2SeqData, decode
+from finetune_kit.tasks.seq2seq import ROW_ID, GeneratedTextTask, decode
 
 ROUGE_TYPES = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-class SummarizationData(Seq2SeqData):
-    text_column: str = Field("document", description="The text to summarize (DialogSum: dialogue)")
-    summary_column: str = "summary"
-    test_references: DataSource | None = Field(
-        None, description="All references of the test rows: a file with an id column and a list column"
-    )
-    id_column: str = Field("id", description="Joins test rows to test_references")
-    references_column: str = Field("summaries", description="List of reference summaries in test_references")
-
-
-class SummarizationRecipe(GeneratedTextRecipe):
-    task: Literal["summarization"]
-    data: SummarizationData
-
-
 class SummarizationTask(GeneratedTextTask):
     name: ClassVar[str] = "summarization"
-    recipe_class: ClassVar[type[Recipe]] = SummarizationRecipe
     pipeline_tag: ClassVar[str] = "summarization"
     main_metric: ClassVar[str] = "rougeL"
     recipe: SummarizationRecipe

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Sequence
-from pydantic import Field
 from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
 from transformers import (
     AutoModelForTokenClassification,
@@ -15,26 +14,12 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from finetune_kit.config.recipe import DataConfig, Recipe
+from finetune_kit.config.encoders import NerRecipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.base import LabelledHead, ModelHead, Task
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, first_output
 from finetune_kit.tasks.logits import PREDICT_BATCH, LogitsOf, PredictsFromLogits, softmax
-
-
-class TokenClassificationData(DataConfig):
-    tokens_column: str = "tokens"
-    tags_column: str = "tags"
-    label_names: list[str] | None = Field(
-        None, min_length=2, description="Tag names for integer tag ids (id order), and the full tag set"
-    )
-    label_all_subtokens: bool = Field(False, description="Label every sub-token, not only a word's first")
-
-
-class NerRecipe(Recipe):
-    task: Literal["ner"]
-    data: TokenClassificationData
 
 
 def to_iob2(tags: list[str]) -> list[str]:
@@ -72,7 +57,6 @@ def entity_spans(words: list[str], tags: list[str], scores: list[float]) -> list
 
 class NerTask(LabelledHead, PredictsFromLogits, Task):
     name: ClassVar[str] = "ner"
-    recipe_class: ClassVar[type[Recipe]] = NerRecipe
     pipeline_tag: ClassVar[str] = "token-classification"
     main_metric: ClassVar[str] = "f1"
     recipe: NerRecipe
@@ -83,7 +67,7 @@ class NerTask(LabelledHead, PredictsFromLogits, Task):
         self._id_names: list[str] | None = recipe.data.label_names
 
     def model_head(self) -> ModelHead:
-        return ModelHead(AutoModelForTokenClassification, "TOKEN_CLS", self.label_config())
+        return ModelHead(AutoModelForTokenClassification, self.recipe.peft_task_type, self.label_config())
 
     # -- data ---------------------------------------------------------------------------------
     def inspect(self, data: DatasetDict) -> None:

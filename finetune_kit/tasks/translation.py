@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import sacrebleu
 from datasets import Dataset
-from pydantic import Field
 
-from finetune_kit.config.recipe import Recipe
+from finetune_kit.config.generative import TranslationRecipe
 from finetune_kit.errors import DataError
-from finetune_kit.tasks.seq2seq import GeneratedTextRecipe, GeneratedTextTask, Seq2SeqData
-
-
-class TranslationData(Seq2SeqData):
-    source_lang: str = Field(description="Language code of the sources, e.g. en")
-    target_lang: str = Field(description="Language code of the targets, e.g. de")
-    translation_column: str = Field(
-        "translation", description="Rows like {translation: {en: ..., de: ...}}; without it, one column per language"
-    )
-
-
-class TranslationRecipe(GeneratedTextRecipe):
-    task: Literal["translation"]
-    data: TranslationData
+from finetune_kit.tasks.seq2seq import GeneratedTextTask
 
 
 class TranslationTask(GeneratedTextTask):
     name: ClassVar[str] = "translation"
-    recipe_class: ClassVar[type[Recipe]] = TranslationRecipe
     pipeline_tag: ClassVar[str] = "translation"
     main_metric: ClassVar[str] = "bleu"
     recipe: TranslationRecipe

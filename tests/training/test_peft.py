@@ -14,8 +14,8 @@ from peft import TaskType
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from finetune_kit.config.loading import validate_recipe
+from finetune_kit.config.peft import FAMILY_DEFAULTS
 from finetune_kit.errors import RecipeError
-from finetune_kit.models.adapters import FAMILY_DEFAULTS
 from finetune_kit.models.quantization import require_qlora_runtime
 from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
 from tests.tasks.test_causal_lm import clm_recipe

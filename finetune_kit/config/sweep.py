@@ -7,20 +7,15 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import BeforeValidator, Field, NonNegativeInt, PositiveInt, model_validator
+
+from finetune_kit.config.section import Section
 
 CO2 = "co2"  # the objective that minimises each trial's grams CO2eq
 DISTRIBUTION_KINDS = ("log_uniform", "uniform", "int", "choice")
 
 
-class _Strict(BaseModel):
-    """Unknown keys are errors, as in every recipe section (`config.recipe.Section`, which cannot be
-    imported here: the recipe module imports this one)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class Distribution(_Strict):
+class Distribution(Section):
     """One field's values: `{log_uniform: [lo, hi]}`, `{uniform: [lo, hi]}`, `{int: [lo, hi]}` (each
     with an optional `step`, not on a log scale) or `{choice: [...]}`, where a choice may be a whole
     section (`peft: {choice: [null, {method: lora}]}`)."""
@@ -65,7 +60,7 @@ class Distribution(_Strict):
         return next(kind for kind in DISTRIBUTION_KINDS if self._values_of(kind) is not None)
 
 
-class PruningConfig(_Strict):
+class PruningConfig(Section):
     """Median pruning: a trial whose evaluation is worse than the median of earlier trials' at the
     same step stops there (its run folder still completes, with the model it reached)."""
 
@@ -80,7 +75,7 @@ def _pruning_switch(value: Any) -> Any:
     return None if value is False else value
 
 
-class SweepConfig(_Strict):
+class SweepConfig(Section):
     parameters: dict[str, Distribution] = Field(
         min_length=1, description="Dotted recipe fields (training.learning_rate, peft) → their values"
     )
