@@ -3,6 +3,7 @@ processes sharing one study, the search's grams in the best trial's card, bad in
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -15,8 +16,11 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from rich.console import Console
 
 from finetune_kit.runs import RunFolder
+from finetune_kit.sweep.plan import Objective
+from finetune_kit.sweep.report import SweepReport, TrialRow
 from tests.conftest import REPO, classification_recipe
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -174,6 +178,28 @@ def test_the_sweep_budget_stops_the_running_trial_and_starts_no_other(tiny_bert,
     assert saved["emissions"]["max_co2_g"] == pytest.approx(1e-6)  # the whole budget was left for it
     metrics = json.loads((out / "trial-0000" / "metrics.json").read_text())
     assert metrics["stopped_on_budget"]["limit"] == "max_co2_g 1e-06 g" and metrics["train"]["steps"] < 10
+
+
+def test_the_report_in_a_log_keeps_every_parameter_name_and_value_whole(tmp_path):
+    """A sweep's output redirected to a file: rich's console is 80 columns, too narrow for the table."""
+    params = {
+        "training.learning_rate": 0.00021544,
+        "training.epochs": 3,
+        "peft": "{method: lora, r: 16}",
+        "training.max_length": 128,
+    }
+    rows = [TrialRow(n, "complete", params, 0.8125, 0.0123, None, {}) for n in range(2)]
+    accuracy = Objective("accuracy", "maximize")
+    report = SweepReport("sst2-sweep", tmp_path, "sqlite://", [accuracy], accuracy, 2, rows, [0, 1], 0, None)
+    for console in (Console(file=io.StringIO(), width=80), Console(file=io.StringIO(), width=80, soft_wrap=True)):
+        console.print(report.table())
+        printed = console.file.getvalue()
+        assert "…" not in printed
+        for text in (*params, "0.0002154", "{method: lora, r: 16}", "0.8125", "0.0123", "★ best", "complete"):
+            assert text in printed, text
+    wide = Console(file=io.StringIO(), width=200)
+    wide.print(report.table())
+    assert "learning_rate" in wide.file.getvalue() and "training.learning_rate" not in wide.file.getvalue()  # a table
 
 
 BAD_SWEEPS = {
