@@ -21,7 +21,7 @@ from finetune_kit.inference import read_run
 from finetune_kit.runs import Layout, RunFiles, RunFolder
 from finetune_kit.sweep.config import CO2
 from finetune_kit.sweep.plan import Objective, SweepPlan
-from finetune_kit.sweep.trial import shown
+from finetune_kit.sweep.trial import SET_VALUES, shown
 
 REPORT_FILE, PLOT_FILE = "sweep.json", "pareto.png"  # in the sweep folder, beside study.db and the trials
 FRONT = "●"  # marks a trial of the Pareto front (the best one is marked ★ best)
@@ -33,7 +33,7 @@ STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING
 class TrialRow:
     number: int
     state: str
-    params: dict[str, Any]
+    params: dict[str, Any]  # as set in the trial's recipe: a relative learning rate, not its factor
     metric: float | None  # the final validation metric of the trial's run (pruned runs too)
     emissions_g: float | None
     run_dir: str | None
@@ -162,7 +162,7 @@ def summarise(plan: SweepPlan, study: optuna.Study, storage: str, stopped: str |
         TrialRow(
             trial.number,
             STATES[trial.state.name],
-            trial.params,
+            {**trial.params, **trial.user_attrs.get(SET_VALUES, {})},
             trial.user_attrs.get("metric"),
             trial_grams(trial),
             trial.user_attrs.get("run_dir"),
