@@ -17,9 +17,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from finetune_kit.quiet import quiet_libraries
+
+quiet_libraries()  # before the libraries: bitsandbytes (imported by peft) logs on import
+
 import torch
 
-from finetune_kit.console import configure_output
 from finetune_kit.data import load_data
 from finetune_kit.emissions.inference import InferenceMeter
 from finetune_kit.export import GRAPHS, export_run
@@ -64,7 +67,6 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=None, help="Validation rows used (default: all)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "onnx_inference.json")
     args = parser.parse_args()
-    configure_output(verbose=False, quiet=False)  # no load reports or tokenizing bars between the results
 
     if not (args.run_dir / Layout.ONNX / GRAPHS["int8"]).is_file():
         for line in export_run(args.run_dir, int8=True).lines():

@@ -17,6 +17,10 @@ import gc
 import json
 import time
 
+from finetune_kit.quiet import quiet_libraries
+
+quiet_libraries()  # before the libraries: bitsandbytes (imported by peft) logs on import
+
 import torch
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig

@@ -20,6 +20,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from finetune_kit.quiet import quiet_libraries
+
+quiet_libraries()  # before the libraries: bitsandbytes (imported by peft) logs on import
+
 import numpy as np
 import torch
 from datasets import load_dataset

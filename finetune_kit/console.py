@@ -5,12 +5,9 @@ with --quiet only the summary and errors remain; the libraries' own chatter show
 
 from __future__ import annotations
 
-import logging
 import numbers
 import os
-import sys
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,26 +27,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from finetune_kit.quiet import quiet_libraries
+
 if TYPE_CHECKING:
     from finetune_kit.emissions import EmissionsRecord
 
-# Read by each library when it is imported, so they also hold in worker processes; the CLI sets them
-# before it imports any of these libraries. A variable the user set wins.
-_LIBRARY_NOISE_OFF = {
-    "TRANSFORMERS_VERBOSITY": "error",  # load reports and other warnings of transformers
-    "DATASETS_VERBOSITY": "error",
-    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # "Generating train split", "Map"
-    "HF_HUB_VERBOSITY": "error",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub's bars, and transformers' (which follow them)
-    "TQDM_DISABLE": "1",  # plain tqdm bars (transformers' GGUF reader), read when tqdm is first imported
-    "MLFLOW_LOGGING_LEVEL": "WARNING",  # "Creating initial MLflow database tables..." (training.report_to: mlflow)
-}
-# Libraries without such a variable: their loggers are set directly (bitsandbytes, imported by peft
-# whenever it is installed, tells at import that its CPU backend lacks an optional kernel package).
-_QUIET_LOGGERS = ("bitsandbytes",)
-# Deprecation notices one library gives about another's API (peft calling transformers, ...): nothing
-# a user of the toolkit can act on.
-_LIBRARIES = r"(accelerate|datasets|peft|torch|transformers|trl)(\.|$)"
 _SPEED_METRICS = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
 _SHOWN_METRICS = 6  # per evaluation line; the rest are in log.jsonl and metrics.json
 EVALUATION_NAMES = {"eval": "validation", "before": "before training"}
@@ -68,37 +50,7 @@ def configure_output(verbose: bool, quiet: bool) -> None:
     earlier stay as quiet as an earlier call made them."""
     global _console
     _console = Console(soft_wrap=True, quiet=quiet or not _is_main_process())
-    for variable, value in _LIBRARY_NOISE_OFF.items():
-        if not verbose:
-            os.environ.setdefault(variable, value)
-        elif os.environ.get(variable) == value:
-            del os.environ[variable]
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.ERROR)
-    if not verbose:
-        _quieten_loaded_libraries()
-        for category in (FutureWarning, DeprecationWarning):
-            warnings.filterwarnings("ignore", category=category, module=_LIBRARIES)
-
-
-def _quieten_loaded_libraries() -> None:
-    """Libraries imported before (the test suite, a notebook) no longer read those variables."""
-    if "transformers" in sys.modules:
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.set_verbosity_error()
-        transformers_logging.disable_progress_bar()  # huggingface_hub's bars too
-    if "datasets" in sys.modules:
-        import datasets
-
-        datasets.logging.set_verbosity_error()
-        datasets.disable_progress_bars()
-    if "huggingface_hub" in sys.modules:
-        from huggingface_hub.utils import disable_progress_bars
-        from huggingface_hub.utils import logging as hub_logging
-
-        hub_logging.set_verbosity_error()
-        disable_progress_bars()
+    quiet_libraries(verbose)
 
 
 def _is_main_process() -> bool:

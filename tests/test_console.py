@@ -23,7 +23,7 @@ from finetune_kit.console import configure_output, get_console, phase, run_summa
 from finetune_kit.emissions import EmissionsRecord
 from finetune_kit.training.callbacks import Throughput
 from finetune_kit.training.progress import ConsoleProgress
-from tests.conftest import classification_recipe
+from tests.conftest import REPO, classification_recipe
 
 BAR_FRAGMENTS = ("\r", "━", "it/s", "\x1b")
 
@@ -232,6 +232,20 @@ def test_configure_output_hides_library_noise_unless_verbose(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     configure_output(verbose=True, quiet=False)
     assert get_console().quiet  # only the main process of a distributed run speaks
+
+
+def test_a_script_that_quiets_the_libraries_first_prints_nothing_when_importing_them():
+    """What a bench script does. bitsandbytes (imported by peft) logs a warning on import on a CPU with
+    AVX512-BF16; the same warning is logged here too, so the check holds on any machine."""
+    script = (
+        "from finetune_kit.quiet import quiet_libraries\n"
+        "quiet_libraries()\n"
+        "import logging, peft, transformers\n"
+        "logging.getLogger('bitsandbytes.backends.cpu.ops').warning('Failed to load CPU gemm_4bit_forward')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("VERBOSITY", "PROGRESS_BARS"))}
+    done = subprocess.run([sys.executable, "-c", script], env={**env, "PYTHONPATH": str(REPO)}, capture_output=True)
+    assert done.returncode == 0 and done.stdout + done.stderr == b"", done.stderr.decode()[-2000:]
 
 
 def test_verbose_and_quiet_together_is_a_one_line_error(cli):

@@ -3,6 +3,7 @@ processes sharing one study, the search's grams in the best trial's card, bad in
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -15,12 +16,18 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from rich.console import Console
 
+from finetune_kit.config.peft import family_defaults
+from finetune_kit.config.recipe import FULL_FINE_TUNING_LEARNING_RATE
 from finetune_kit.runs import RunFolder
+from finetune_kit.sweep.plan import Objective, plan_sweep
+from finetune_kit.sweep.report import SweepReport, TrialRow
 from tests.conftest import REPO, classification_recipe
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LEARNING_RATES = {"training.learning_rate": {"log_uniform": [1e-4, 3e-2]}}
+RELATIVE_LEARNING_RATES = {"training.learning_rate": {"log_uniform": [0.5, 2], "relative": True}}
 
 
 def sweep_recipe(checkpoint: Path, data: dict[str, Path], output_dir: Path, **sweep) -> dict:
@@ -79,7 +86,7 @@ def test_two_objectives_give_a_pareto_front_a_plot_and_the_search_grams_in_the_b
     tiny_bert, toy_data, tmp_path, write_recipe, cli
 ):
     out = tmp_path / "sweep"
-    parameters = {**LEARNING_RATES, "peft": {"choice": [None, {"method": "lora"}]}}
+    parameters = {**RELATIVE_LEARNING_RATES, "peft": {"choice": [None, {"method": "lora"}]}}
     recipe = sweep_recipe(tiny_bert, toy_data, out, parameters=parameters, objectives=["accuracy", "co2"])
     result = cli("sweep", write_recipe(recipe))
     assert result.exit_code == 0, result.stderr
@@ -96,6 +103,7 @@ def test_two_objectives_give_a_pareto_front_a_plot_and_the_search_grams_in_the_b
     for row in report["trials"]:
         assert row["state"] == "complete" and row["emissions_g"] == pytest.approx(trial_grams[row["number"]])
         saved = yaml.safe_load((out / f"trial-{row['number']:04d}" / "recipe.yaml").read_text())
+        # the rate the trial trained with, not the factor the study holds
         assert saved["training"]["learning_rate"] == pytest.approx(row["params"]["training.learning_rate"])
         assert (saved["peft"] is None) == (row["params"]["peft"] is None)  # a whole section, as --set sets it
     best = report["best"]["number"]
@@ -176,6 +184,44 @@ def test_the_sweep_budget_stops_the_running_trial_and_starts_no_other(tiny_bert,
     assert metrics["stopped_on_budget"]["limit"] == "max_co2_g 1e-06 g" and metrics["train"]["steps"] < 10
 
 
+def test_a_relative_learning_rate_keeps_each_trial_in_its_methods_range(tiny_bert, toy_data, tmp_path, write_recipe):
+    """A LoRA trial never gets a full fine-tuning rate (2.2e-5 left one at accuracy 0.50), nor the reverse."""
+    parameters = {**RELATIVE_LEARNING_RATES, "peft": {"choice": [None, {"method": "lora"}]}}
+    plan = plan_sweep(write_recipe(sweep_recipe(tiny_bert, toy_data, tmp_path / "sweep", parameters=parameters)))
+    defaults = {False: FULL_FINE_TUNING_LEARNING_RATE, True: family_defaults("SEQ_CLS").learning_rate}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    methods = set()
+    for _ in range(12):
+        trial = study.ask()
+        recipe = plan.trial_recipe(trial.number, {p.name: p.suggest(trial) for p in plan.parameters}, None)
+        default = defaults[recipe.peft is not None]
+        assert 0.5 * default <= recipe.training.learning_rate <= 2 * default, (recipe.peft, trial.params)
+        methods.add(recipe.peft is not None)
+    assert methods == {False, True}
+
+
+def test_the_report_in_a_log_keeps_every_parameter_name_and_value_whole(tmp_path):
+    """A sweep's output redirected to a file: rich's console is 80 columns, too narrow for the table."""
+    params = {
+        "training.learning_rate": 0.00021544,
+        "training.epochs": 3,
+        "peft": "{method: lora, r: 16}",
+        "training.max_length": 128,
+    }
+    rows = [TrialRow(n, "complete", params, 0.8125, 0.0123, None, {}) for n in range(2)]
+    accuracy = Objective("accuracy", "maximize")
+    report = SweepReport("sst2-sweep", tmp_path, "sqlite://", [accuracy], accuracy, 2, rows, [0, 1], 0, None)
+    for console in (Console(file=io.StringIO(), width=80), Console(file=io.StringIO(), width=80, soft_wrap=True)):
+        console.print(report.table())
+        printed = console.file.getvalue()
+        assert "…" not in printed
+        for text in (*params, "0.0002154", "{method: lora, r: 16}", "0.8125", "0.0123", "★ best", "complete"):
+            assert text in printed, text
+    wide = Console(file=io.StringIO(), width=200)
+    wide.print(report.table())
+    assert "learning_rate" in wide.file.getvalue() and "training.learning_rate" not in wide.file.getvalue()  # a table
+
+
 BAD_SWEEPS = {
     "unknown field": (
         {"parameters": {"training.lerning_rate": {"log_uniform": [1e-4, 1e-2]}}},
@@ -203,6 +249,27 @@ BAD_SWEEPS = {
         {"parameters": {"training.epochs": {"integer": [1, 3]}}},
         (),
         "sweep.parameters.training.epochs: unknown distribution 'integer'; did you mean 'int'?",
+    ),
+    "relative choice": (
+        {"parameters": {"training.learning_rate": {"choice": [0.5, 2], "relative": True}}},
+        (),
+        "sweep.parameters.training.learning_rate: relative applies to log_uniform and uniform ranges only",
+    ),
+    "relative range of another field": (
+        {"parameters": {"training.warmup_ratio": {"uniform": [0.5, 2], "relative": True}}},
+        (),
+        "sweep.parameters.training.warmup_ratio: relative: only training.learning_rate has a default that follows",
+    ),
+    "relative range past the limit for one method": (
+        {
+            "parameters": {
+                "training.learning_rate": {"log_uniform": [1, 1000], "relative": True},
+                "peft": {"choice": [None, {"method": "lora"}]},
+            }
+        },
+        (),
+        "sweep.parameters.training.learning_rate: the value 1.0 fails: training.learning_rate: "
+        "Input should be less than 1",
     ),
     "objective the task does not report": (
         {"parameters": LEARNING_RATES, "objectives": ["bleu", "co2"]},

@@ -13,24 +13,33 @@ from finetune_kit.config.section import Section
 
 CO2 = "co2"  # the objective that minimises each trial's grams CO2eq
 DISTRIBUTION_KINDS = ("log_uniform", "uniform", "int", "choice")
+RELATIVE_FIELD = "training.learning_rate"  # the one field whose default follows the trial's method
 
 
 class Distribution(Section):
     """One field's values: `{log_uniform: [lo, hi]}`, `{uniform: [lo, hi]}`, `{int: [lo, hi]}` (each
     with an optional `step`, not on a log scale) or `{choice: [...]}`, where a choice may be a whole
-    section (`peft: {choice: [null, {method: lora}]}`)."""
+    section (`peft: {choice: [null, {method: lora}]}`). A learning-rate range may be `relative`: factors
+    of each trial's own default, so full fine-tuning and adapter trials each search around theirs."""
 
     log_uniform: tuple[float, float] | None = Field(None, description="[low, high], sampled on a log scale")
     uniform: tuple[float, float] | None = Field(None, description="[low, high]")
     integer: tuple[int, int] | None = Field(None, alias="int", description="[low, high], both included")
     step: float | None = Field(None, gt=0, description="Spacing of uniform or int values")
     choice: list[Any] | None = Field(None, min_length=1, description="Any recipe values, sections included")
+    relative: bool = Field(
+        False,
+        description=f"{RELATIVE_FIELD} only: low and high are factors of the trial's default learning rate, which "
+        "follows its method (5e-5 full fine-tuning; with peft, the task family's: 1e-3 for classification). "
+        "{log_uniform: [0.25, 4], relative: true} searches 1.25e-5 to 2e-4 for full trials and 2.5e-4 to 4e-3 "
+        "for classification LoRA trials",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _known_kind(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for key in data.keys() - {*DISTRIBUTION_KINDS, "step"}:
+            for key in data.keys() - {*DISTRIBUTION_KINDS, "step", "relative"}:
                 close = difflib.get_close_matches(str(key), DISTRIBUTION_KINDS, n=1)
                 hint = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(DISTRIBUTION_KINDS)}"
                 raise ValueError(f"unknown distribution '{key}'; {hint}")
@@ -48,6 +57,8 @@ class Distribution(Section):
             raise ValueError(f"log_uniform needs low > 0 (got {self.log_uniform[0]:g}); use uniform for a range from 0")
         if self.step is not None and self.kind not in ("uniform", "int"):
             raise ValueError("step applies to uniform and int ranges only")
+        if self.relative and self.kind not in ("log_uniform", "uniform"):
+            raise ValueError("relative applies to log_uniform and uniform ranges only (factors of a learning rate)")
         if self.step is not None and self.integer is not None and not float(self.step).is_integer():
             raise ValueError(f"an int range needs a whole step (got {self.step:g})")
         return self
@@ -77,7 +88,9 @@ def _pruning_switch(value: Any) -> Any:
 
 class SweepConfig(Section):
     parameters: dict[str, Distribution] = Field(
-        min_length=1, description="Dotted recipe fields (training.learning_rate, peft) → their values"
+        min_length=1,
+        description="Dotted recipe fields (training.learning_rate, peft) → their values; trials that choose "
+        "between full fine-tuning and peft search learning rates with relative: true",
     )
     trials: PositiveInt = Field(10, description="Finished (complete or pruned) trials the sweep runs")
     objectives: list[str] | None = Field(

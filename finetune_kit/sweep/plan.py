@@ -1,19 +1,20 @@
 """A sweep checked against its recipe before anything is written: every parameter names a field of
 the recipe and every value it may take makes a valid recipe; every objective is one the task
 reports. Then each trial's recipe is the base recipe with the trial's values set the way `--set`
-sets them."""
+sets them; a relative learning rate is a factor of the default of the trial's method."""
 
 from __future__ import annotations
 
 import copy
 import difflib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from finetune_kit.config.loading import field_names, load_recipe_file, set_field, validate_recipe
 from finetune_kit.config.recipe import Recipe
-from finetune_kit.config.sweep import CO2, SweepConfig
+from finetune_kit.config.sweep import CO2, RELATIVE_FIELD, SweepConfig
 from finetune_kit.errors import RecipeError
 from finetune_kit.sweep.space import Parameter, search_space
 from finetune_kit.tasks import build_task
@@ -57,15 +58,21 @@ class SweepPlan:
         return self.folder / f"trial-{number:04d}"
 
     def trial_recipe(self, number: int, values: dict[str, Any], max_co2_g: float | None) -> Recipe:
-        """The base recipe with the trial's values, its own run folder and what is left of the budget."""
+        """The base recipe with the trial's values, its own run folder and what is left of the budget.
+        A relative value is set last: a factor of the default learning rate of the method just set."""
         raw = copy.deepcopy(self.base)
+        relative = [parameter.name for parameter in self.parameters if parameter.relative]
         for name, value in values.items():
-            set_field(raw, name, value, where=f"sweep.parameters.{name}")
+            if name not in relative:
+                set_field(raw, name, value, where=f"sweep.parameters.{name}")
+        source = f"{self.source} (trial {number})"
+        for name in relative:
+            set_field(raw, name, values[name] * default_learning_rate(raw, source), where=f"sweep.parameters.{name}")
         raw["name"], raw["output_dir"] = f"{self.name}-{self.trial_dir(number).name}", str(self.trial_dir(number))
         if max_co2_g is not None:
             own = self.recipe.emissions.max_co2_g
             set_field(raw, "emissions.max_co2_g", min(max_co2_g, own) if own else max_co2_g, where="sweep.max_co2_g")
-        return validate_recipe(raw, source=f"{self.source} (trial {number})")
+        return validate_recipe(raw, source=source)
 
 
 def plan_sweep(path: Path, overrides: list[str] | None = None) -> SweepPlan:
@@ -78,16 +85,29 @@ def plan_sweep(path: Path, overrides: list[str] | None = None) -> SweepPlan:
     _check_fields(path, type(recipe), config)
     parameters = search_space(config.parameters)
     for parameter in parameters:
-        _check_values(path, base, parameter)
+        _check_values(path, base, parameter, parameters)
     objectives = _objectives(path, recipe, config)
     _check_measurements(path, recipe, config, objectives)
     return SweepPlan(path, base, recipe, config, parameters, objectives)
 
 
+def default_learning_rate(raw: dict[str, Any], source: str) -> float:
+    """The learning rate a raw recipe trains with when it sets none: the recipe resolves it from the
+    method (full fine-tuning, or the task family's for an adapter)."""
+    unset = copy.deepcopy(raw)
+    (unset.get("training") or {}).pop("learning_rate", None)
+    return validate_recipe(unset, source=source).training.learning_rate
+
+
 def _check_fields(path: Path, recipe_class: type[Recipe], config: SweepConfig) -> None:
     known = [name for name in field_names(recipe_class) if name.split(".")[0] != "sweep"]
     open_sections = tuple(name.removesuffix("*") for name in known if name.endswith(".*"))
-    for name in config.parameters:
+    for name, spec in config.parameters.items():
+        if spec.relative and name != RELATIVE_FIELD:
+            raise RecipeError(
+                f"{path}: sweep.parameters.{name}: relative: only {RELATIVE_FIELD} has a default that follows the "
+                "trial's method; give this range in the field's own units"
+            )
         if name in known or (name.startswith(open_sections) and open_sections):
             continue
         close = difflib.get_close_matches(name, known, n=1)
@@ -95,14 +115,32 @@ def _check_fields(path: Path, recipe_class: type[Recipe], config: SweepConfig) -
         raise RecipeError(f"{path}: sweep.parameters.{name}: not a field of a {recipe_class.__name__}; {hint}")
 
 
-def _check_values(path: Path, base: dict[str, Any], parameter: Parameter) -> None:
+def _check_values(path: Path, base: dict[str, Any], parameter: Parameter, parameters: list[Parameter]) -> None:
     """Each value a trial may get, set alone, must make a valid recipe: a range past a field's limits
-    fails now, not trials later."""
-    for value in parameter.extremes():
+    fails now, not trials later. A relative range reaches its factors times the default of every method
+    a trial may train with."""
+    where = f"{path}: sweep.parameters.{parameter.name}"
+    values = parameter.extremes()
+    if parameter.relative:
+        defaults = sorted({default_learning_rate(raw, where) for raw in _method_variants(path, base, parameters)})
+        values = [factor * default for default in defaults for factor in values]
+    for value in values:
         raw = copy.deepcopy(base)
-        where = f"{path}: sweep.parameters.{parameter.name}"
         set_field(raw, parameter.name, value, where=where)
         validate_recipe(raw, source=f"{where}: the value {value!r} fails")
+
+
+def _method_variants(path: Path, base: dict[str, Any], parameters: list[Parameter]) -> list[dict[str, Any]]:
+    """The base recipe with each combination of the extremes of the parameters that choose the trial's
+    method (`peft` and its fields): the methods whose default learning rates a relative range scales."""
+    method = [parameter for parameter in parameters if parameter.name.split(".")[0] == "peft"]
+    variants = []
+    for values in itertools.product(*(parameter.extremes() for parameter in method)):
+        raw = copy.deepcopy(base)
+        for parameter, value in zip(method, values, strict=True):
+            set_field(raw, parameter.name, value, where=f"{path}: sweep.parameters.{parameter.name}")
+        variants.append(raw)
+    return variants
 
 
 def _objectives(path: Path, recipe: Recipe, config: SweepConfig) -> list[Objective]:

@@ -11,17 +11,21 @@ from typing import Any
 
 import optuna
 from rich import box
-from rich.markup import escape
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from finetune_kit.config.sweep import CO2
 from finetune_kit.hub.card import write_model_card
 from finetune_kit.inference import read_run
 from finetune_kit.runs import Layout, RunFiles, RunFolder
 from finetune_kit.sweep.plan import Objective, SweepPlan
-from finetune_kit.sweep.trial import shown
+from finetune_kit.sweep.trial import SET_VALUES, shown
 
 REPORT_FILE, PLOT_FILE = "sweep.json", "pareto.png"  # in the sweep folder, beside study.db and the trials
+FRONT = "●"  # marks a trial of the Pareto front (the best one is marked ★ best)
+_UNBOUNDED = 1_000_000  # columns: a table measured at its natural width
 STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
 
 
@@ -29,11 +33,46 @@ STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING
 class TrialRow:
     number: int
     state: str
-    params: dict[str, Any]
+    params: dict[str, Any]  # as set in the trial's recipe: a relative learning rate, not its factor
     metric: float | None  # the final validation metric of the trial's run (pruned runs too)
     emissions_g: float | None
     run_dir: str | None
     intermediate_values: dict[int, float]
+
+
+@dataclass(frozen=True)
+class TrialsView:
+    """The trials as one table where it fits the console (a wide terminal); else, as in a log or a
+    pipe (80 columns, where rich would cut every value to "learn…"), one block per trial with one
+    field a line, every name and value whole."""
+
+    title: str
+    parameters: list[str]  # dotted recipe fields
+    metric: str
+    rows: list[list[str]]  # per trial: number, parameter values, metric, grams, state, mark
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table = self._table()
+        natural = Measurement.get(console, options.update_width(_UNBOUNDED), table).maximum  # rich caps at the width
+        if natural <= options.max_width:
+            yield table
+            return
+        yield Text(self.title)
+        labels = [*self.parameters, self.metric, "g CO2eq"]
+        width = max(map(len, labels))
+        for number, *cells, state, mark in self.rows:
+            mark = f"{FRONT} front" if mark == FRONT else mark  # the table's column says what ● is
+            yield Text(" · ".join(filter(None, (f"trial {number}", state, mark))))
+            for label, cell in zip(labels, cells, strict=True):
+                yield Text(f"  {label.ljust(width)}  {cell}", no_wrap=True, overflow="ignore")
+
+    def _table(self) -> Table:
+        table = Table(title=self.title, box=box.SIMPLE_HEAD)
+        for column in ("trial", *_short(self.parameters), self.metric, "g CO2eq", "state", "front"):
+            table.add_column(column, justify="right" if column in {"trial", self.metric, "g CO2eq"} else "left")
+        for cells in self.rows:
+            table.add_row(*map(Text, cells))  # Text: values are never read as markup
+        return table
 
 
 @dataclass(frozen=True)
@@ -73,24 +112,24 @@ class SweepReport:
             "trials": [asdict(row) for row in self.trials],
         }
 
-    def table(self) -> Table:
+    def table(self) -> TrialsView:
         """One row per trial: its values, metric, grams, state; the front and the best marked."""
-        table = Table(title=f"sweep {self.name}: {self.metric.name} vs grams CO2eq", box=box.SIMPLE_HEAD)
         names = list(dict.fromkeys(name for row in self.trials for name in row.params))
-        for column in ("trial", *_short(names), self.metric.name, "g CO2eq", "state", "front"):
-            table.add_column(column, justify="right" if column in {"trial", self.metric.name, "g CO2eq"} else "left")
+        rows = []
         for row in self.trials:
-            mark = "★ best" if row.number == self.best else ("●" if row.number in self.front else "")
-            values = (escape(shown(row.params[name])) if name in row.params else "-" for name in names)  # no markup
-            table.add_row(
-                str(row.number),
-                *values,
-                f"{row.metric:.4f}" if row.metric is not None else "-",
-                f"{row.emissions_g:.3g}" if row.emissions_g is not None else "-",
-                row.state,
-                mark,
+            mark = "★ best" if row.number == self.best else (FRONT if row.number in self.front else "")
+            rows.append(
+                [
+                    str(row.number),
+                    *(shown(row.params[name]) if name in row.params else "-" for name in names),
+                    f"{row.metric:.4f}" if row.metric is not None else "-",
+                    f"{row.emissions_g:.3g}" if row.emissions_g is not None else "-",
+                    row.state,
+                    mark,
+                ]
             )
-        return table
+        title = f"sweep {self.name}: {self.metric.name} vs grams CO2eq"
+        return TrialsView(title, names, self.metric.name, rows)
 
     def summary(self) -> str:
         """What the table does not say: counts, the grams of the whole search, the best trial, the files."""
@@ -123,7 +162,7 @@ def summarise(plan: SweepPlan, study: optuna.Study, storage: str, stopped: str |
         TrialRow(
             trial.number,
             STATES[trial.state.name],
-            trial.params,
+            {**trial.params, **trial.user_attrs.get(SET_VALUES, {})},
             trial.user_attrs.get("metric"),
             trial_grams(trial),
             trial.user_attrs.get("run_dir"),

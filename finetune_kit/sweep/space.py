@@ -17,11 +17,13 @@ SCALARS = (type(None), bool, int, float, str)  # what Optuna stores as a categor
 @dataclass(frozen=True)
 class Parameter:
     """One dotted recipe field and its distribution. A choice of sections (`{method: lora}`) is stored
-    in the study as its YAML text, the label this maps back to the section."""
+    in the study as its YAML text, the label this maps back to the section. A relative range draws a
+    factor of the trial's default learning rate (`SweepPlan.trial_recipe` multiplies)."""
 
     name: str
     distribution: BaseDistribution
     sections: dict[str, Any] = field(default_factory=dict)
+    relative: bool = False
 
     def suggest(self, trial: Trial) -> Any:
         """The trial's value, drawn by the study's sampler: a recipe value, ready to set."""
@@ -49,9 +51,9 @@ def search_space(parameters: dict[str, Distribution]) -> list[Parameter]:
 
 def _parameter(name: str, spec: Distribution) -> Parameter:
     if spec.log_uniform is not None:
-        return Parameter(name, FloatDistribution(*spec.log_uniform, log=True))
+        return Parameter(name, FloatDistribution(*spec.log_uniform, log=True), relative=spec.relative)
     if spec.uniform is not None:
-        return Parameter(name, FloatDistribution(*spec.uniform, step=spec.step))
+        return Parameter(name, FloatDistribution(*spec.uniform, step=spec.step), relative=spec.relative)
     if spec.integer is not None:
         return Parameter(name, IntDistribution(*spec.integer, step=int(spec.step or 1)))
     sections = {_label(value): value for value in spec.choice if not isinstance(value, SCALARS)}

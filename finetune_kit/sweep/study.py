@@ -138,7 +138,7 @@ def _check_same_search(study: optuna.Study, plan: SweepPlan, url: str) -> None:
     search: dict[str, Any] = {
         "objectives": [objective.name for objective in plan.objectives],
         "parameters": {
-            name: spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+            name: spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)  # as studies before `relative`
             for name, spec in plan.config.parameters.items()
         },
     }

@@ -14,6 +14,8 @@ from finetune_kit.sweep.plan import SweepPlan
 from finetune_kit.sweep.study import WORKER
 from finetune_kit.training import train
 
+SET_VALUES = "set_values"  # a trial's user attribute: relative parameters → the value set in its recipe
+
 
 class PruneOnEvaluation(TrainerCallback):
     """Reports each evaluation during training to the trial and stops training when the pruner says
@@ -39,7 +41,11 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, budget_left_g: float | None)
     trial.set_user_attr("run_dir", str(plan.trial_dir(trial.number)))
     values = {parameter.name: parameter.suggest(trial) for parameter in plan.parameters}
     recipe = plan.trial_recipe(trial.number, values, budget_left_g)
-    say(get_console(), f"trial {trial.number} · " + ", ".join(f"{name}={shown(v)}" for name, v in trial.params.items()))
+    if relative := {parameter.name for parameter in plan.parameters if parameter.relative}:
+        # the study holds the factor; the report shows the learning rate the trial trained with
+        trial.set_user_attr(SET_VALUES, dict.fromkeys(relative, recipe.training.learning_rate))
+    set_values = {**trial.params, **trial.user_attrs.get(SET_VALUES, {})}
+    say(get_console(), f"trial {trial.number} · " + ", ".join(f"{name}={shown(v)}" for name, v in set_values.items()))
     pruning = PruneOnEvaluation(trial, plan.metric.name) if plan.config.pruning else None
     # A trial whose estimate exceeds what is left of the sweep's budget still starts: the budget stops it cleanly.
     result = train(recipe, extra_callbacks=[pruning] if pruning else [], force=True)
