@@ -16,6 +16,7 @@ import contextlib
 import enum
 import io
 import json
+import re
 import sys
 import types
 import typing
@@ -173,14 +174,22 @@ def _default(field: FieldInfo) -> str:
     return f"`{_value(value)}`"
 
 
+def _prose(text: str) -> str:
+    """Schema text as Markdown: `<name>` outside code spans would be read as an HTML tag."""
+    parts = text.split("`")
+    for index in range(0, len(parts), 2):  # outside code spans
+        parts[index] = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", parts[index])
+    return " ".join("`".join(parts).split())
+
+
 def _cell(text: str) -> str:
-    return " ".join(text.replace("|", "\\|").split())
+    return _prose(text).replace("|", "\\|")
 
 
 def _doc(model: type[BaseModel]) -> str:
     """The model's own docstring (not an inherited one), as one paragraph."""
     doc = model.__dict__.get("__doc__")
-    return " ".join(doc.split()) if doc else ""
+    return _prose(doc) if doc else ""
 
 
 def _key(name: str, field: FieldInfo) -> str:
@@ -354,7 +363,7 @@ def _note(field: FieldInfo) -> str:
     """A top-level key's own description and default, said under its heading."""
     words = []
     if field.description:
-        words.append(field.description.rstrip(".") + ".")
+        words.append(_prose(field.description).rstrip(".") + ".")
     default = _default(field)
     if default == "required":
         words.append("Required.")
