@@ -12,9 +12,7 @@ change a description in the schema, then rerun this script.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import enum
-import io
 import json
 import re
 import sys
@@ -28,6 +26,8 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from finetune_kit.config import RECIPE_CLASSES
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "reference" / "recipe.md"
 COMMAND = "python scripts/recipe_reference.py"
@@ -35,15 +35,7 @@ COMMAND = "python scripts/recipe_reference.py"
 
 def recipe_classes() -> dict[str, type[BaseModel]]:
     """Task name → its pydantic recipe class, in the registry's order: the one place this script
-    learns the schema. (`finetune_kit.config.RECIPE_CLASSES` is that dict; until a checkout has it,
-    the task registry gives the same.)"""
-    try:
-        from finetune_kit.config import RECIPE_CLASSES
-    except ImportError:
-        with contextlib.redirect_stderr(io.StringIO()):  # the task modules' imports talk (bitsandbytes)
-            from finetune_kit.tasks import TASKS
-
-        return {name: task.recipe_class for name, task in TASKS.items()}
+    learns the schema."""
     return dict(RECIPE_CLASSES)
 
 
