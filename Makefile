@@ -32,9 +32,11 @@ demo-chat: install
 test: install
 	$(BIN)/pytest -q
 
+# Style, then the layer contract (pyproject.toml's [tool.importlinter]): no import from a lower layer to a higher one.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/throughput.py
