@@ -112,13 +112,32 @@ def test_sft_weight_keeps_the_chosen_replies_likely(tiny_chat_llama, tmp_path, w
     assert validation["rpo"]["logps/chosen"] > validation["dpo"]["logps/chosen"] + 3  # -13.1 against -24.9
 
 
-def test_orpo_runs_without_a_reference(tiny_chat_llama, tmp_path, write_recipe, cli):
+def test_orpo_trains_and_lowers_its_loss(tiny_chat_llama, tmp_path, write_recipe, cli):
     run_dir = tmp_path / "runs" / "orpo"
     recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference={"loss": "orpo", "beta": 0.1})
     recipe["training"]["epochs"] = 1
     result = cli("train", write_recipe(recipe))
     assert result.exit_code == 0, result.stderr
-    assert "rewards/accuracies" in json.loads((run_dir / "metrics.json").read_text())["validation"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["validation"]["loss"] < metrics["before_training"]["loss"]
+
+
+@pytest.mark.parametrize("loss", ["orpo", "simpo", "cpo", "dpo"])
+def test_losses_without_a_reference_hold_no_second_model(loss, tiny_chat_llama, tmp_path):
+    """Full fine-tuning: DPO keeps a frozen copy of the starting weights beside the policy (twice the
+    weights in memory); ORPO, SimPO and CPO need none, and their trainer holds the policy alone."""
+    raw = preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run", peft=None, preference={"loss": loss})
+    recipe = validate_recipe(raw)
+    task, tokenizer = build_task(recipe), AutoTokenizer.from_pretrained(tiny_chat_llama)
+    task.prepare_tokenizer(tokenizer)
+    rows = task.preprocess({"train": Dataset.from_list(toy_pairs(8, 5))}, tokenizer)["train"]
+    model = build_model(recipe, task.model_head(), tokenizer)
+    args = build_training_arguments(recipe.training, task, tmp_path / "checkpoints", "fp32")
+    trainer = build_trainer(task, args, model, tokenizer, train_dataset=rows, eval_dataset=rows)
+    others = [value for value in vars(trainer).values() if isinstance(value, torch.nn.Module) and value is not model]
+    held = sum(parameter.numel() for other in others for parameter in other.parameters())
+    policy = sum(parameter.numel() for parameter in model.parameters())
+    assert held == (policy if loss == "dpo" else 0), [type(other).__name__ for other in others]
 
 
 @pytest.mark.parametrize("layout", ["pairs", "completions"])
