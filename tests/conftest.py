@@ -43,6 +43,22 @@ NEGATIVE = ["bad", "awful", "poor", "dull", "terrible", "boring"]
 FILLER = ["the", "film", "was", "a", "plot", "acting", "story", "really", "quite", "and", "it", "cast"]
 
 
+TIERS = ("unit", "integration", "slow")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: an unmarked test is selectable as integration
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test is in one tier: `unit` and `slow` are marked where the test is written; the rest
+    train a tiny model or start a process, and are marked `integration` here."""
+    del config
+    for item in items:
+        tiers = [tier for tier in TIERS if item.get_closest_marker(tier)]
+        if len(tiers) > 1:
+            raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(tiers)}; a test is in one tier")
+        if not tiers:
+            item.add_marker(pytest.mark.integration)
+
+
 def toy_sentiment_rows(count: int, seed: int = 0) -> list[dict]:
     """Texts whose label is given by one sentiment word among filler: learnable in seconds."""
     rng = random.Random(seed)

@@ -5,6 +5,8 @@ import pytest
 
 from tests.conftest import classification_recipe, write_jsonl
 
+pytestmark = pytest.mark.unit
+
 
 def set_path(recipe: dict, dotted: str, value) -> dict:
     node = recipe

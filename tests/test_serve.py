@@ -256,6 +256,7 @@ def test_ner_runs_take_texts_or_word_lists(tiny_bert, tmp_path_factory):
         assert empty.status_code == 400 and empty.json()["error"]["message"].startswith("texts[0]: no words")
 
 
+@pytest.mark.unit
 def test_pair_classification_requests_need_one_second_text_per_text():
     inputs = PredictInputs(["premise", "hypothesis"], words=False, max_rows=4, max_chars=50)
     rows = inputs.rows(PredictRequest(texts=["a dog runs", "it rains"], text_pairs=["an animal moves", "it is dry"]))

@@ -233,6 +233,7 @@ BAD_SWEEPS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_SWEEPS))
+@pytest.mark.unit
 def test_bad_sweep_exits_2_with_one_line_and_writes_nothing(case, tiny_bert, toy_data, tmp_path, write_recipe, cli):
     sweep, options, expected = BAD_SWEEPS[case]
     recipe = sweep_recipe(tiny_bert, toy_data, tmp_path / "sweep", **sweep)

@@ -8,6 +8,8 @@ from finetune_kit.errors import DataError
 from finetune_kit.tasks.token_classification import TokenClassificationData, to_iob2
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.unit
+
 EXCERPT = Path(__file__).resolve().parent.parent / "fixtures" / "conll2003_eng_train_excerpt.gz"
 
 

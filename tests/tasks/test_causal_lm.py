@@ -39,6 +39,7 @@ def clm_recipe(tmp_path, run_dir, model, **extra):
     }
 
 
+@pytest.mark.unit
 def test_packing_keeps_every_token_once():
     rows = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]]
     blocks = pack(rows, 4)
@@ -47,6 +48,7 @@ def test_packing_keeps_every_token_once():
 
 
 @pytest.mark.parametrize("kind", ["bpe", "unigram", "wordpiece"])
+@pytest.mark.unit
 def test_trained_tokenizer_round_trips_and_ends_texts(kind):
     tokenizer = train_tokenizer(TokenizerConfig(kind=kind, vocab_size=300, min_frequency=1), TEXTS, max_length=64)
     assert 30 < len(tokenizer) <= 300  # unigram stops early: the toy corpus has few words
@@ -57,6 +59,7 @@ def test_trained_tokenizer_round_trips_and_ends_texts(kind):
     assert {tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.mask_token_id} <= set(range(5))
 
 
+@pytest.mark.unit
 def test_packed_blocks_hold_the_tokenized_text_exactly(tiny_gpt2):
     from transformers import AutoTokenizer
 
@@ -120,6 +123,7 @@ def test_pretrain_from_architecture_then_fine_tune_the_pretrained_run(tmp_path, 
     assert "training_type: fine-tuning" in card and "local checkpoint `pretrained/model`" in card
 
 
+@pytest.mark.unit
 def test_architecture_mistakes_are_one_line_errors(tmp_path, write_recipe, cli):
     tokenizer = {"tokenizer": {"vocab_size": 300}}
     typo = clm_recipe(tmp_path, tmp_path / "r", {"architecture": {**GPT2, "n_layers": 2}}, **tokenizer)

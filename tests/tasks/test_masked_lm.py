@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from transformers import AutoTokenizer
 
 from finetune_kit.models import base_model_id
@@ -67,6 +68,7 @@ def test_whole_word_masking_trains(tiny_bert, tmp_path, write_recipe, cli):
     assert after < 0.5 * before and after < vocabulary / 3, (before, after, vocabulary)  # 124 before, 30 after
 
 
+@pytest.mark.unit
 def test_lineage_names_the_hub_model_a_local_checkpoint_descends_from(tmp_path):
     (tmp_path / Layout.LINEAGE).write_text(json.dumps({"base_model": "sentence-transformers/all-MiniLM-L6-v2"}))
     assert base_model_id(str(tmp_path)) == "sentence-transformers/all-MiniLM-L6-v2"

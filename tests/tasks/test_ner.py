@@ -44,6 +44,7 @@ def splits(train, validation):
     return DatasetDict(train=Dataset.from_list(train), validation=Dataset.from_list(validation))
 
 
+@pytest.mark.unit
 def test_labels_have_b_and_i_for_every_type_and_iob1_is_converted():
     task = make_task()
     row = {"tokens": ["Paris", "is", "big"], "ner_tags": ["I-LOC", "O", "O"]}
@@ -58,18 +59,21 @@ def test_labels_have_b_and_i_for_every_type_and_iob1_is_converted():
         ({"tokens": [], "ner_tags": []}, "data.train: row 2 is an empty sentence"),
     ],
 )
+@pytest.mark.unit
 def test_malformed_rows_are_named(row, message):
     good = {"tokens": ["Paris"], "ner_tags": ["B-LOC"]}
     with pytest.raises(DataError, match=message):
         make_task().inspect(splits([good, row], [good]))
 
 
+@pytest.mark.unit
 def test_integer_tags_without_names_are_refused():
     rows = [{"tokens": ["a"], "ner_tags": [3]}]
     with pytest.raises(DataError, match=r"data.train: row 1 has integer tags; name them with data.label_names"):
         make_task().inspect(splits(rows, rows))
 
 
+@pytest.mark.unit
 def test_unknown_tag_in_validation_is_named():
     with pytest.raises(DataError, match=r"data.validation: row 1 has tag 'B-ORG', which the train data does not have"):
         make_task().inspect(
@@ -77,6 +81,7 @@ def test_unknown_tag_in_validation_is_named():
         )
 
 
+@pytest.mark.unit
 def test_integer_tags_take_label_names():
     task = make_task(label_names=["O", "B-LOC", "I-LOC"])
     task.inspect(
@@ -85,6 +90,7 @@ def test_integer_tags_take_label_names():
     assert task.labels == ["O", "B-LOC", "I-LOC"]
 
 
+@pytest.mark.unit
 def test_first_sub_token_carries_the_label_and_the_rest_are_ignored(tiny_bert):
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     rows = [{"tokens": ["superb", "storyline"], "ner_tags": ["B-POS", "O"]}]
@@ -103,6 +109,7 @@ def test_first_sub_token_carries_the_label_and_the_rest_are_ignored(tiny_bert):
         assert labels[first_of_word_1 + 1] == expected_rest
 
 
+@pytest.mark.unit
 def test_entity_spans_group_words():
     words = ["really", "superb", "and", "awful", "plot"]
     spans = entity_spans(words, ["B-POS", "I-POS", "O", "B-NEG", "I-POS"], [0.9, 0.7, 1.0, 0.8, 0.6])

@@ -178,6 +178,7 @@ def test_simpo_and_cpo_run_without_a_reference(loss, tiny_chat_llama, tmp_path, 
     assert metrics["validation"]["loss"] < metrics["before_training"]["loss"]
 
 
+@pytest.mark.unit
 def test_validate_lists_the_options_the_loss_reads(tiny_chat_llama, tmp_path, write_recipe, cli):
     recipe = preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run", preference={"loss": "simpo"})
     result = cli("validate", write_recipe(recipe))
@@ -196,6 +197,7 @@ def test_validate_lists_the_options_the_loss_reads(tiny_chat_llama, tmp_path, wr
         ({"loss": "kto"}, {"batch_size": 1}, "preference.loss kto needs training.batch_size 2 or more"),
     ],
 )
+@pytest.mark.unit
 def test_an_option_the_loss_ignores_exits_2(options, training, message, tiny_chat_llama, tmp_path, write_recipe, cli):
     run_dir = tmp_path / "runs" / "bad"
     recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference=options)
@@ -214,6 +216,7 @@ def test_an_option_the_loss_ignores_exits_2(options, training, message, tiny_cha
         ({"prompt": "hi", "completion": "yes", "label": True}, "dpo", "data.train: prompt / completion / label rows"),
     ],
 )
+@pytest.mark.unit
 def test_bad_unpaired_rows_exit_2_naming_the_row(row, loss, message, tiny_chat_llama, tmp_path, write_recipe, cli):
     run_dir = tmp_path / "runs" / "bad"
     recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference={"loss": loss})
@@ -223,6 +226,7 @@ def test_bad_unpaired_rows_exit_2_naming_the_row(row, loss, message, tiny_chat_l
     assert not run_dir.parent.exists()
 
 
+@pytest.mark.unit
 def test_kto_needs_both_labels(tiny_chat_llama, tmp_path, write_recipe, cli):
     recipe = preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run", preference={"loss": "kto"})
     rows = [row | {"label": True} for row in toy_completions(8, 0)]
@@ -263,6 +267,7 @@ def test_the_adapters_reference_equals_a_frozen_copy(loss, tiny_chat_llama, tmp_
         ({"prompt": "", "chosen": "yes", "rejected": "no"}, "data.train row 2, prompt is empty"),
     ],
 )
+@pytest.mark.unit
 def test_bad_pairs_exit_2_naming_the_row(row, message, tiny_chat_llama, tmp_path, write_recipe, cli):
     run_dir = tmp_path / "runs" / "bad"
     recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir)
@@ -272,6 +277,7 @@ def test_bad_pairs_exit_2_naming_the_row(row, message, tiny_chat_llama, tmp_path
     assert not run_dir.exists() and not run_dir.parent.exists()
 
 
+@pytest.mark.unit
 def test_a_missing_column_is_named(tiny_chat_llama, tmp_path, write_recipe, cli):
     recipe = preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run")
     recipe["data"]["train"] = str(write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "hi", "chosen": "yes"}]))

@@ -32,6 +32,7 @@ def chat_tokenizer(tiny_chat_llama):
     return AutoTokenizer.from_pretrained(tiny_chat_llama)
 
 
+@pytest.mark.unit
 def test_template_is_applied_and_only_replies_and_their_end_token_are_labelled(chat_tokenizer):
     ids, labels, cut = encode_conversation(chat_tokenizer, CONVERSATION, "assistant", 512)
     assert not cut and chat_tokenizer.decode(ids) == render(chat_tokenizer, CONVERSATION)
@@ -67,6 +68,7 @@ def test_template_is_applied_and_only_replies_and_their_end_token_are_labelled(c
         ({"instruction": "Sentiment of: a superb film", "input": "", "output": "positive"}, "alpaca"),
     ],
 )
+@pytest.mark.unit
 def test_every_layout_reads_as_the_same_messages(row, layout):
     assert detect_format(row.keys(), "auto", "data.train") == layout
     assert to_messages(row, layout, None, "row 1") == CONVERSATION[1:3]
@@ -74,6 +76,7 @@ def test_every_layout_reads_as_the_same_messages(row, layout):
     assert with_system == CONVERSATION[:3]
 
 
+@pytest.mark.unit
 def test_alpaca_input_joins_the_instruction():
     row = {"instruction": "Classify the sentiment.", "input": "a superb film", "output": "positive"}
     assert to_messages(row, "alpaca", None, "row 1")[0]["content"] == "Classify the sentiment.\n\na superb film"
@@ -88,12 +91,14 @@ def test_alpaca_input_joins_the_instruction():
         ({"prompt": "hi", "completion": " "}, "data.train row 3: column 'completion' is empty"),
     ],
 )
+@pytest.mark.unit
 def test_bad_rows_are_named(row, message):
     with pytest.raises(DataError, match=message):
         to_messages(row, detect_format(row.keys(), "auto", "data.train"), None, "data.train row 3")
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.unit
 def test_packed_and_unpacked_batches_give_the_same_loss_per_conversation(tiny_chat_llama, chat_tokenizer, attention):
     """Packed rows (several conversations each; position ids restart per conversation) must let no
     conversation see another: each one's loss equals its loss alone."""
@@ -204,6 +209,7 @@ def test_an_adapter_run_learns_the_reply_form_chats_and_merges(
     assert chat(merged) == reply
 
 
+@pytest.mark.unit
 def test_sft_bad_input_exits_2_naming_the_problem_and_writes_nothing(
     tiny_chat_llama, tiny_gpt2, tmp_path, write_recipe, cli
 ):

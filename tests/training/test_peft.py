@@ -107,6 +107,7 @@ def test_every_method_trains_a_classifier(peft, learning_rate, toy_data, tmp_pat
     assert cli("predict", run_dir, "--text", "a superb film").exit_code == 0
 
 
+@pytest.mark.unit
 def test_prefix_tuning_is_refused_by_bert_with_the_reason(tiny_bert, toy_data, tmp_path, write_recipe, cli):
     prefix = {"method": "prefix_tuning", "num_virtual_tokens": 4}
     recipe = adapter_recipe(toy_data, tmp_path / "x", prefix, checkpoint=tiny_bert)
@@ -146,6 +147,7 @@ def test_lora_on_ner_and_masked_lm(tiny_bert, tmp_path, write_recipe, cli):
     assert (mlm_dir / "model" / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.unit
 def test_unknown_target_module_lists_the_real_ones(tiny_bert, toy_data, tmp_path, write_recipe, cli):
     peft = {"method": "lora", "target_modules": ["q_proj"]}
     recipe = adapter_recipe(toy_data, tmp_path / "run", peft, checkpoint=tiny_bert)
@@ -157,6 +159,7 @@ def test_unknown_target_module_lists_the_real_ones(tiny_bert, toy_data, tmp_path
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+@pytest.mark.unit
 def test_qlora_without_cuda_is_refused_in_one_line(tiny_bert, toy_data, tmp_path, write_recipe, cli):
     recipe = adapter_recipe(
         toy_data, tmp_path / "run", {"method": "lora", "quantization": "4bit"}, checkpoint=tiny_bert
@@ -167,6 +170,7 @@ def test_qlora_without_cuda_is_refused_in_one_line(tiny_bert, toy_data, tmp_path
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
 
 
+@pytest.mark.unit
 def test_qlora_without_bitsandbytes_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # not installed, as importlib sees it
@@ -181,6 +185,7 @@ def test_qlora_without_bitsandbytes_is_refused_in_one_line(monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a real GPU the probe quantizes and passes")
 @pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+@pytest.mark.unit
 def test_qlora_where_bitsandbytes_cannot_quantize_is_refused_in_one_line(monkeypatch, quantization):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # but nothing can run there: the probe fails
     with pytest.raises(RecipeError) as refused:
@@ -191,6 +196,7 @@ def test_qlora_where_bitsandbytes_cannot_quantize_is_refused_in_one_line(monkeyp
     assert message.endswith("check its install with `python -m bitsandbytes`") and "\n" not in message
 
 
+@pytest.mark.unit
 def test_named_target_modules_of_a_decoder_are_found(tiny_gpt2, tmp_path, write_recipe, cli):
     peft = {**LORA, "target_modules": ["c_attn"]}  # GPT-2's attention is a Conv1D, not a Linear
     recipe = clm_recipe(tmp_path, tmp_path / "run", {"checkpoint": str(tiny_gpt2)}, peft=peft)
@@ -199,6 +205,7 @@ def test_named_target_modules_of_a_decoder_are_found(tiny_gpt2, tmp_path, write_
     assert "trainable" in result.stdout
 
 
+@pytest.mark.unit
 def test_option_of_another_method_is_refused(tiny_bert, toy_data, tmp_path, write_recipe, cli):
     recipe = adapter_recipe(toy_data, tmp_path / "run", {"method": "ia3", "r": 4}, checkpoint=tiny_bert)
     result = cli("validate", write_recipe(recipe))
@@ -342,6 +349,7 @@ def family_recipe(task: str, peft: dict | None = None, **training) -> dict:
         ("masked-lm", None),
     ],
 )
+@pytest.mark.unit
 def test_unset_adapter_values_take_the_task_family_defaults(task, task_type):
     recipe = validate_recipe(family_recipe(task, {"method": "lora"}))
     defaults = FAMILY_DEFAULTS[task_type]
@@ -353,6 +361,7 @@ def test_unset_adapter_values_take_the_task_family_defaults(task, task_type):
     assert full.training.learning_rate == 5e-5 and full.peft is None  # full fine-tuning keeps its default
 
 
+@pytest.mark.unit
 def test_recipe_values_win_over_the_family_defaults():
     peft = {"method": "lora", "r": 4, "alpha": 8, "target_modules": ["query"]}
     recipe = validate_recipe(family_recipe("ner", peft, learning_rate=2e-4))
@@ -364,6 +373,7 @@ def test_recipe_values_win_over_the_family_defaults():
     assert nothing_in_full.peft.modules_to_save == []  # the seq2seq default's output layer, declined
 
 
+@pytest.mark.unit
 def test_family_defaults_fill_only_what_the_method_reads():
     ia3 = validate_recipe(family_recipe("ner", {"method": "ia3"}))
     assert (ia3.peft.r, ia3.peft.alpha, ia3.peft.target_modules) == (None, None, "auto")

@@ -8,6 +8,7 @@ from tests.conftest import REPO, classification_recipe
 
 
 @pytest.mark.parametrize("config", sorted((REPO / "recipes" / "accelerate").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.unit
 def test_shipped_accelerate_configs_load(config: Path):
     loaded = ClusterConfig.from_yaml_file(str(config))
     assert loaded.distributed_type in {"MULTI_GPU", "FSDP", "DEEPSPEED"}
