@@ -23,7 +23,7 @@ from finetune_kit.console import configure_output, get_console, phase, run_summa
 from finetune_kit.emissions import EmissionsRecord
 from finetune_kit.training.callbacks import Throughput
 from finetune_kit.training.progress import ConsoleProgress
-from tests.conftest import classification_recipe
+from tests.builders import classification_recipe
 
 BAR_FRAGMENTS = ("\r", "━", "it/s", "\x1b")
 

@@ -7,7 +7,7 @@ import yaml
 from huggingface_hub import ModelCard
 from safetensors import safe_open
 
-from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
+from tests.builders import classification_recipe, toy_sentiment_rows, write_jsonl
 
 
 @pytest.fixture

@@ -21,9 +21,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from finetune_kit.export import graph as export_graph_module
 from finetune_kit.export.fusion import BERT_LIKE
 from finetune_kit.export.graph import DYNAMO, FUSED, export_graph
-from tests.conftest import classification_recipe, toy_sentiment_rows, train_run, write_jsonl
-from tests.tasks.test_causal_lm import clm_recipe
-from tests.tasks.test_ner import toy_ner_rows
+from tests.builders import classification_recipe, clm_recipe, toy_ner_rows, toy_sentiment_rows, train_run, write_jsonl
 
 ENERGY = re.compile(r"inference energy \(([\w-]+)\): ([\d.e+-]+) mg CO2eq and ([\d.e+-]+) Wh per 1,000 ([a-z ]+) \(")
 

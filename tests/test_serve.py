@@ -28,8 +28,15 @@ from finetune_kit.serving import RunServer, ServeOptions
 from finetune_kit.serving.completions import ChatCompletions
 from finetune_kit.serving.errors import ApiError
 from finetune_kit.serving.schemas import ChatRequest, PredictInputs, PredictRequest
-from tests.conftest import REPO, classification_recipe, toy_chat_rows, toy_sentiment_rows, train_run, write_jsonl
-from tests.tasks.test_ner import toy_ner_rows
+from tests.builders import (
+    REPO,
+    classification_recipe,
+    toy_chat_rows,
+    toy_ner_rows,
+    toy_sentiment_rows,
+    train_run,
+    write_jsonl,
+)
 
 MAX_BATCH, MAX_CHARS = 8, 200
 

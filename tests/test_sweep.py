@@ -17,7 +17,7 @@ import yaml
 from optuna.trial import TrialState
 
 from finetune_kit.runs import RunFolder
-from tests.conftest import REPO, classification_recipe
+from tests.builders import REPO, classification_recipe
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LEARNING_RATES = {"training.learning_rate": {"log_uniform": [1e-4, 3e-2]}}

@@ -6,7 +6,7 @@ import pytest
 from finetune_kit.data import load_data, load_source
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.token_classification import TokenClassificationData, to_iob2
-from tests.conftest import REPO
+from tests.builders import REPO
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from finetune_kit.hub.search import emissions_in_grams
-from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
+from tests.builders import classification_recipe, toy_sentiment_rows, write_jsonl
 
 
 def test_co2_budget_stops_training_cleanly_and_says_so(tiny_bert, tmp_path, write_recipe, cli):

@@ -15,7 +15,7 @@ import pytest
 from finetune_kit.config.recipe import ModelConfig
 from finetune_kit.errors import ModelError
 from finetune_kit.models.checkpoints import checked_checkpoint
-from tests.conftest import REPO, classification_recipe
+from tests.builders import REPO, classification_recipe
 
 HUB_ID = "example-org/tiny-model"  # a well-formed Hub id that no cache holds
 

@@ -12,31 +12,9 @@ from finetune_kit.config.recipe import TokenizerConfig
 from finetune_kit.models.tokenizer_training import train_tokenizer
 from finetune_kit.tasks import build_task
 from finetune_kit.tasks.causal_lm import pack
-from tests.conftest import toy_sentiment_rows
+from tests.builders import TEXTS, clm_recipe
 
-TEXTS = [row["text"] for row in toy_sentiment_rows(300, seed=5)]
 GPT2 = {"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64}
-
-
-def write_lines(path, texts):
-    path.write_text("".join(text + "\n" for text in texts), encoding="utf-8")
-    return path
-
-
-def clm_recipe(tmp_path, run_dir, model, **extra):
-    return {
-        "task": "causal-lm",
-        "model": model,
-        "data": {
-            "train": str(write_lines(tmp_path / "train.txt", TEXTS)),
-            "validation": str(write_lines(tmp_path / "validation.txt", [r["text"] for r in toy_sentiment_rows(60, 6)])),
-        },
-        "training": {"epochs": 4, "batch_size": 8, "learning_rate": 3e-3, "max_length": 32, "precision": "fp32"},
-        "generation": {"prompts": ["", "the film"], "max_new_tokens": 12},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "output_dir": str(run_dir),
-        **extra,
-    }
 
 
 @pytest.mark.unit

@@ -5,27 +5,7 @@ from transformers import AutoTokenizer
 
 from finetune_kit.models import base_model_id
 from finetune_kit.runs import Layout
-from tests.conftest import classification_recipe, toy_sentiment_rows
-
-
-def write_corpus(path, rows):
-    path.write_text("".join(row["text"] + "\n\n" for row in rows))  # blank lines are skipped
-    return path
-
-
-def mlm_recipe(checkpoint, tmp_path, run_dir, **data):
-    return {
-        "task": "masked-lm",
-        "model": {"checkpoint": str(checkpoint)},
-        "data": {
-            "train": str(write_corpus(tmp_path / "train.txt", toy_sentiment_rows(600, 1))),
-            "validation": str(write_corpus(tmp_path / "validation.txt", toy_sentiment_rows(100, 2))),
-            **data,
-        },
-        "training": {"epochs": 3, "batch_size": 8, "learning_rate": 3e-3, "max_length": 32, "precision": "fp32"},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "output_dir": str(run_dir),
-    }
+from tests.builders import classification_recipe, mlm_recipe, toy_sentiment_rows
 
 
 def test_mlm_adaptation_lowers_perplexity_and_feeds_a_later_recipe(tiny_bert, tmp_path, write_recipe, cli):

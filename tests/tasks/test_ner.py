@@ -1,5 +1,4 @@
 import json
-import random
 
 import pytest
 from datasets import Dataset, DatasetDict
@@ -9,28 +8,7 @@ from finetune_kit.config.loading import validate_recipe
 from finetune_kit.errors import DataError
 from finetune_kit.tasks import build_task
 from finetune_kit.tasks.token_classification import entity_spans
-from tests.conftest import FILLER, NEGATIVE, POSITIVE, write_jsonl
-
-
-def toy_ner_rows(count: int, seed: int) -> list[dict]:
-    """Sentiment words are entities (B-POS / B-NEG); "story" right after one continues it (I-)."""
-    rng = random.Random(seed)
-    filler = [word for word in FILLER if word != "story"]
-    rows = []
-    for _ in range(count):
-        tokens, tags = [], []
-        for _ in range(rng.randint(2, 6)):
-            if rng.random() < 0.4:
-                kind, words = ("POS", POSITIVE) if rng.random() < 0.5 else ("NEG", NEGATIVE)
-                tokens.append(rng.choice(words))
-                tags.append(f"B-{kind}")
-                if rng.random() < 0.3:
-                    tokens.append("story")
-                    tags.append(f"I-{kind}")
-            tokens.append(rng.choice(filler))
-            tags.append("O")
-        rows.append({"tokens": tokens, "ner_tags": tags})
-    return rows
+from tests.builders import toy_ner_rows, write_jsonl
 
 
 def make_task(**data):

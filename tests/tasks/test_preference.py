@@ -5,7 +5,6 @@ options are named."""
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 import torch
@@ -17,58 +16,19 @@ from finetune_kit.models.building import build_model
 from finetune_kit.tasks import build_task
 from finetune_kit.training.arguments import build_training_arguments
 from finetune_kit.training.trainer import build_trainer
-from tests.conftest import toy_sentiment_rows, write_jsonl
-
-
-def toy_pairs(count: int, seed: int) -> list[dict]:
-    """The right label is chosen, the wrong one rejected: separable from one word of the prompt."""
-    pairs = []
-    for row in toy_sentiment_rows(count, seed):
-        right, wrong = ("positive", "negative") if row["label"] == "pos" else ("negative", "positive")
-        pairs.append({"prompt": f"Sentiment of: {row['text']}", "chosen": right, "rejected": wrong})
-    return pairs
-
-
-EVASIVE = "I cannot tell."
-
-
-def answer_or_evasion_pairs(count: int, seed: int) -> list[dict]:
-    """The right label is chosen, an evasive reply rejected: a preference that a tiny model learns
-    in a few steps, whatever the prompt says."""
-    return [pair | {"rejected": EVASIVE} for pair in toy_pairs(count, seed)]
-
-
-def toy_completions(count: int, seed: int) -> list[dict]:
-    """KTO's unpaired layout: one completion per prompt, the answer (desirable) or the evasion."""
-    rng = random.Random(seed)
-    rows = []
-    for pair in toy_pairs(count, seed):
-        desirable = rng.random() < 0.5
-        completion = pair["chosen"] if desirable else EVASIVE
-        rows.append({"prompt": pair["prompt"], "completion": completion, "label": desirable})
-    return rows
+from tests.builders import (
+    answer_or_evasion_pairs,
+    preference_recipe,
+    sft_recipe,
+    toy_completions,
+    toy_pairs,
+    write_jsonl,
+)
 
 
 def training_log_losses(run_dir) -> list[float]:
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     return [entry["loss"] for entry in log if "loss" in entry]
-
-
-def preference_recipe(checkpoint, tmp_path, run_dir, **extra) -> dict:
-    data = {
-        "train": write_jsonl(tmp_path / "data" / "train.jsonl", toy_pairs(200, 1)),
-        "validation": write_jsonl(tmp_path / "data" / "validation.jsonl", toy_pairs(40, 2)),
-    }
-    return {
-        "task": "preference",
-        "model": {"checkpoint": str(checkpoint)},
-        "data": {split: str(path) for split, path in data.items()},
-        "training": {"epochs": 3, "batch_size": 8, "learning_rate": 1e-2, "max_length": 64, "precision": "fp32"},
-        "peft": {"method": "lora", "r": 8, "modules_to_save": ["lm_head"]},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "output_dir": str(run_dir),
-        **extra,
-    }
 
 
 def test_dpo_learns_the_preference(tiny_chat_llama, tmp_path, write_recipe, cli):
@@ -286,7 +246,6 @@ def test_a_missing_column_is_named(tiny_chat_llama, tmp_path, write_recipe, cli)
 
 
 def test_preference_after_an_sft_adapter_run_reports_the_chains_emissions(tiny_chat_llama, tmp_path, write_recipe, cli):
-    from tests.tasks.test_sft import sft_recipe
 
     sft_dir = tmp_path / "runs" / "sft"
     sft = sft_recipe(tiny_chat_llama, tmp_path / "sft-data", sft_dir, name="sft")

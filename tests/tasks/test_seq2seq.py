@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tests.conftest import FILLER, NEGATIVE, POSITIVE, toy_sentiment_rows, write_jsonl
+from tests.builders import FILLER, NEGATIVE, POSITIVE, toy_sentiment_rows, write_jsonl
 
 # A toy language pair: word-for-word, so a tiny model learns it in seconds.
 GERMAN = dict(

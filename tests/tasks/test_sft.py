@@ -16,7 +16,7 @@ from finetune_kit.errors import DataError
 from finetune_kit.tasks.chat_template import encode_conversation, render
 from finetune_kit.tasks.common import IGNORE_INDEX
 from finetune_kit.tasks.instruction import PackedRowsCollator
-from tests.conftest import toy_chat_rows, write_jsonl
+from tests.builders import sft_recipe, toy_chat_rows, write_jsonl
 
 CONVERSATION = [
     {"role": "system", "content": "Answer in one word."},
@@ -132,24 +132,6 @@ def test_packed_and_unpacked_batches_give_the_same_loss_per_conversation(tiny_ch
             got = packed[row, start : start + length - 1].sum()  # the last position predicts the next conversation
             assert torch.isclose(got, alone[i], rtol=1e-4), (i, got, alone[i])
             start += length
-
-
-def sft_recipe(checkpoint, data_dir, run_dir, **extra):
-    data = {
-        "train": write_jsonl(data_dir / "train.jsonl", toy_chat_rows(400, seed=1)),
-        "validation": write_jsonl(data_dir / "validation.jsonl", toy_chat_rows(60, seed=2)),
-        "test": write_jsonl(data_dir / "test.jsonl", toy_chat_rows(60, seed=3)),
-    }
-    return {
-        "task": "sft",
-        "model": {"checkpoint": str(checkpoint)},
-        "data": {split: str(path) for split, path in data.items()},
-        "training": {"epochs": 3, "batch_size": 8, "learning_rate": 3e-3, "max_length": 64, "precision": "fp32"},
-        "generation": {"max_new_tokens": 4},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "output_dir": str(run_dir),
-        **extra,
-    }
 
 
 def test_sft_end_to_end_learns_replies_then_chats_on_stdin(tiny_chat_llama, tmp_path, write_recipe, cli, monkeypatch):

@@ -13,28 +13,23 @@ import yaml
 from peft import TaskType
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from finetune_kit.config.loading import validate_recipe
 from finetune_kit.errors import RecipeError
 from finetune_kit.models.adapters import FAMILY_DEFAULTS
 from finetune_kit.models.quantization import require_qlora_runtime
-from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
-from tests.tasks.test_causal_lm import clm_recipe
-from tests.tasks.test_masked_lm import mlm_recipe
-from tests.tasks.test_ner import toy_ner_rows
+from tests.builders import (
+    MINILM,
+    adapter_recipe,
+    classification_recipe,
+    clm_recipe,
+    mlm_recipe,
+    toy_ner_rows,
+    toy_sentiment_rows,
+    write_jsonl,
+)
 from tests.tasks.test_seq2seq import translation_recipe
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 LORA = {"method": "lora", "r": 8, "alpha": 16}
 SEQ2SEQ_LINEAR = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
-
-
-def adapter_recipe(toy_data, run_dir, peft, checkpoint=MINILM, **training):
-    """One epoch (50 steps) on the toy sentiment data; unset, the learning rate is the
-    classification family's adapter default."""
-    training = {"epochs": 1, "learning_rate": None, "max_length": 24, **training}
-    recipe = classification_recipe(checkpoint, toy_data, run_dir, **training)
-    recipe["peft"] = peft
-    return recipe
 
 
 @pytest.mark.slow
@@ -322,63 +317,3 @@ def test_a_bare_lora_section_learns_ner_and_records_the_values_used(tmp_path, wr
     assert saved["peft"]["target_modules"] == defaults.target_modules
     adapter_config = json.loads((run_dir / "model" / "adapter_config.json").read_text())
     assert adapter_config["r"] == defaults.r and adapter_config["lora_alpha"] == defaults.alpha_per_rank * defaults.r
-
-
-FAMILY_RECIPES = {
-    "classification": {"task": "classification", "data": {"train": "t.jsonl"}},
-    "ner": {"task": "ner", "data": {"train": "t.jsonl"}},
-    "causal-lm": {"task": "causal-lm", "data": {"train": "t.txt"}},
-    "translation": {"task": "translation", "data": {"train": "t.jsonl", "source_lang": "en", "target_lang": "de"}},
-    "summarization": {"task": "summarization", "data": {"train": "t.jsonl"}},
-    "masked-lm": {"task": "masked-lm", "data": {"train": "t.txt"}},
-}
-
-
-def family_recipe(task: str, peft: dict | None = None, **training) -> dict:
-    return {**FAMILY_RECIPES[task], "model": {"checkpoint": "x"}, "peft": peft, "training": training}
-
-
-@pytest.mark.parametrize(
-    ("task", "task_type"),
-    [
-        ("classification", TaskType.SEQ_CLS),
-        ("ner", TaskType.TOKEN_CLS),
-        ("causal-lm", TaskType.CAUSAL_LM),
-        ("translation", TaskType.SEQ_2_SEQ_LM),
-        ("summarization", TaskType.SEQ_2_SEQ_LM),
-        ("masked-lm", None),
-    ],
-)
-@pytest.mark.unit
-def test_unset_adapter_values_take_the_task_family_defaults(task, task_type):
-    recipe = validate_recipe(family_recipe(task, {"method": "lora"}))
-    defaults = FAMILY_DEFAULTS[task_type]
-    assert recipe.training.learning_rate == defaults.learning_rate
-    assert (recipe.peft.r, recipe.peft.alpha) == (defaults.r, defaults.alpha_per_rank * defaults.r)
-    assert recipe.peft.target_modules == defaults.target_modules
-    assert recipe.peft.modules_to_save == list(defaults.modules_to_save)
-    full = validate_recipe(family_recipe(task))
-    assert full.training.learning_rate == 5e-5 and full.peft is None  # full fine-tuning keeps its default
-
-
-@pytest.mark.unit
-def test_recipe_values_win_over_the_family_defaults():
-    peft = {"method": "lora", "r": 4, "alpha": 8, "target_modules": ["query"]}
-    recipe = validate_recipe(family_recipe("ner", peft, learning_rate=2e-4))
-    assert recipe.training.learning_rate == 2e-4
-    assert (recipe.peft.r, recipe.peft.alpha, recipe.peft.target_modules) == (4, 8, ["query"])
-    only_rank = validate_recipe(family_recipe("ner", {"method": "lora", "r": 4})).peft
-    assert only_rank.alpha == FAMILY_DEFAULTS[TaskType.TOKEN_CLS].alpha_per_rank * 4  # the scale follows the rank
-    nothing_in_full = validate_recipe(family_recipe("summarization", {"method": "lora", "modules_to_save": []}))
-    assert nothing_in_full.peft.modules_to_save == []  # the seq2seq default's output layer, declined
-
-
-@pytest.mark.unit
-def test_family_defaults_fill_only_what_the_method_reads():
-    ia3 = validate_recipe(family_recipe("ner", {"method": "ia3"}))
-    assert (ia3.peft.r, ia3.peft.alpha, ia3.peft.target_modules) == (None, None, "auto")
-    assert ia3.training.learning_rate == FAMILY_DEFAULTS[TaskType.TOKEN_CLS].learning_rate
-    prompt = validate_recipe(family_recipe("classification", {"method": "prompt_tuning"})).peft
-    assert (prompt.r, prompt.alpha, prompt.target_modules) == (None, None, None)
-    resaved = validate_recipe(ia3.model_dump(mode="json"))  # a run folder's recipe reads back the same
-    assert resaved == ia3

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from accelerate.commands.config.config_args import ClusterConfig
 
-from tests.conftest import REPO, classification_recipe
+from tests.builders import REPO, classification_recipe
 
 
 @pytest.mark.parametrize("config", sorted((REPO / "recipes" / "accelerate").glob("*.yaml")), ids=lambda p: p.stem)

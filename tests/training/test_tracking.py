@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import TrainerControl, TrainerState
 
 from finetune_kit.training.progress import ConsoleProgress
-from tests.conftest import classification_recipe
+from tests.builders import classification_recipe
 
 FINETUNE_KIT = Path(sys.executable).with_name("finetune-kit")
 TRACKIO = Path(sys.executable).with_name("trackio")
