@@ -8,7 +8,7 @@ from finetune_kit.config.loading import validate_recipe
 from finetune_kit.errors import DataError
 from finetune_kit.tasks import build_task
 from finetune_kit.tasks.token_classification import entity_spans
-from tests.builders import toy_ner_rows, write_jsonl
+from tests.builders import ner_recipe, write_jsonl
 
 
 def make_task(**data):
@@ -99,19 +99,9 @@ def test_entity_spans_group_words():
 
 
 def test_ner_end_to_end_on_a_tiny_model(tiny_bert, tmp_path, write_recipe, cli):
-    data = {
-        "train": write_jsonl(tmp_path / "train.jsonl", toy_ner_rows(400, 1)),
-        "validation": write_jsonl(tmp_path / "validation.jsonl", toy_ner_rows(100, 2)),
-    }
     run_dir = tmp_path / "runs" / "ner"
-    recipe = {
-        "task": "ner",
-        "model": {"checkpoint": str(tiny_bert)},
-        "data": {**{k: str(v) for k, v in data.items()}, "tags_column": "ner_tags"},
-        "training": {"epochs": 4, "batch_size": 8, "learning_rate": 3e-3, "warmup_ratio": 0.1, "precision": "fp32"},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "output_dir": str(run_dir),
-    }
+    training = {"epochs": 4, "batch_size": 8, "learning_rate": 3e-3, "warmup_ratio": 0.1, "precision": "fp32"}
+    recipe = ner_recipe(tiny_bert, tmp_path, run_dir, training=training)
     result = cli("train", write_recipe(recipe))
     assert result.exit_code == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())

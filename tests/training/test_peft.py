@@ -22,7 +22,7 @@ from tests.builders import (
     classification_recipe,
     clm_recipe,
     mlm_recipe,
-    toy_ner_rows,
+    ner_recipe,
     toy_sentiment_rows,
     write_jsonl,
 )
@@ -114,19 +114,8 @@ def test_prefix_tuning_is_refused_by_bert_with_the_reason(tiny_bert, toy_data, t
 
 def test_lora_on_ner_and_masked_lm(tiny_bert, tmp_path, write_recipe, cli):
     ner_dir = tmp_path / "runs" / "ner"
-    ner = {
-        "task": "ner",
-        "model": {"checkpoint": str(tiny_bert)},
-        "data": {
-            "train": str(write_jsonl(tmp_path / "train.jsonl", toy_ner_rows(400, 1))),
-            "validation": str(write_jsonl(tmp_path / "validation.jsonl", toy_ner_rows(100, 2))),
-            "tags_column": "ner_tags",
-        },
-        "training": {"epochs": 4, "batch_size": 8, "learning_rate": 1e-2, "precision": "fp32"},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "peft": LORA,
-        "output_dir": str(ner_dir),
-    }
+    training = {"epochs": 4, "batch_size": 8, "learning_rate": 1e-2, "precision": "fp32"}
+    ner = ner_recipe(tiny_bert, tmp_path, ner_dir, training=training, peft=LORA)
     assert cli("train", write_recipe(ner, "ner.yaml")).exit_code == 0
     assert json.loads((ner_dir / "metrics.json").read_text())["validation"]["f1"] >= 0.6
     spans = cli("predict", ner_dir, "--text", "an awful plot")
@@ -284,20 +273,10 @@ def test_lora_on_an_encoder_decoder_with_the_tied_output_layer_merges(
     assert tokenizer.decode(output[0], skip_special_tokens=True) == adapter_translation
 
 
-def ner_recipe(checkpoint, tmp_path, run_dir, peft, **training) -> dict:
-    return {
-        "task": "ner",
-        "model": {"checkpoint": str(checkpoint)},
-        "data": {
-            "train": str(write_jsonl(tmp_path / "train.jsonl", toy_ner_rows(400, 1))),
-            "validation": str(write_jsonl(tmp_path / "validation.jsonl", toy_ner_rows(100, 2))),
-            "tags_column": "ner_tags",
-        },
-        "training": {"batch_size": 16, "precision": "fp32", "logging_steps": 5, **training},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "peft": peft,
-        "output_dir": str(run_dir),
-    }
+def minilm_ner_recipe(tmp_path, run_dir, peft, **training) -> dict:
+    """Batches of 16, the learning rate unset: the adapter family's default."""
+    training = {"batch_size": 16, "precision": "fp32", "logging_steps": 5, **training}
+    return ner_recipe(MINILM, tmp_path, run_dir, training=training, peft=peft)
 
 
 @pytest.mark.slow
@@ -306,7 +285,7 @@ def test_a_bare_lora_section_learns_ner_and_records_the_values_used(tmp_path, wr
     on this toy set the old values (query/value, r 8, learning rate 5e-4) reach F1 0.28, the NER
     family's defaults 0.83. The saved recipe shows the values used."""
     run_dir = tmp_path / "runs" / "ner"
-    recipe = ner_recipe(MINILM, tmp_path, run_dir, {"method": "lora"}, epochs=1)
+    recipe = minilm_ner_recipe(tmp_path, run_dir, {"method": "lora"}, epochs=1)
     result = cli("train", write_recipe(recipe, "ner.yaml"))
     assert result.exit_code == 0, result.stderr
     assert json.loads((run_dir / "metrics.json").read_text())["validation"]["f1"] >= 0.7
