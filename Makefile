@@ -8,7 +8,7 @@ DEMO_RECIPE := recipes/sst2_demo.yaml
 CHAT_RECIPE := recipes/smollm2_sft_lora.yaml
 CHAT_PROMPT := Is the sentiment of this movie review positive or negative? Answer with one word. Review: a warm, funny and beautifully acted film.
 
-.PHONY: install demo demo-chat test lint bench docs clean
+.PHONY: install demo demo-chat test test-fast lint bench docs clean
 
 install: $(BIN)/finetune-kit
 
@@ -31,6 +31,10 @@ demo-chat: install
 
 test: install
 	$(BIN)/pytest -q
+
+# The unit tier alone (config, validation, data files, pure functions): under a minute on 2 cores.
+test-fast: install
+	$(BIN)/pytest -q -m unit
 
 # Style, then the layer contract (pyproject.toml's [tool.importlinter]): no import from a lower layer to a higher one.
 lint: install

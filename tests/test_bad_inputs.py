@@ -3,7 +3,9 @@ culprit and the fix, and none leaves a run folder behind."""
 
 import pytest
 
-from tests.conftest import classification_recipe, write_jsonl
+from tests.builders import classification_recipe, write_jsonl
+
+pytestmark = pytest.mark.unit
 
 
 def set_path(recipe: dict, dotted: str, value) -> dict:

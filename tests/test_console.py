@@ -23,7 +23,7 @@ from finetune_kit.console import configure_output, get_console, phase, run_summa
 from finetune_kit.emissions import EmissionsRecord
 from finetune_kit.training.callbacks import Throughput
 from finetune_kit.training.progress import ConsoleProgress
-from tests.conftest import REPO, classification_recipe
+from tests.builders import REPO, classification_recipe
 
 BAR_FRAGMENTS = ("\r", "━", "it/s", "\x1b")
 
@@ -78,6 +78,7 @@ def simulate_training(progress: ConsoleProgress) -> None:
     progress.on_train_end(ARGS, state(20), control)
 
 
+@pytest.mark.unit
 def test_without_a_terminal_each_logging_step_is_one_plain_line():
     out = plain_console()
     readings = itertools.chain([0.0], itertools.repeat(0.01234))  # nothing spent before training
@@ -93,12 +94,14 @@ def test_without_a_terminal_each_logging_step_is_one_plain_line():
     assert not any(fragment in output(out) for fragment in BAR_FRAGMENTS)
 
 
+@pytest.mark.unit
 def test_without_emissions_the_line_has_no_co2():
     out = plain_console()
     simulate_training(ConsoleProgress(lambda: None, console=out))
     assert "CO2" not in output(out) and "step 20/20" in output(out)
 
 
+@pytest.mark.unit
 def test_quiet_and_other_processes_print_nothing():
     quiet = Console(file=io.StringIO(), quiet=True)
     simulate_training(ConsoleProgress(lambda: 1.0, console=quiet))
@@ -113,6 +116,7 @@ def test_quiet_and_other_processes_print_nothing():
     assert output(out) == ""
 
 
+@pytest.mark.unit
 def test_evaluations_outside_training_are_named_by_their_prefix():
     out = plain_console()
     progress = ConsoleProgress(lambda: None, console=out)
@@ -125,6 +129,7 @@ def test_evaluations_outside_training_are_named_by_their_prefix():
     assert second.startswith("test: accuracy 0.9000 · f1_0 0.5000") and second.endswith("+3 more · 1 min 15 s")
 
 
+@pytest.mark.unit
 def test_on_a_terminal_training_and_evaluation_draw_bars_and_stop_them():
     out = terminal_console()
     progress = ConsoleProgress(lambda: 0.5, console=out)
@@ -143,6 +148,7 @@ def test_on_a_terminal_training_and_evaluation_draw_bars_and_stop_them():
     assert not console._live  # no display left running: the cursor is back
 
 
+@pytest.mark.unit
 def test_phase_without_a_terminal_is_one_line_when_done():
     out = plain_console()
     with phase("tokenize", total=4000, console=out):
@@ -155,6 +161,7 @@ def test_phase_without_a_terminal_is_one_line_when_done():
     assert not any(fragment in output(out) for fragment in BAR_FRAGMENTS)
 
 
+@pytest.mark.unit
 def test_phase_on_a_terminal_shares_the_display_with_training():
     out = terminal_console()
     progress = ConsoleProgress(lambda: None, console=out)
@@ -166,6 +173,7 @@ def test_phase_on_a_terminal_shares_the_display_with_training():
     assert not console._live
 
 
+@pytest.mark.unit
 def test_a_failed_phase_prints_no_done_line():
     out = plain_console()
     with pytest.raises(ValueError), phase("tokenize", 10, console=out):
@@ -190,6 +198,7 @@ METRICS = {
 EMISSIONS = EmissionsRecord(0.51234, 0.0012345, 80.0, "Xeon", "", "France", "FRA", None, 2, 0, "3.0")
 
 
+@pytest.mark.unit
 def test_summary_table_reports_scores_speed_size_co2_and_folder():
     text = summary_text(METRICS, EMISSIONS)
     assert "done" in text and "stopped" not in text
@@ -202,6 +211,7 @@ def test_summary_table_reports_scores_speed_size_co2_and_folder():
     assert text.rstrip().endswith("run folder: runs/sst2-demo")
 
 
+@pytest.mark.unit
 def test_summary_says_why_training_ended_early():
     metrics = {
         **METRICS,
@@ -215,6 +225,7 @@ def test_summary_says_why_training_ended_early():
     assert "CO2:" not in text  # emissions off
 
 
+@pytest.mark.unit
 def test_configure_output_hides_library_noise_unless_verbose(monkeypatch):
     noise = ("TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY", "HF_DATASETS_DISABLE_PROGRESS_BARS")
     for variable in (*noise, "RANK"):
@@ -248,6 +259,7 @@ def test_a_script_that_quiets_the_libraries_first_prints_nothing_when_importing_
     assert done.returncode == 0 and done.stdout + done.stderr == b"", done.stderr.decode()[-2000:]
 
 
+@pytest.mark.unit
 def test_verbose_and_quiet_together_is_a_one_line_error(cli):
     result = cli("--verbose", "--quiet", "emissions", "runs/none")
     assert result.exit_code == 2 and result.error_lines == ["error: --verbose and --quiet: choose one"]

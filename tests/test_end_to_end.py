@@ -7,7 +7,7 @@ import yaml
 from huggingface_hub import ModelCard
 from safetensors import safe_open
 
-from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
+from tests.builders import classification_recipe, toy_sentiment_rows, write_jsonl
 
 
 @pytest.fixture
@@ -113,6 +113,7 @@ def test_overwrite_replaces_a_finished_run_only_on_request(finished_run, tiny_be
     assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["training"]["epochs"] == 1
 
 
+@pytest.mark.unit
 def test_validate_checks_data_and_checkpoint_without_training(tiny_bert, toy_data, tmp_path, write_recipe, cli):
     run_dir = tmp_path / "runs" / "never"
     result = cli("validate", write_recipe(classification_recipe(tiny_bert, toy_data, run_dir)))

@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
-from tests.tasks.test_causal_lm import clm_recipe
+from tests.builders import classification_recipe, clm_recipe, toy_sentiment_rows, write_jsonl
 
 
 @pytest.fixture(autouse=True)

@@ -21,9 +21,16 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from finetune_kit.export import graph as export_graph_module
 from finetune_kit.export.fusion import BERT_LIKE
 from finetune_kit.export.graph import DYNAMO, FUSED, export_graph
-from tests.conftest import classification_recipe, toy_sentiment_rows, train_run, write_jsonl
-from tests.tasks.test_causal_lm import clm_recipe
-from tests.tasks.test_ner import toy_ner_rows
+from tests.builders import (
+    classification_recipe,
+    clm_recipe,
+    ner_recipe,
+    sentiment_splits,
+    toy_ner_rows,
+    toy_sentiment_rows,
+    train_run,
+    write_jsonl,
+)
 
 ENERGY = re.compile(r"inference energy \(([\w-]+)\): ([\d.e+-]+) mg CO2eq and ([\d.e+-]+) Wh per 1,000 ([a-z ]+) \(")
 
@@ -40,29 +47,14 @@ def fresh_copy(run_dir: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def classification_run(tiny_bert, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("export-classification")
-    data = {
-        "train": write_jsonl(folder / "train.jsonl", toy_sentiment_rows(240, seed=1)),
-        "validation": write_jsonl(folder / "validation.jsonl", toy_sentiment_rows(100, seed=2)),
-    }
+    data = sentiment_splits(folder, train=240, validation=100)
     return train_run(classification_recipe(tiny_bert, data, folder / "toy", epochs=3), folder)
 
 
 @pytest.fixture(scope="module")
 def ner_run(tiny_bert, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("export-ner")
-    recipe = {
-        "task": "ner",
-        "model": {"checkpoint": str(tiny_bert)},
-        "data": {
-            "train": str(write_jsonl(folder / "train.jsonl", toy_ner_rows(240, 1))),
-            "validation": str(write_jsonl(folder / "validation.jsonl", toy_ner_rows(60, 2))),
-            "tags_column": "ner_tags",
-        },
-        "training": {"epochs": 3, "batch_size": 8, "learning_rate": 3e-3, "precision": "fp32"},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "output_dir": str(folder / "ner"),
-    }
-    return train_run(recipe, folder)
+    return train_run(ner_recipe(tiny_bert, folder, folder / "ner", rows=(240, 60)), folder)
 
 
 def energy_of(stderr: str) -> tuple[str, float, float, str]:

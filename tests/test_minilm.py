@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import REPO
+from tests.builders import REPO
 
 pytestmark = pytest.mark.slow
 

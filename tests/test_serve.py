@@ -28,8 +28,16 @@ from finetune_kit.serving import RunServer, ServeOptions
 from finetune_kit.serving.completions import ChatCompletions
 from finetune_kit.serving.errors import ApiError
 from finetune_kit.serving.schemas import ChatRequest, PredictInputs, PredictRequest
-from tests.conftest import REPO, classification_recipe, toy_chat_rows, toy_sentiment_rows, train_run, write_jsonl
-from tests.tasks.test_ner import toy_ner_rows
+from tests.builders import (
+    REPO,
+    classification_recipe,
+    ner_recipe,
+    sentiment_splits,
+    toy_chat_rows,
+    toy_sentiment_rows,
+    train_run,
+    write_jsonl,
+)
 
 MAX_BATCH, MAX_CHARS = 8, 200
 
@@ -37,10 +45,7 @@ MAX_BATCH, MAX_CHARS = 8, 200
 @pytest.fixture(scope="module")
 def classification_run(tiny_bert, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("serve-classification")
-    data = {
-        "train": write_jsonl(folder / "train.jsonl", toy_sentiment_rows(400, seed=1)),
-        "validation": write_jsonl(folder / "validation.jsonl", toy_sentiment_rows(40, seed=2)),
-    }
+    data = sentiment_splits(folder, train=400, validation=40)
     return train_run(classification_recipe(tiny_bert, data, folder / "run"), folder)
 
 
@@ -233,18 +238,8 @@ def test_metrics_count_requests_errors_latency_and_energy(classifier):
 
 def test_ner_runs_take_texts_or_word_lists(tiny_bert, tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve-ner")
-    recipe = {
-        "task": "ner",
-        "model": {"checkpoint": str(tiny_bert)},
-        "data": {
-            "train": str(write_jsonl(folder / "train.jsonl", toy_ner_rows(48, seed=1))),
-            "validation": str(write_jsonl(folder / "validation.jsonl", toy_ner_rows(8, seed=2))),
-            "tags_column": "ner_tags",
-        },
-        "training": {"epochs": 1, "batch_size": 8, "max_length": 32, "precision": "fp32"},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "output_dir": str(folder / "run"),
-    }
+    training = {"epochs": 1, "batch_size": 8, "max_length": 32, "precision": "fp32"}
+    recipe = ner_recipe(tiny_bert, folder, folder / "run", rows=(48, 8), training=training)
     run_dir = train_run(recipe, folder)
     with serving(run_dir) as (client, _):
         response = client.post("/predict", json={"texts": ["a superb story and it was dull", ["the", "awful", "cast"]]})
@@ -256,6 +251,7 @@ def test_ner_runs_take_texts_or_word_lists(tiny_bert, tmp_path_factory):
         assert empty.status_code == 400 and empty.json()["error"]["message"].startswith("texts[0]: no words")
 
 
+@pytest.mark.unit
 def test_pair_classification_requests_need_one_second_text_per_text():
     inputs = PredictInputs(["premise", "hypothesis"], words=False, max_rows=4, max_chars=50)
     rows = inputs.rows(PredictRequest(texts=["a dog runs", "it rains"], text_pairs=["an animal moves", "it is dry"]))

@@ -23,7 +23,7 @@ from finetune_kit.config.recipe import FULL_FINE_TUNING_LEARNING_RATE
 from finetune_kit.runs import RunFolder
 from finetune_kit.sweep.plan import Objective, plan_sweep
 from finetune_kit.sweep.report import SweepReport, TrialRow
-from tests.conftest import REPO, classification_recipe
+from tests.builders import REPO, classification_recipe
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LEARNING_RATES = {"training.learning_rate": {"log_uniform": [1e-4, 3e-2]}}
@@ -300,6 +300,7 @@ BAD_SWEEPS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_SWEEPS))
+@pytest.mark.unit
 def test_bad_sweep_exits_2_with_one_line_and_writes_nothing(case, tiny_bert, toy_data, tmp_path, write_recipe, cli):
     sweep, options, expected = BAD_SWEEPS[case]
     recipe = sweep_recipe(tiny_bert, toy_data, tmp_path / "sweep", **sweep)

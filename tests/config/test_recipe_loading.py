@@ -6,6 +6,8 @@ import yaml
 from finetune_kit.config import load_recipe
 from finetune_kit.errors import RecipeError
 
+pytestmark = pytest.mark.unit
+
 BASE = {
     "task": "classification",
     "model": {"checkpoint": "some/model"},

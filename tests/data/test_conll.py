@@ -7,7 +7,9 @@ from finetune_kit.config.encoders import TokenClassificationData
 from finetune_kit.data import load_data, load_source
 from finetune_kit.errors import DataError
 from finetune_kit.tasks.token_classification import to_iob2
-from tests.conftest import REPO
+from tests.builders import REPO
+
+pytestmark = pytest.mark.unit
 
 EXCERPT = Path(__file__).resolve().parent.parent / "fixtures" / "conll2003_eng_train_excerpt.gz"
 

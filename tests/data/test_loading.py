@@ -8,6 +8,8 @@ from finetune_kit.config.recipe import DataConfig
 from finetune_kit.data import load_data, load_source
 from finetune_kit.errors import DataError
 
+pytestmark = pytest.mark.unit
+
 ROWS = [{"text": f"sentence number {i}", "label": i % 2} for i in range(20)]
 
 

@@ -4,7 +4,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from finetune_kit.hub.search import emissions_in_grams
-from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
+from tests.builders import classification_recipe, toy_sentiment_rows, write_jsonl
 
 
 def test_co2_budget_stops_training_cleanly_and_says_so(tiny_bert, tmp_path, write_recipe, cli):
@@ -81,10 +81,12 @@ def test_card_command_rewrites_card_and_curve(tiny_bert, toy_data, tmp_path, wri
         ("unknown", None),
     ],
 )
+@pytest.mark.unit
 def test_emissions_stated_in_any_card_form_become_grams(stated, grams):
     assert emissions_in_grams(stated) == (pytest.approx(grams) if grams is not None else None)
 
 
+@pytest.mark.unit
 def test_processes_add_side_by_side_and_sessions_one_after_the_other():
     from finetune_kit.emissions import EmissionsRecord, sum_processes, sum_records
 

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HUB_PORT, classification_recipe
+from tests.builders import classification_recipe
+from tests.conftest import HUB_PORT
 from tests.hub_server import HubServer
 
 TOKEN = "hf_finetunekitTESTtoken4242secret"

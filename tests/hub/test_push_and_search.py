@@ -6,6 +6,7 @@ import json
 import pytest
 from huggingface_hub import HfApi, ModelCard
 
+from tests.builders import classification_recipe
 from tests.hub.conftest import OTHER_TOKEN, TOKEN
 
 REPO = "alice/toy-sentiment"
@@ -99,7 +100,6 @@ def test_search_finds_light_models_leaves_heavy_ones_and_counts_missing_data(hub
 def test_recipe_hub_section_pushes_when_training_ends(
     hub, tiny_bert, toy_data, tmp_path, write_recipe, cli, monkeypatch
 ):
-    from tests.conftest import classification_recipe
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     recipe = classification_recipe(tiny_bert, toy_data, tmp_path / "runs" / "auto", epochs=1)
@@ -111,7 +111,6 @@ def test_recipe_hub_section_pushes_when_training_ends(
 
 
 def test_the_token_is_never_written_anywhere(hub, tiny_bert, toy_data, tmp_path, write_recipe, cli, monkeypatch):
-    from tests.conftest import classification_recipe
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     recipe = classification_recipe(tiny_bert, toy_data, tmp_path / "runs" / "secret", epochs=1)

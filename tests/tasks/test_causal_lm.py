@@ -12,33 +12,12 @@ from finetune_kit.config.recipe import TokenizerConfig
 from finetune_kit.models.tokenizer_training import train_tokenizer
 from finetune_kit.tasks import build_task
 from finetune_kit.tasks.causal_lm import pack
-from tests.conftest import toy_sentiment_rows
+from tests.builders import TEXTS, clm_recipe
 
-TEXTS = [row["text"] for row in toy_sentiment_rows(300, seed=5)]
 GPT2 = {"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 64}
 
 
-def write_lines(path, texts):
-    path.write_text("".join(text + "\n" for text in texts), encoding="utf-8")
-    return path
-
-
-def clm_recipe(tmp_path, run_dir, model, **extra):
-    return {
-        "task": "causal-lm",
-        "model": model,
-        "data": {
-            "train": str(write_lines(tmp_path / "train.txt", TEXTS)),
-            "validation": str(write_lines(tmp_path / "validation.txt", [r["text"] for r in toy_sentiment_rows(60, 6)])),
-        },
-        "training": {"epochs": 4, "batch_size": 8, "learning_rate": 3e-3, "max_length": 32, "precision": "fp32"},
-        "generation": {"prompts": ["", "the film"], "max_new_tokens": 12},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "output_dir": str(run_dir),
-        **extra,
-    }
-
-
+@pytest.mark.unit
 def test_packing_keeps_every_token_once():
     rows = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]]
     blocks = pack(rows, 4)
@@ -47,6 +26,7 @@ def test_packing_keeps_every_token_once():
 
 
 @pytest.mark.parametrize("kind", ["bpe", "unigram", "wordpiece"])
+@pytest.mark.unit
 def test_trained_tokenizer_round_trips_and_ends_texts(kind):
     tokenizer = train_tokenizer(TokenizerConfig(kind=kind, vocab_size=300, min_frequency=1), TEXTS, max_length=64)
     assert 30 < len(tokenizer) <= 300  # unigram stops early: the toy corpus has few words
@@ -57,6 +37,7 @@ def test_trained_tokenizer_round_trips_and_ends_texts(kind):
     assert {tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.mask_token_id} <= set(range(5))
 
 
+@pytest.mark.unit
 def test_packed_blocks_hold_the_tokenized_text_exactly(tiny_gpt2):
     from transformers import AutoTokenizer
 
@@ -120,6 +101,7 @@ def test_pretrain_from_architecture_then_fine_tune_the_pretrained_run(tmp_path, 
     assert "training_type: fine-tuning" in card and "local checkpoint `pretrained/model`" in card
 
 
+@pytest.mark.unit
 def test_architecture_mistakes_are_one_line_errors(tmp_path, write_recipe, cli):
     tokenizer = {"tokenizer": {"vocab_size": 300}}
     typo = clm_recipe(tmp_path, tmp_path / "r", {"architecture": {**GPT2, "n_layers": 2}}, **tokenizer)

@@ -7,6 +7,8 @@ from finetune_kit.config.loading import validate_recipe
 from finetune_kit.errors import DataError
 from finetune_kit.tasks import build_task
 
+pytestmark = pytest.mark.unit
+
 
 def make_task(**data):
     recipe = validate_recipe(

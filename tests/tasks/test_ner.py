@@ -1,5 +1,4 @@
 import json
-import random
 
 import pytest
 from datasets import Dataset, DatasetDict
@@ -9,28 +8,7 @@ from finetune_kit.config.loading import validate_recipe
 from finetune_kit.errors import DataError
 from finetune_kit.tasks import build_task
 from finetune_kit.tasks.token_classification import entity_spans
-from tests.conftest import FILLER, NEGATIVE, POSITIVE, write_jsonl
-
-
-def toy_ner_rows(count: int, seed: int) -> list[dict]:
-    """Sentiment words are entities (B-POS / B-NEG); "story" right after one continues it (I-)."""
-    rng = random.Random(seed)
-    filler = [word for word in FILLER if word != "story"]
-    rows = []
-    for _ in range(count):
-        tokens, tags = [], []
-        for _ in range(rng.randint(2, 6)):
-            if rng.random() < 0.4:
-                kind, words = ("POS", POSITIVE) if rng.random() < 0.5 else ("NEG", NEGATIVE)
-                tokens.append(rng.choice(words))
-                tags.append(f"B-{kind}")
-                if rng.random() < 0.3:
-                    tokens.append("story")
-                    tags.append(f"I-{kind}")
-            tokens.append(rng.choice(filler))
-            tags.append("O")
-        rows.append({"tokens": tokens, "ner_tags": tags})
-    return rows
+from tests.builders import ner_recipe, write_jsonl
 
 
 def make_task(**data):
@@ -44,6 +22,7 @@ def splits(train, validation):
     return DatasetDict(train=Dataset.from_list(train), validation=Dataset.from_list(validation))
 
 
+@pytest.mark.unit
 def test_labels_have_b_and_i_for_every_type_and_iob1_is_converted():
     task = make_task()
     row = {"tokens": ["Paris", "is", "big"], "ner_tags": ["I-LOC", "O", "O"]}
@@ -58,18 +37,21 @@ def test_labels_have_b_and_i_for_every_type_and_iob1_is_converted():
         ({"tokens": [], "ner_tags": []}, "data.train: row 2 is an empty sentence"),
     ],
 )
+@pytest.mark.unit
 def test_malformed_rows_are_named(row, message):
     good = {"tokens": ["Paris"], "ner_tags": ["B-LOC"]}
     with pytest.raises(DataError, match=message):
         make_task().inspect(splits([good, row], [good]))
 
 
+@pytest.mark.unit
 def test_integer_tags_without_names_are_refused():
     rows = [{"tokens": ["a"], "ner_tags": [3]}]
     with pytest.raises(DataError, match=r"data.train: row 1 has integer tags; name them with data.label_names"):
         make_task().inspect(splits(rows, rows))
 
 
+@pytest.mark.unit
 def test_unknown_tag_in_validation_is_named():
     with pytest.raises(DataError, match=r"data.validation: row 1 has tag 'B-ORG', which the train data does not have"):
         make_task().inspect(
@@ -77,6 +59,7 @@ def test_unknown_tag_in_validation_is_named():
         )
 
 
+@pytest.mark.unit
 def test_integer_tags_take_label_names():
     task = make_task(label_names=["O", "B-LOC", "I-LOC"])
     task.inspect(
@@ -85,6 +68,7 @@ def test_integer_tags_take_label_names():
     assert task.labels == ["O", "B-LOC", "I-LOC"]
 
 
+@pytest.mark.unit
 def test_first_sub_token_carries_the_label_and_the_rest_are_ignored(tiny_bert):
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     rows = [{"tokens": ["superb", "storyline"], "ner_tags": ["B-POS", "O"]}]
@@ -103,6 +87,7 @@ def test_first_sub_token_carries_the_label_and_the_rest_are_ignored(tiny_bert):
         assert labels[first_of_word_1 + 1] == expected_rest
 
 
+@pytest.mark.unit
 def test_entity_spans_group_words():
     words = ["really", "superb", "and", "awful", "plot"]
     spans = entity_spans(words, ["B-POS", "I-POS", "O", "B-NEG", "I-POS"], [0.9, 0.7, 1.0, 0.8, 0.6])
@@ -114,19 +99,9 @@ def test_entity_spans_group_words():
 
 
 def test_ner_end_to_end_on_a_tiny_model(tiny_bert, tmp_path, write_recipe, cli):
-    data = {
-        "train": write_jsonl(tmp_path / "train.jsonl", toy_ner_rows(400, 1)),
-        "validation": write_jsonl(tmp_path / "validation.jsonl", toy_ner_rows(100, 2)),
-    }
     run_dir = tmp_path / "runs" / "ner"
-    recipe = {
-        "task": "ner",
-        "model": {"checkpoint": str(tiny_bert)},
-        "data": {**{k: str(v) for k, v in data.items()}, "tags_column": "ner_tags"},
-        "training": {"epochs": 4, "batch_size": 8, "learning_rate": 3e-3, "warmup_ratio": 0.1, "precision": "fp32"},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "output_dir": str(run_dir),
-    }
+    training = {"epochs": 4, "batch_size": 8, "learning_rate": 3e-3, "warmup_ratio": 0.1, "precision": "fp32"}
+    recipe = ner_recipe(tiny_bert, tmp_path, run_dir, training=training)
     result = cli("train", write_recipe(recipe))
     assert result.exit_code == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -5,7 +5,6 @@ options are named."""
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 import torch
@@ -17,58 +16,19 @@ from finetune_kit.models.building import build_model
 from finetune_kit.tasks import build_task
 from finetune_kit.training.arguments import build_training_arguments
 from finetune_kit.training.trainer import build_trainer
-from tests.conftest import toy_sentiment_rows, write_jsonl
-
-
-def toy_pairs(count: int, seed: int) -> list[dict]:
-    """The right label is chosen, the wrong one rejected: separable from one word of the prompt."""
-    pairs = []
-    for row in toy_sentiment_rows(count, seed):
-        right, wrong = ("positive", "negative") if row["label"] == "pos" else ("negative", "positive")
-        pairs.append({"prompt": f"Sentiment of: {row['text']}", "chosen": right, "rejected": wrong})
-    return pairs
-
-
-EVASIVE = "I cannot tell."
-
-
-def answer_or_evasion_pairs(count: int, seed: int) -> list[dict]:
-    """The right label is chosen, an evasive reply rejected: a preference that a tiny model learns
-    in a few steps, whatever the prompt says."""
-    return [pair | {"rejected": EVASIVE} for pair in toy_pairs(count, seed)]
-
-
-def toy_completions(count: int, seed: int) -> list[dict]:
-    """KTO's unpaired layout: one completion per prompt, the answer (desirable) or the evasion."""
-    rng = random.Random(seed)
-    rows = []
-    for pair in toy_pairs(count, seed):
-        desirable = rng.random() < 0.5
-        completion = pair["chosen"] if desirable else EVASIVE
-        rows.append({"prompt": pair["prompt"], "completion": completion, "label": desirable})
-    return rows
+from tests.builders import (
+    answer_or_evasion_pairs,
+    preference_recipe,
+    sft_recipe,
+    toy_completions,
+    toy_pairs,
+    write_jsonl,
+)
 
 
 def training_log_losses(run_dir) -> list[float]:
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     return [entry["loss"] for entry in log if "loss" in entry]
-
-
-def preference_recipe(checkpoint, tmp_path, run_dir, **extra) -> dict:
-    data = {
-        "train": write_jsonl(tmp_path / "data" / "train.jsonl", toy_pairs(200, 1)),
-        "validation": write_jsonl(tmp_path / "data" / "validation.jsonl", toy_pairs(40, 2)),
-    }
-    return {
-        "task": "preference",
-        "model": {"checkpoint": str(checkpoint)},
-        "data": {split: str(path) for split, path in data.items()},
-        "training": {"epochs": 3, "batch_size": 8, "learning_rate": 1e-2, "max_length": 64, "precision": "fp32"},
-        "peft": {"method": "lora", "r": 8, "modules_to_save": ["lm_head"]},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "output_dir": str(run_dir),
-        **extra,
-    }
 
 
 def test_dpo_learns_the_preference(tiny_chat_llama, tmp_path, write_recipe, cli):
@@ -112,13 +72,32 @@ def test_sft_weight_keeps_the_chosen_replies_likely(tiny_chat_llama, tmp_path, w
     assert validation["rpo"]["logps/chosen"] > validation["dpo"]["logps/chosen"] + 3  # -13.1 against -24.9
 
 
-def test_orpo_runs_without_a_reference(tiny_chat_llama, tmp_path, write_recipe, cli):
+def test_orpo_trains_and_lowers_its_loss(tiny_chat_llama, tmp_path, write_recipe, cli):
     run_dir = tmp_path / "runs" / "orpo"
     recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference={"loss": "orpo", "beta": 0.1})
     recipe["training"]["epochs"] = 1
     result = cli("train", write_recipe(recipe))
     assert result.exit_code == 0, result.stderr
-    assert "rewards/accuracies" in json.loads((run_dir / "metrics.json").read_text())["validation"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["validation"]["loss"] < metrics["before_training"]["loss"]
+
+
+@pytest.mark.parametrize("loss", ["orpo", "simpo", "cpo", "dpo"])
+def test_losses_without_a_reference_hold_no_second_model(loss, tiny_chat_llama, tmp_path):
+    """Full fine-tuning: DPO keeps a frozen copy of the starting weights beside the policy (twice the
+    weights in memory); ORPO, SimPO and CPO need none, and their trainer holds the policy alone."""
+    raw = preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run", peft=None, preference={"loss": loss})
+    recipe = validate_recipe(raw)
+    task, tokenizer = build_task(recipe), AutoTokenizer.from_pretrained(tiny_chat_llama)
+    task.prepare_tokenizer(tokenizer)
+    rows = task.preprocess({"train": Dataset.from_list(toy_pairs(8, 5))}, tokenizer)["train"]
+    model = build_model(recipe, task.model_head(), tokenizer)
+    args = build_training_arguments(recipe.training, task, tmp_path / "checkpoints", "fp32")
+    trainer = build_trainer(task, args, model, tokenizer, train_dataset=rows, eval_dataset=rows)
+    others = [value for value in vars(trainer).values() if isinstance(value, torch.nn.Module) and value is not model]
+    held = sum(parameter.numel() for other in others for parameter in other.parameters())
+    policy = sum(parameter.numel() for parameter in model.parameters())
+    assert held == (policy if loss == "dpo" else 0), [type(other).__name__ for other in others]
 
 
 @pytest.mark.parametrize("layout", ["pairs", "completions"])
@@ -159,6 +138,7 @@ def test_simpo_and_cpo_run_without_a_reference(loss, tiny_chat_llama, tmp_path, 
     assert metrics["validation"]["loss"] < metrics["before_training"]["loss"]
 
 
+@pytest.mark.unit
 def test_validate_lists_the_options_the_loss_reads(tiny_chat_llama, tmp_path, write_recipe, cli):
     recipe = preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run", preference={"loss": "simpo"})
     result = cli("validate", write_recipe(recipe))
@@ -177,6 +157,7 @@ def test_validate_lists_the_options_the_loss_reads(tiny_chat_llama, tmp_path, wr
         ({"loss": "kto"}, {"batch_size": 1}, "preference.loss kto needs training.batch_size 2 or more"),
     ],
 )
+@pytest.mark.unit
 def test_an_option_the_loss_ignores_exits_2(options, training, message, tiny_chat_llama, tmp_path, write_recipe, cli):
     run_dir = tmp_path / "runs" / "bad"
     recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference=options)
@@ -195,6 +176,7 @@ def test_an_option_the_loss_ignores_exits_2(options, training, message, tiny_cha
         ({"prompt": "hi", "completion": "yes", "label": True}, "dpo", "data.train: prompt / completion / label rows"),
     ],
 )
+@pytest.mark.unit
 def test_bad_unpaired_rows_exit_2_naming_the_row(row, loss, message, tiny_chat_llama, tmp_path, write_recipe, cli):
     run_dir = tmp_path / "runs" / "bad"
     recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir, preference={"loss": loss})
@@ -204,6 +186,7 @@ def test_bad_unpaired_rows_exit_2_naming_the_row(row, loss, message, tiny_chat_l
     assert not run_dir.parent.exists()
 
 
+@pytest.mark.unit
 def test_kto_needs_both_labels(tiny_chat_llama, tmp_path, write_recipe, cli):
     recipe = preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run", preference={"loss": "kto"})
     rows = [row | {"label": True} for row in toy_completions(8, 0)]
@@ -244,6 +227,7 @@ def test_the_adapters_reference_equals_a_frozen_copy(loss, tiny_chat_llama, tmp_
         ({"prompt": "", "chosen": "yes", "rejected": "no"}, "data.train row 2, prompt is empty"),
     ],
 )
+@pytest.mark.unit
 def test_bad_pairs_exit_2_naming_the_row(row, message, tiny_chat_llama, tmp_path, write_recipe, cli):
     run_dir = tmp_path / "runs" / "bad"
     recipe = preference_recipe(tiny_chat_llama, tmp_path, run_dir)
@@ -253,6 +237,7 @@ def test_bad_pairs_exit_2_naming_the_row(row, message, tiny_chat_llama, tmp_path
     assert not run_dir.exists() and not run_dir.parent.exists()
 
 
+@pytest.mark.unit
 def test_a_missing_column_is_named(tiny_chat_llama, tmp_path, write_recipe, cli):
     recipe = preference_recipe(tiny_chat_llama, tmp_path, tmp_path / "run")
     recipe["data"]["train"] = str(write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "hi", "chosen": "yes"}]))
@@ -261,7 +246,6 @@ def test_a_missing_column_is_named(tiny_chat_llama, tmp_path, write_recipe, cli)
 
 
 def test_preference_after_an_sft_adapter_run_reports_the_chains_emissions(tiny_chat_llama, tmp_path, write_recipe, cli):
-    from tests.tasks.test_sft import sft_recipe
 
     sft_dir = tmp_path / "runs" / "sft"
     sft = sft_recipe(tiny_chat_llama, tmp_path / "sft-data", sft_dir, name="sft")

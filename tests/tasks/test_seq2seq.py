@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tests.conftest import FILLER, NEGATIVE, POSITIVE, toy_sentiment_rows, write_jsonl
+from tests.builders import FILLER, NEGATIVE, POSITIVE, toy_sentiment_rows, write_jsonl
 
 # A toy language pair: word-for-word, so a tiny model learns it in seconds.
 GERMAN = dict(
@@ -81,6 +81,7 @@ def test_translation_from_scratch_learns_the_toy_language(tmp_path, write_recipe
     assert translated.exit_code == 0 and '"generated"' in translated.stdout
 
 
+@pytest.mark.unit
 def test_flat_language_columns_and_a_missing_language_is_named(tmp_path, write_recipe, cli):
     flat = [{"en": r["translation"]["en"], "fr": r["translation"]["de"]} for r in translation_rows(20, 3)]
     recipe = {
@@ -157,6 +158,7 @@ MARIAN = {"model_type": "marian", "d_model": 32, "encoder_layers": 1, "decoder_l
 
 
 @pytest.mark.parametrize("architecture", [T5, MARIAN], ids=["t5", "marian"])
+@pytest.mark.unit
 def test_validate_builds_encoder_decoders_from_architectures(architecture, tmp_path, write_recipe, cli):
     recipe = {
         "task": "translation",

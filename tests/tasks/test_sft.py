@@ -16,7 +16,7 @@ from finetune_kit.errors import DataError
 from finetune_kit.tasks.chat_template import encode_conversation, render
 from finetune_kit.tasks.common import IGNORE_INDEX
 from finetune_kit.tasks.instruction import PackedRowsCollator
-from tests.conftest import toy_chat_rows, write_jsonl
+from tests.builders import sft_recipe, toy_chat_rows, write_jsonl
 
 CONVERSATION = [
     {"role": "system", "content": "Answer in one word."},
@@ -32,6 +32,7 @@ def chat_tokenizer(tiny_chat_llama):
     return AutoTokenizer.from_pretrained(tiny_chat_llama)
 
 
+@pytest.mark.unit
 def test_template_is_applied_and_only_replies_and_their_end_token_are_labelled(chat_tokenizer):
     ids, labels, cut = encode_conversation(chat_tokenizer, CONVERSATION, "assistant", 512)
     assert not cut and chat_tokenizer.decode(ids) == render(chat_tokenizer, CONVERSATION)
@@ -67,6 +68,7 @@ def test_template_is_applied_and_only_replies_and_their_end_token_are_labelled(c
         ({"instruction": "Sentiment of: a superb film", "input": "", "output": "positive"}, "alpaca"),
     ],
 )
+@pytest.mark.unit
 def test_every_layout_reads_as_the_same_messages(row, layout):
     assert detect_format(row.keys(), "auto", "data.train") == layout
     assert to_messages(row, layout, None, "row 1") == CONVERSATION[1:3]
@@ -74,6 +76,7 @@ def test_every_layout_reads_as_the_same_messages(row, layout):
     assert with_system == CONVERSATION[:3]
 
 
+@pytest.mark.unit
 def test_alpaca_input_joins_the_instruction():
     row = {"instruction": "Classify the sentiment.", "input": "a superb film", "output": "positive"}
     assert to_messages(row, "alpaca", None, "row 1")[0]["content"] == "Classify the sentiment.\n\na superb film"
@@ -88,12 +91,14 @@ def test_alpaca_input_joins_the_instruction():
         ({"prompt": "hi", "completion": " "}, "data.train row 3: column 'completion' is empty"),
     ],
 )
+@pytest.mark.unit
 def test_bad_rows_are_named(row, message):
     with pytest.raises(DataError, match=message):
         to_messages(row, detect_format(row.keys(), "auto", "data.train"), None, "data.train row 3")
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.unit
 def test_packed_and_unpacked_batches_give_the_same_loss_per_conversation(tiny_chat_llama, chat_tokenizer, attention):
     """Packed rows (several conversations each; position ids restart per conversation) must let no
     conversation see another: each one's loss equals its loss alone."""
@@ -127,24 +132,6 @@ def test_packed_and_unpacked_batches_give_the_same_loss_per_conversation(tiny_ch
             got = packed[row, start : start + length - 1].sum()  # the last position predicts the next conversation
             assert torch.isclose(got, alone[i], rtol=1e-4), (i, got, alone[i])
             start += length
-
-
-def sft_recipe(checkpoint, data_dir, run_dir, **extra):
-    data = {
-        "train": write_jsonl(data_dir / "train.jsonl", toy_chat_rows(400, seed=1)),
-        "validation": write_jsonl(data_dir / "validation.jsonl", toy_chat_rows(60, seed=2)),
-        "test": write_jsonl(data_dir / "test.jsonl", toy_chat_rows(60, seed=3)),
-    }
-    return {
-        "task": "sft",
-        "model": {"checkpoint": str(checkpoint)},
-        "data": {split: str(path) for split, path in data.items()},
-        "training": {"epochs": 3, "batch_size": 8, "learning_rate": 3e-3, "max_length": 64, "precision": "fp32"},
-        "generation": {"max_new_tokens": 4},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "output_dir": str(run_dir),
-        **extra,
-    }
 
 
 def test_sft_end_to_end_learns_replies_then_chats_on_stdin(tiny_chat_llama, tmp_path, write_recipe, cli, monkeypatch):
@@ -204,6 +191,7 @@ def test_an_adapter_run_learns_the_reply_form_chats_and_merges(
     assert chat(merged) == reply
 
 
+@pytest.mark.unit
 def test_sft_bad_input_exits_2_naming_the_problem_and_writes_nothing(
     tiny_chat_llama, tiny_gpt2, tmp_path, write_recipe, cli
 ):

@@ -3,9 +3,12 @@
 import random
 from itertools import pairwise
 
+import pytest
 from datasets import Dataset
 
 from finetune_kit.training.batching import LengthGroupedBatches
+
+pytestmark = pytest.mark.unit
 
 
 def batches_of(rows: LengthGroupedBatches, size: int) -> list[list[int]]:

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import REPO, classification_recipe
+from tests.builders import REPO, classification_recipe
 
 
 def test_two_process_run_writes_one_complete_folder_and_sums_emissions(tiny_bert, toy_data, tmp_path, write_recipe):

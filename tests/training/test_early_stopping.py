@@ -4,7 +4,7 @@ import json
 
 from huggingface_hub import ModelCard
 
-from tests.conftest import classification_recipe
+from tests.builders import classification_recipe
 
 
 def test_early_stopping_is_reported_everywhere(tiny_bert, toy_data, tmp_path, write_recipe, cli):

@@ -13,6 +13,7 @@ from finetune_kit.training.mfu import (
 )
 
 
+@pytest.mark.unit
 def test_flops_are_six_per_parameter_per_token_for_a_plain_network():
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
     parameters = sum(p.numel() for p in model.parameters())
@@ -20,12 +21,14 @@ def test_flops_are_six_per_parameter_per_token_for_a_plain_network():
     assert training_flops_per_token(model) * tokens == 6 * parameters * tokens
 
 
+@pytest.mark.unit
 def test_embedding_lookups_are_not_counted_and_frozen_weights_cost_four():
     embedding, layer = torch.nn.Embedding(100, 8), torch.nn.Linear(8, 8, bias=False)
     layer.weight.requires_grad_(False)  # a frozen base weight: forward and input gradient only
     assert training_flops_per_token(torch.nn.Sequential(embedding, layer)) == 4 * 64
 
 
+@pytest.mark.unit
 def test_a_tied_output_layer_counts_once_per_use():
     config = GPT2Config(vocab_size=50, n_positions=16, n_embd=8, n_layer=1, n_head=2)
     model = GPT2LMHeadModel(config)
@@ -33,6 +36,7 @@ def test_a_tied_output_layer_counts_once_per_use():
     assert training_flops_per_token(model) == 6 * (blocks + 50 * 8)  # the LM head reuses wte: a matmul
 
 
+@pytest.mark.unit
 def test_lora_counts_adapters_as_trained_and_base_weights_as_frozen():
     model = BertForSequenceClassification(_tiny_bert_config())
     full = training_flops_per_token(model)
@@ -42,6 +46,7 @@ def test_lora_counts_adapters_as_trained_and_base_weights_as_frozen():
     assert training_flops_per_token(lora) == 4 * full // 6 + 6 * trained
 
 
+@pytest.mark.unit
 def test_peak_is_positive_and_stable_within_a_factor_of_three():
     first = matmul_peak_flops.__wrapped__("fp32", "cpu", 0.05)
     second = matmul_peak_flops.__wrapped__("fp32", "cpu", 0.05)
@@ -65,6 +70,7 @@ def test_mfu_of_a_real_tiny_training_run_is_a_fraction():
     assert result["model_tflops"] == pytest.approx(result["mfu"] * result["peak_tflops"], rel=0.05, abs=1e-4)
 
 
+@pytest.mark.unit
 def test_utilization_is_achieved_over_the_peak_of_every_device():
     peak = matmul_peak_flops("fp32", "cpu")
     assert flops_utilization(1_000_000, peak / 4e6, "fp32", "cpu")["mfu"] == pytest.approx(0.25, abs=1e-3)

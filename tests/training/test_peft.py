@@ -13,28 +13,23 @@ import yaml
 from peft import TaskType
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from finetune_kit.config.loading import validate_recipe
 from finetune_kit.config.peft import FAMILY_DEFAULTS
 from finetune_kit.errors import RecipeError
 from finetune_kit.models.quantization import require_qlora_runtime
-from tests.conftest import classification_recipe, toy_sentiment_rows, write_jsonl
-from tests.tasks.test_causal_lm import clm_recipe
-from tests.tasks.test_masked_lm import mlm_recipe
-from tests.tasks.test_ner import toy_ner_rows
+from tests.builders import (
+    MINILM,
+    adapter_recipe,
+    classification_recipe,
+    clm_recipe,
+    mlm_recipe,
+    ner_recipe,
+    toy_sentiment_rows,
+    write_jsonl,
+)
 from tests.tasks.test_seq2seq import translation_recipe
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 LORA = {"method": "lora", "r": 8, "alpha": 16}
 SEQ2SEQ_LINEAR = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
-
-
-def adapter_recipe(toy_data, run_dir, peft, checkpoint=MINILM, **training):
-    """One epoch (50 steps) on the toy sentiment data; unset, the learning rate is the
-    classification family's adapter default."""
-    training = {"epochs": 1, "learning_rate": None, "max_length": 24, **training}
-    recipe = classification_recipe(checkpoint, toy_data, run_dir, **training)
-    recipe["peft"] = peft
-    return recipe
 
 
 @pytest.mark.slow
@@ -107,6 +102,7 @@ def test_every_method_trains_a_classifier(peft, learning_rate, toy_data, tmp_pat
     assert cli("predict", run_dir, "--text", "a superb film").exit_code == 0
 
 
+@pytest.mark.unit
 def test_prefix_tuning_is_refused_by_bert_with_the_reason(tiny_bert, toy_data, tmp_path, write_recipe, cli):
     prefix = {"method": "prefix_tuning", "num_virtual_tokens": 4}
     recipe = adapter_recipe(toy_data, tmp_path / "x", prefix, checkpoint=tiny_bert)
@@ -118,19 +114,8 @@ def test_prefix_tuning_is_refused_by_bert_with_the_reason(tiny_bert, toy_data, t
 
 def test_lora_on_ner_and_masked_lm(tiny_bert, tmp_path, write_recipe, cli):
     ner_dir = tmp_path / "runs" / "ner"
-    ner = {
-        "task": "ner",
-        "model": {"checkpoint": str(tiny_bert)},
-        "data": {
-            "train": str(write_jsonl(tmp_path / "train.jsonl", toy_ner_rows(400, 1))),
-            "validation": str(write_jsonl(tmp_path / "validation.jsonl", toy_ner_rows(100, 2))),
-            "tags_column": "ner_tags",
-        },
-        "training": {"epochs": 4, "batch_size": 8, "learning_rate": 1e-2, "precision": "fp32"},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "peft": LORA,
-        "output_dir": str(ner_dir),
-    }
+    training = {"epochs": 4, "batch_size": 8, "learning_rate": 1e-2, "precision": "fp32"}
+    ner = ner_recipe(tiny_bert, tmp_path, ner_dir, training=training, peft=LORA)
     assert cli("train", write_recipe(ner, "ner.yaml")).exit_code == 0
     assert json.loads((ner_dir / "metrics.json").read_text())["validation"]["f1"] >= 0.6
     spans = cli("predict", ner_dir, "--text", "an awful plot")
@@ -146,6 +131,7 @@ def test_lora_on_ner_and_masked_lm(tiny_bert, tmp_path, write_recipe, cli):
     assert (mlm_dir / "model" / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.unit
 def test_unknown_target_module_lists_the_real_ones(tiny_bert, toy_data, tmp_path, write_recipe, cli):
     peft = {"method": "lora", "target_modules": ["q_proj"]}
     recipe = adapter_recipe(toy_data, tmp_path / "run", peft, checkpoint=tiny_bert)
@@ -157,6 +143,7 @@ def test_unknown_target_module_lists_the_real_ones(tiny_bert, toy_data, tmp_path
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+@pytest.mark.unit
 def test_qlora_without_cuda_is_refused_in_one_line(tiny_bert, toy_data, tmp_path, write_recipe, cli):
     recipe = adapter_recipe(
         toy_data, tmp_path / "run", {"method": "lora", "quantization": "4bit"}, checkpoint=tiny_bert
@@ -167,6 +154,7 @@ def test_qlora_without_cuda_is_refused_in_one_line(tiny_bert, toy_data, tmp_path
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
 
 
+@pytest.mark.unit
 def test_qlora_without_bitsandbytes_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # not installed, as importlib sees it
@@ -181,6 +169,7 @@ def test_qlora_without_bitsandbytes_is_refused_in_one_line(monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a real GPU the probe quantizes and passes")
 @pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+@pytest.mark.unit
 def test_qlora_where_bitsandbytes_cannot_quantize_is_refused_in_one_line(monkeypatch, quantization):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # but nothing can run there: the probe fails
     with pytest.raises(RecipeError) as refused:
@@ -191,6 +180,7 @@ def test_qlora_where_bitsandbytes_cannot_quantize_is_refused_in_one_line(monkeyp
     assert message.endswith("check its install with `python -m bitsandbytes`") and "\n" not in message
 
 
+@pytest.mark.unit
 def test_named_target_modules_of_a_decoder_are_found(tiny_gpt2, tmp_path, write_recipe, cli):
     peft = {**LORA, "target_modules": ["c_attn"]}  # GPT-2's attention is a Conv1D, not a Linear
     recipe = clm_recipe(tmp_path, tmp_path / "run", {"checkpoint": str(tiny_gpt2)}, peft=peft)
@@ -199,6 +189,7 @@ def test_named_target_modules_of_a_decoder_are_found(tiny_gpt2, tmp_path, write_
     assert "trainable" in result.stdout
 
 
+@pytest.mark.unit
 def test_option_of_another_method_is_refused(tiny_bert, toy_data, tmp_path, write_recipe, cli):
     recipe = adapter_recipe(toy_data, tmp_path / "run", {"method": "ia3", "r": 4}, checkpoint=tiny_bert)
     result = cli("validate", write_recipe(recipe))
@@ -282,20 +273,10 @@ def test_lora_on_an_encoder_decoder_with_the_tied_output_layer_merges(
     assert tokenizer.decode(output[0], skip_special_tokens=True) == adapter_translation
 
 
-def ner_recipe(checkpoint, tmp_path, run_dir, peft, **training) -> dict:
-    return {
-        "task": "ner",
-        "model": {"checkpoint": str(checkpoint)},
-        "data": {
-            "train": str(write_jsonl(tmp_path / "train.jsonl", toy_ner_rows(400, 1))),
-            "validation": str(write_jsonl(tmp_path / "validation.jsonl", toy_ner_rows(100, 2))),
-            "tags_column": "ner_tags",
-        },
-        "training": {"batch_size": 16, "precision": "fp32", "logging_steps": 5, **training},
-        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
-        "peft": peft,
-        "output_dir": str(run_dir),
-    }
+def minilm_ner_recipe(tmp_path, run_dir, peft, **training) -> dict:
+    """Batches of 16, the learning rate unset: the adapter family's default."""
+    training = {"batch_size": 16, "precision": "fp32", "logging_steps": 5, **training}
+    return ner_recipe(MINILM, tmp_path, run_dir, training=training, peft=peft)
 
 
 @pytest.mark.slow
@@ -304,7 +285,7 @@ def test_a_bare_lora_section_learns_ner_and_records_the_values_used(tmp_path, wr
     on this toy set the old values (query/value, r 8, learning rate 5e-4) reach F1 0.28, the NER
     family's defaults 0.83. The saved recipe shows the values used."""
     run_dir = tmp_path / "runs" / "ner"
-    recipe = ner_recipe(MINILM, tmp_path, run_dir, {"method": "lora"}, epochs=1)
+    recipe = minilm_ner_recipe(tmp_path, run_dir, {"method": "lora"}, epochs=1)
     result = cli("train", write_recipe(recipe, "ner.yaml"))
     assert result.exit_code == 0, result.stderr
     assert json.loads((run_dir / "metrics.json").read_text())["validation"]["f1"] >= 0.7
@@ -315,60 +296,3 @@ def test_a_bare_lora_section_learns_ner_and_records_the_values_used(tmp_path, wr
     assert saved["peft"]["target_modules"] == defaults.target_modules
     adapter_config = json.loads((run_dir / "model" / "adapter_config.json").read_text())
     assert adapter_config["r"] == defaults.r and adapter_config["lora_alpha"] == defaults.alpha_per_rank * defaults.r
-
-
-FAMILY_RECIPES = {
-    "classification": {"task": "classification", "data": {"train": "t.jsonl"}},
-    "ner": {"task": "ner", "data": {"train": "t.jsonl"}},
-    "causal-lm": {"task": "causal-lm", "data": {"train": "t.txt"}},
-    "translation": {"task": "translation", "data": {"train": "t.jsonl", "source_lang": "en", "target_lang": "de"}},
-    "summarization": {"task": "summarization", "data": {"train": "t.jsonl"}},
-    "masked-lm": {"task": "masked-lm", "data": {"train": "t.txt"}},
-}
-
-
-def family_recipe(task: str, peft: dict | None = None, **training) -> dict:
-    return {**FAMILY_RECIPES[task], "model": {"checkpoint": "x"}, "peft": peft, "training": training}
-
-
-@pytest.mark.parametrize(
-    ("task", "task_type"),
-    [
-        ("classification", TaskType.SEQ_CLS),
-        ("ner", TaskType.TOKEN_CLS),
-        ("causal-lm", TaskType.CAUSAL_LM),
-        ("translation", TaskType.SEQ_2_SEQ_LM),
-        ("summarization", TaskType.SEQ_2_SEQ_LM),
-        ("masked-lm", None),
-    ],
-)
-def test_unset_adapter_values_take_the_task_family_defaults(task, task_type):
-    recipe = validate_recipe(family_recipe(task, {"method": "lora"}))
-    defaults = FAMILY_DEFAULTS[task_type]
-    assert recipe.training.learning_rate == defaults.learning_rate
-    assert (recipe.peft.r, recipe.peft.alpha) == (defaults.r, defaults.alpha_per_rank * defaults.r)
-    assert recipe.peft.target_modules == defaults.target_modules
-    assert recipe.peft.modules_to_save == list(defaults.modules_to_save)
-    full = validate_recipe(family_recipe(task))
-    assert full.training.learning_rate == 5e-5 and full.peft is None  # full fine-tuning keeps its default
-
-
-def test_recipe_values_win_over_the_family_defaults():
-    peft = {"method": "lora", "r": 4, "alpha": 8, "target_modules": ["query"]}
-    recipe = validate_recipe(family_recipe("ner", peft, learning_rate=2e-4))
-    assert recipe.training.learning_rate == 2e-4
-    assert (recipe.peft.r, recipe.peft.alpha, recipe.peft.target_modules) == (4, 8, ["query"])
-    only_rank = validate_recipe(family_recipe("ner", {"method": "lora", "r": 4})).peft
-    assert only_rank.alpha == FAMILY_DEFAULTS[TaskType.TOKEN_CLS].alpha_per_rank * 4  # the scale follows the rank
-    nothing_in_full = validate_recipe(family_recipe("summarization", {"method": "lora", "modules_to_save": []}))
-    assert nothing_in_full.peft.modules_to_save == []  # the seq2seq default's output layer, declined
-
-
-def test_family_defaults_fill_only_what_the_method_reads():
-    ia3 = validate_recipe(family_recipe("ner", {"method": "ia3"}))
-    assert (ia3.peft.r, ia3.peft.alpha, ia3.peft.target_modules) == (None, None, "auto")
-    assert ia3.training.learning_rate == FAMILY_DEFAULTS[TaskType.TOKEN_CLS].learning_rate
-    prompt = validate_recipe(family_recipe("classification", {"method": "prompt_tuning"})).peft
-    assert (prompt.r, prompt.alpha, prompt.target_modules) == (None, None, None)
-    resaved = validate_recipe(ia3.model_dump(mode="json"))  # a run folder's recipe reads back the same
-    assert resaved == ia3

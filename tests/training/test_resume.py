@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, classification_recipe, toy_sentiment_rows, write_jsonl
+from tests.builders import REPO, classification_recipe, toy_sentiment_rows, write_jsonl
 
 
 def start_training(recipe_path, *extra):

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import TrainerControl, TrainerState
 
 from finetune_kit.training.progress import ConsoleProgress
-from tests.conftest import classification_recipe
+from tests.builders import classification_recipe
 
 FINETUNE_KIT = Path(sys.executable).with_name("finetune-kit")
 TRACKIO = Path(sys.executable).with_name("trackio")
@@ -168,6 +168,7 @@ def test_trackio_already_writing_elsewhere_in_this_process_is_refused_before_any
     assert not run_dir.exists() and not run_dir.with_name("late.partial").exists()
 
 
+@pytest.mark.unit
 def test_an_unknown_tracker_is_a_one_line_error_with_a_did_you_mean(tiny_bert, toy_data, tmp_path, write_recipe, cli):
     run_dir = tmp_path / "runs" / "typo"
     recipe = write_recipe(small_recipe(tiny_bert, toy_data, run_dir, "typo"))
@@ -179,6 +180,7 @@ def test_an_unknown_tracker_is_a_one_line_error_with_a_did_you_mean(tiny_bert, t
     assert not run_dir.exists() and not run_dir.with_name("typo.partial").exists()
 
 
+@pytest.mark.unit
 def test_the_progress_line_shows_grams_so_far_and_the_projected_total():
     out = Console(file=io.StringIO(), width=200)
     grams = iter([0.4, 1.2, 2.8])  # at training's start (loading, evaluating before it), steps 10 and 30
