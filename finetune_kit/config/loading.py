@@ -61,12 +61,15 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
 
 
 def set_field(raw: dict[str, Any], dotted: str, value: Any, where: str) -> None:
-    """Set one dotted field of a raw recipe, creating the sections on the way: what `--set` does,
-    and how a sweep applies each trial's values, so both are validated alike."""
+    """Set one dotted field of a raw recipe, creating the sections on the way (an unset one, `peft: null`
+    as a full fine-tuning run's saved recipe has it, too): what `--set` does, and how a sweep applies each
+    trial's values, so both are validated alike."""
     node = raw
     parts = dotted.split(".")
     for part in parts[:-1]:
-        child = node.setdefault(part, {})
+        if node.get(part) is None:
+            node[part] = {}
+        child = node[part]
         if not isinstance(child, dict):
             raise RecipeError(f"{where}: {part} is not a section")
         node = child

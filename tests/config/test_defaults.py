@@ -99,6 +99,13 @@ def test_set_adds_a_peft_section_the_file_lacks_and_its_family_rate_follows(tmp_
     assert recipe.peft.method == "lora" and recipe.training.learning_rate == 2e-3
 
 
+def test_set_turns_a_saved_full_fine_tuning_recipe_into_an_adapter_run(tmp_path):
+    """A run folder's recipe.yaml says `peft: null`; `--set peft.method=lora` on it makes a LoRA recipe."""
+    path = written(tmp_path, {**raw_recipe("ner"), "peft": None})
+    recipe = load_recipe(path, ["peft.method=lora"])
+    assert recipe.peft.method == "lora" and recipe.training.learning_rate == 3e-3
+
+
 def test_a_typo_in_a_set_key_is_named_with_its_did_you_mean(tmp_path):
     with pytest.raises(RecipeError) as caught:
         load_recipe(written(tmp_path, raw_recipe()), ["emissions.enabld=false"])
