@@ -15,6 +15,7 @@ import bitsandbytes as bnb
 import pytest
 import torch
 from peft import PeftModel
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 from finetune_kit.config.loading import load_recipe, validate_recipe
@@ -47,6 +48,17 @@ def cpu_stands_in_for_cuda(monkeypatch):
 def float64_for_quantization(monkeypatch):
     monkeypatch.setattr(building, "require_qlora_runtime", lambda quantization: None)
     monkeypatch.setattr(building, "quantized_loading", lambda quantization: {"dtype": torch.float64})
+
+
+def set_head_bias(adapter_dir: Path, bias: list[float]) -> None:
+    """Give the run's trained classifier head (saved in full with the adapter) a bias that decides every
+    answer: a predict that used the run's head answers the first label with certainty; one that lost the
+    adapter or the head (a fresh classifier) does not."""
+    weights_file = adapter_dir / "adapter_model.safetensors"
+    weights = load_file(weights_file)
+    [key] = [name for name in weights if name.endswith("classifier.bias")]
+    weights[key] = torch.tensor(bias, dtype=weights[key].dtype)
+    save_file(weights, weights_file)
 
 
 def plain_weight_folders() -> set[Path]:
@@ -113,9 +125,13 @@ def test_qlora_classification_quantizes_the_encoder_and_trains_the_new_head_in_f
     assert result.exit_code == 0, result.stderr
     adapter_config = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
     assert "classifier" in adapter_config["modules_to_save"]
-    predicted = cli("predict", tmp_path / "run", "--text", "a superb film")  # the plain base, the adapter on top
+    set_head_bias(tmp_path / "run" / "model", [12.0, -12.0])
+    out = tmp_path / "predictions.jsonl"
+    predicted = cli("predict", tmp_path / "run", "--text", "a superb film", "--output", out)  # plain base + adapter
     assert predicted.exit_code == 0, predicted.stderr
-    assert '"label": "pos"' in predicted.stdout or '"label": "neg"' in predicted.stdout
+    prediction = json.loads(out.read_text().splitlines()[0])
+    first_label = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["id2label"]["0"]
+    assert (prediction["label"], round(prediction["score"], 3)) == (first_label, 1.0)
 
     prepared = prepare(load_recipe(tmp_path / "recipe.yaml"))  # the task with its labels, as the run had it
     model = building.build_model(prepared.recipe, prepared.task.model_head(), prepared.tokenizer)
