@@ -19,7 +19,8 @@ from finetune_kit.tasks import Task
 
 @dataclass
 class TorchRun:
-    """A finished run with its PyTorch model: predicts, and generates, evaluates and merges too."""
+    """A finished run with its PyTorch model: a Predictor, and what generate, eval, merge, chat and
+    export need besides (the model itself, the run's files)."""
 
     run_dir: Path
     files: FinishedRun
@@ -27,7 +28,10 @@ class TorchRun:
     task: Task
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
-    backend: str = PYTORCH
+
+    @property
+    def backend(self) -> str:
+        return PYTORCH
 
     def predict(self, rows: Dataset) -> list[dict[str, Any]]:
         return self.task.predict(self.model, self.tokenizer, rows)
