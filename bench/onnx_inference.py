@@ -25,10 +25,9 @@ import torch
 
 from finetune_kit.data import load_data
 from finetune_kit.emissions.inference import InferenceMeter
-from finetune_kit.export import GRAPHS, export_run
+from finetune_kit.export import export_run
 from finetune_kit.export.parity import Batch, compare, labelled_batches, logits_on
-from finetune_kit.export.runtime import OnnxLogits
-from finetune_kit.inference import load_run
+from finetune_kit.inference import GRAPHS, OnnxLogits, open_run
 from finetune_kit.runs import Layout
 from finetune_kit.tasks.logits import LogitsOf, torch_logits
 
@@ -71,7 +70,7 @@ def main() -> None:
     if not (args.run_dir / Layout.ONNX / GRAPHS["int8"]).is_file():
         for line in export_run(args.run_dir, int8=True).lines():
             print(line)
-    run = load_run(args.run_dir)
+    run = open_run(args.run_dir)
     validation = load_data(run.recipe.data, run.recipe.training.seed)["validation"]
     if args.rows is not None:
         validation = validation.select(range(min(args.rows, len(validation))))

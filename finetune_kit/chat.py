@@ -12,11 +12,13 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, TextStreamer
 
+from finetune_kit.config.generation import GenerationSettings
 from finetune_kit.config.recipe import EmissionsConfig, ModelConfig
 from finetune_kit.errors import ModelError
+from finetune_kit.inference import open_run
 from finetune_kit.runs import Layout
 from finetune_kit.tasks.chat_template import Message, prompt_text, stop_token_ids
-from finetune_kit.tasks.generation import GenerationSettings, generating
+from finetune_kit.tasks.generation import generating
 
 RESET, EXIT = "/reset", "/exit"
 CHAT_DEFAULTS = GenerationSettings(max_new_tokens=256)
@@ -36,9 +38,7 @@ def load_chat_model(target: str) -> ChatModel:
     a model folder or a GGUF file."""
     folder = Path(target).expanduser()
     if (folder / Layout.RECIPE).is_file():
-        from finetune_kit.inference import load_run
-
-        run = load_run(folder)
+        run = open_run(folder)
         data = run.recipe.data
         settings = getattr(run.recipe, "generation", CHAT_DEFAULTS)
         chat = ChatModel(run.model, run.tokenizer, settings, getattr(data, "system_prompt", None), run.recipe.emissions)

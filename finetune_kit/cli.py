@@ -190,16 +190,11 @@ def predict(
     from finetune_kit import inference
     from finetune_kit.emissions.inference import InferenceMeter
 
-    if backend is Backend.PYTORCH:
-        run = inference.load_run(run_dir)
-    else:
-        from finetune_kit.export import load_onnx_run
-
-        run = load_onnx_run(run_dir, "int8" if backend is Backend.ONNX_INT8 else "fp32")
+    run = inference.open_run(run_dir, backend.value)
     rows = inference.read_inputs(run, input_file, text or [])
-    with InferenceMeter(run.recipe.emissions, "predictions", backend.value) as meter:
+    with InferenceMeter(run.recipe.emissions, "predictions", run.backend) as meter:
         with meter.measuring():
-            results = inference.predict(run, rows)
+            results = run.predict(rows)
         meter.add(len(results))
     if output:
         inference.write_jsonl(output, results)
@@ -222,7 +217,7 @@ def evaluate(
     from finetune_kit.emissions.inference import InferenceEnergy
     from finetune_kit.runs import Layout
 
-    run = inference.load_run(run_dir)
+    run = inference.open_run(run_dir)
     metrics = inference.evaluate_file(run, data)
     target = output or run.files.path(Layout.EVALUATIONS) / f"{data.name.split('.')[0]}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +244,7 @@ def generate(
     from finetune_kit import inference
     from finetune_kit.emissions.inference import InferenceMeter
 
-    run = inference.load_run(run_dir)
+    run = inference.open_run(run_dir)
     options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
     with InferenceMeter(run.recipe.emissions, "generated tokens") as meter:
         with meter.measuring():
@@ -344,7 +339,7 @@ def merge(
     from finetune_kit import inference
     from finetune_kit.models.adapters import write_merged
 
-    run = inference.load_run(run_dir)
+    run = inference.open_run(run_dir)
     write_merged(run.model, run.tokenizer, run.files.model_dir, output)
     console.print(f"merged {run_dir} → {output}")
 

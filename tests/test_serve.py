@@ -22,8 +22,7 @@ from datasets import Dataset
 from prometheus_client.parser import text_string_to_metric_families
 from transformers import BertForSequenceClassification
 
-from finetune_kit import inference
-from finetune_kit.export import load_onnx_run
+from finetune_kit.inference import open_run
 from finetune_kit.serving import RunServer, ServeOptions
 from finetune_kit.serving.completions import ChatCompletions
 from finetune_kit.serving.errors import ApiError
@@ -128,7 +127,7 @@ def test_predict_answers_as_the_predict_command_does(classifier, classification_
     texts = ["a superb and brilliant film", "the plot was awful and dull", "it was quite lovely"]
     response = client.post("/predict", json={"texts": texts})
     assert response.status_code == 200, response.text
-    expected = inference.predict(inference.load_run(classification_run), Dataset.from_dict({"text": texts}))
+    expected = open_run(classification_run).predict(Dataset.from_dict({"text": texts}))
     assert response.json() == {"predictions": expected}
     assert [p["label"] for p in expected] == ["pos", "neg", "pos"]  # the run learned; the server says so
 
@@ -245,7 +244,7 @@ def test_ner_runs_take_texts_or_word_lists(tiny_bert, tmp_path_factory):
         response = client.post("/predict", json={"texts": ["a superb story and it was dull", ["the", "awful", "cast"]]})
         assert response.status_code == 200, response.text
         words = [["a", "superb", "story", "and", "it", "was", "dull"], ["the", "awful", "cast"]]
-        expected = inference.predict(inference.load_run(run_dir), Dataset.from_dict({"tokens": words}))
+        expected = open_run(run_dir).predict(Dataset.from_dict({"tokens": words}))
         assert response.json()["predictions"] == expected
         empty = client.post("/predict", json={"texts": ["   "]})
         assert empty.status_code == 400 and empty.json()["error"]["message"].startswith("texts[0]: no words")
@@ -309,7 +308,7 @@ def test_a_streamed_reply_arrives_in_chunks_ending_with_done_and_matches_the_who
 
 
 def test_a_stream_the_client_leaves_stops_generating_and_frees_the_model(chat_run):
-    chats = ChatCompletions(inference.load_run(chat_run), MAX_CHARS)
+    chats = ChatCompletions(open_run(chat_run), MAX_CHARS)
     prompt = chats.prompt(ChatRequest(messages=CONVERSATION, max_tokens=200, temperature=1.0, seed=1))
     started = time.perf_counter()
     stream = chats.stream(prompt)
@@ -415,7 +414,7 @@ def test_the_onnx_backend_serves_the_exported_graph(classification_run, tmp_path
     with serving(run_dir, backend="onnx") as (client, _):
         assert client.get("/health").json()["backend"] == "onnx"
         served = client.post("/predict", json={"texts": texts}).json()["predictions"]
-    exported = inference.predict(load_onnx_run(run_dir), Dataset.from_dict({"text": texts}))
+    exported = open_run(run_dir, "onnx").predict(Dataset.from_dict({"text": texts}))
     assert served == exported and [p["label"] for p in served] == ["pos", "neg"]
 
 

@@ -36,8 +36,7 @@ from finetune_kit.export.parity import (
     require_fp32_parity,
 )
 from finetune_kit.export.quantization import quantize_int8
-from finetune_kit.export.runtime import GRAPHS, OnnxLogits, require_exportable
-from finetune_kit.inference import LoadedRun, load_run, read_run
+from finetune_kit.inference import GRAPHS, OnnxLogits, TorchRun, open_run, read_run, require_exportable
 from finetune_kit.models.adapters import merged_model
 from finetune_kit.runs import Layout
 from finetune_kit.runs.folder import PARTIAL_SUFFIX
@@ -70,7 +69,7 @@ def export_run(run_dir: Path, output: Path | None = None, int8: bool = False) ->
     target = output or files.path(Layout.ONNX)
     if target.exists() and any(target.iterdir()) and not (target / EXPORT_RECORD).is_file():
         raise ModelError(f"{target}: exists and holds something other than an export; choose another --output")
-    run = load_run(run_dir)
+    run = open_run(run_dir)
     batches = labelled_batches(run.task, run.tokenizer, _parity_rows(recipe))
     reference = logits_on(batches, torch_logits(run.model))  # before merging: what `predict` computes
     model = _plain_model(run)
@@ -112,7 +111,7 @@ def _parity_rows(recipe: Recipe) -> Dataset:
     return validation.select(range(min(PARITY_ROWS, len(validation))))
 
 
-def _plain_model(run: LoadedRun) -> PreTrainedModel:
+def _plain_model(run: TorchRun) -> PreTrainedModel:
     """The exported model: the run's own, or its base with the adapter merged in (in memory only)."""
     if not isinstance(run.model, PeftModel):
         return run.model

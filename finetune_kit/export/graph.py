@@ -14,8 +14,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.errors import ModelError, first_line
 from finetune_kit.export.fusion import fusable, fuse_layers
+from finetune_kit.inference.onnx_run import LOGITS
 
-LOGITS = "logits"
 DYNAMO, TORCHSCRIPT = "torch.export (dynamo)", "TorchScript"
 FUSED = "TorchScript, layers fused by ONNX Runtime"
 TORCHSCRIPT_OPSET = 18  # what `quantize_dynamic` and current ONNX Runtime handle; dynamo picks its own

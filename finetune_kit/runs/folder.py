@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from finetune_kit.config.loading import validate_recipe
+from finetune_kit.config.recipe import Recipe
 from finetune_kit.emissions.tracker import EmissionsRecord, sum_processes, sum_records
 from finetune_kit.errors import UserError
 
@@ -117,8 +119,10 @@ class FinishedRun(RunFiles):
             raise UserError(f"{run_dir}: not a finished run folder (no {Layout.MODEL}/ or {Layout.RECIPE}){hint}")
         return run
 
-    def recipe_text(self) -> str:
-        return self.path(Layout.RECIPE).read_text(encoding="utf-8")
+    def recipe(self) -> Recipe:
+        """The recipe the run was trained with, validated again by its task's config class."""
+        saved = self.path(Layout.RECIPE)
+        return validate_recipe(yaml.safe_load(saved.read_text(encoding="utf-8")), source=str(saved))
 
 
 class RunFolder:

@@ -9,9 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from finetune_kit.serving.predictors import Predictor
-
 Rows = list[dict[str, Any]]
+PredictBatch = Callable[[Rows], Rows]  # one prediction per row, in the order of the rows
 
 
 @dataclass
@@ -26,7 +25,9 @@ class MicroBatcher:
     requests meanwhile) and answers each request with its slice. One batch runs at a time; a batch
     that fails fails its own requests only."""
 
-    def __init__(self, predict: Predictor, max_rows: int, max_wait_s: float, on_batch: Callable[[int], None]) -> None:
+    def __init__(
+        self, predict: PredictBatch, max_rows: int, max_wait_s: float, on_batch: Callable[[int], None]
+    ) -> None:
         self._predict, self.max_rows, self.max_wait_s, self._on_batch = predict, max_rows, max_wait_s, on_batch
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._held: _Waiting | None = None  # arrived, but did not fit into the batch before

@@ -13,11 +13,12 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-from finetune_kit.inference import LoadedRun, with_generation_overrides
+from finetune_kit.config.generation import GenerationSettings
+from finetune_kit.inference import TorchRun, with_generation_overrides
 from finetune_kit.serving.errors import invalid
 from finetune_kit.serving.schemas import ChatRequest, FinishReason, Usage
 from finetune_kit.tasks.chat_template import Message, prompt_text, stop_token_ids
-from finetune_kit.tasks.generation import GenerationSettings, generating
+from finetune_kit.tasks.generation import generating
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class _UntilCancelled(StoppingCriteria):
 
 
 class ChatCompletions:
-    def __init__(self, run: LoadedRun, max_text_chars: int) -> None:
+    def __init__(self, run: TorchRun, max_text_chars: int) -> None:
         self.model, self.tokenizer = run.model, run.tokenizer
         self.settings: GenerationSettings = run.recipe.generation
         self.system: str | None = run.recipe.data.system_prompt

@@ -11,8 +11,8 @@ from pathlib import Path
 import uvicorn
 
 from finetune_kit.errors import UserError
+from finetune_kit.inference import open_run
 from finetune_kit.serving.app import create_app
-from finetune_kit.serving.predictors import load_for_backend
 from finetune_kit.serving.service import CHAT, HEALTH, METRICS, MODELS, PREDICT, ServeOptions, Service
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -44,7 +44,7 @@ class RunServer:
     def open(cls, run_dir: Path, options: ServeOptions) -> RunServer:
         listener = listen(options.host, options.port)
         try:
-            return cls(Service.for_run(load_for_backend(run_dir, options.backend), options), listener)
+            return cls(Service.for_run(open_run(run_dir, options.backend), options), listener)
         except BaseException:
             listener.close()
             raise

@@ -1,25 +1,23 @@
-"""One finished run, ready to serve: the predictor behind a micro-batcher (classification, NER) or
+"""One finished run, ready to serve: its predictions behind a micro-batcher (classification, NER) or
 the chat completions (sft, preference), the metrics, and the energy tracker that runs for the
-server's lifetime."""
+server's lifetime. The batcher calls the run's `predict` whatever its backend: the PyTorch model
+and the run's ONNX export (`finetune-kit export`, run by ONNX Runtime) are two engines behind it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+from datasets import Dataset
 
 from finetune_kit.emissions.tracker import EmissionsRecord, RunTracker
 from finetune_kit.errors import ModelError
-from finetune_kit.inference import LoadedRun
-from finetune_kit.serving.batching import MicroBatcher
+from finetune_kit.inference import PYTORCH, Predictor, TorchRun
+from finetune_kit.serving.batching import MicroBatcher, PredictBatch, Rows
 from finetune_kit.serving.completions import ChatCompletions
 from finetune_kit.serving.metrics import ServerMetrics
-from finetune_kit.serving.predictors import PYTORCH, predictor
 from finetune_kit.serving.schemas import PredictInputs
 from finetune_kit.tasks.base import LabelledHead
 from finetune_kit.tasks.chat_decoder import ChatDecoder
-
-if TYPE_CHECKING:
-    from finetune_kit.export import OnnxRun
 
 PREDICT, CHAT, MODELS, HEALTH, METRICS = "/predict", "/v1/chat/completions", "/v1/models", "/health", "/metrics"
 ROUTES = (PREDICT, CHAT, MODELS, HEALTH, METRICS)
@@ -32,7 +30,7 @@ class ServeOptions:
     max_batch_size: int = 32
     max_wait_ms: float = 5.0
     max_text_chars: int = 10_000
-    backend: str = PYTORCH  # or onnx, onnx-int8: the run's export (finetune_kit/export)
+    backend: str = PYTORCH  # or onnx, onnx-int8: the run's ONNX export (finetune-kit export)
 
 
 @dataclass
@@ -48,22 +46,22 @@ class Service:
     emissions: EmissionsRecord | None = None  # the final reading, once stopped
 
     @classmethod
-    def for_run(cls, run: LoadedRun | OnnxRun, options: ServeOptions) -> Service:
+    def for_run(cls, run: Predictor, options: ServeOptions) -> Service:
         name, emissions = run.recipe.name or run.run_dir.name, run.recipe.emissions
         # This process's share of the machine: clients on the same machine are not the server's energy.
         tracker = RunTracker(emissions, f"serve-{name}", one_of_several_processes=True) if emissions.enabled else None
-        service = cls(name, run.recipe.task, options.backend, ServerMetrics(tracker, ROUTES), tracker)
+        service = cls(name, run.recipe.task, run.backend, ServerMetrics(tracker, ROUTES), tracker)
         if isinstance(run.task, LabelledHead):
             words = run.task.pipeline_tag == "token-classification"
             columns = run.task.input_columns()
             service.inputs = PredictInputs(columns, words, options.max_batch_size, options.max_text_chars)
             service.batcher = MicroBatcher(
-                predictor(run),
+                batch_predictor(run),
                 options.max_batch_size,
                 options.max_wait_ms / 1000,
                 service.metrics.batch_size.observe,
             )
-        elif isinstance(run, LoadedRun) and isinstance(run.task, ChatDecoder):
+        elif isinstance(run.task, ChatDecoder) and isinstance(run, TorchRun):  # replies need the PyTorch model
             service.chats = ChatCompletions(run, options.max_text_chars)
         else:
             raise ModelError(
@@ -89,3 +87,13 @@ class Service:
         other = CHAT if self.chats else PREDICT
         kind = "classification and NER runs" if route == PREDICT else "instruction-tuned runs (sft, preference)"
         return f"{route}: serves {kind}; this run ({self.name}) is a {self.task} run; POST {other}"
+
+
+def batch_predictor(run: Predictor) -> PredictBatch:
+    """The run's predictions on a batch of rows as the server receives them (dicts keyed by the
+    task's input columns): exactly what `finetune-kit predict` runs."""
+
+    def predict(rows: Rows) -> Rows:
+        return run.predict(Dataset.from_list(rows))
+
+    return predict

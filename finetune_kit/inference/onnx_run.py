@@ -1,29 +1,30 @@
-"""An exported run, run by ONNX Runtime: the `onnx` backends of `predict`, and the engine the parity
-check compares with PyTorch."""
+"""The ONNX Runtime backend: a finished run's export (`finetune-kit export`) in place of its PyTorch
+model, for the `onnx` backends of `predict` and `serve`; and the engine the export's parity check
+compares with PyTorch. onnxruntime (the `export` extra) is imported only when a graph is opened."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
-import onnxruntime
 import torch
 from datasets import Dataset
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.errors import ModelError
-from finetune_kit.export.graph import LOGITS
-from finetune_kit.inference import read_run
+from finetune_kit.inference.predictor import ONNX
+from finetune_kit.inference.reading import read_run
 from finetune_kit.runs import Layout
 from finetune_kit.tasks import Task
 from finetune_kit.tasks.logits import PredictsFromLogits
 
-# The graphs an export folder holds, by precision.
+# The graphs an export folder holds, by precision, and the name of their one output.
 GRAPHS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+LOGITS = "logits"
 
 
 class OnnxLogits:
@@ -31,6 +32,8 @@ class OnnxLogits:
     tensors in, the head's logits out."""
 
     def __init__(self, graph: Path) -> None:
+        import onnxruntime  # the `export` extra
+
         self.session = onnxruntime.InferenceSession(str(graph), providers=onnxruntime.get_available_providers())
         self.inputs = [node.name for node in self.session.get_inputs()]
 
@@ -51,9 +54,9 @@ class OnnxRun:
 
     @property
     def backend(self) -> str:
-        return "onnx" if self.precision == "fp32" else f"onnx-{self.precision}"
+        return ONNX if self.precision == "fp32" else f"{ONNX}-{self.precision}"
 
-    def predict(self, rows: Dataset) -> list[dict]:
+    def predict(self, rows: Dataset) -> list[dict[str, Any]]:
         """The same results, in the same form, as the task's PyTorch `predict`."""
         task = cast(PredictsFromLogits, self.task)  # load_onnx_run checked it
         return task.predict_from_logits(self.logits_of, self.tokenizer, rows)
@@ -68,7 +71,7 @@ def require_exportable(run_dir: Path, recipe: Recipe, task: Task) -> None:
         )
 
 
-def load_onnx_run(run_dir: Path, precision: str = "fp32") -> OnnxRun:
+def load_onnx_run(run_dir: Path, precision: str) -> OnnxRun:
     """The run's export in `RUN/onnx/` (`finetune-kit export`'s default folder), without PyTorch weights."""
     files, recipe, task = read_run(run_dir)
     require_exportable(run_dir, recipe, task)
