@@ -19,10 +19,10 @@ from transformers import PrinterCallback, Trainer, TrainerControl, TrainerState,
 from transformers.utils import logging as transformers_logging
 
 from finetune_kit import console
+from finetune_kit.commands.console_progress import ConsoleProgress
 from finetune_kit.console import configure_output, get_console, phase, run_summary
 from finetune_kit.emissions import EmissionsRecord
 from finetune_kit.training.callbacks import Throughput
-from finetune_kit.training.progress import ConsoleProgress
 from tests.conftest import classification_recipe
 
 BAR_FRAGMENTS = ("\r", "━", "it/s", "\x1b")
