@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from finetune_kit.console import configure_output
+from finetune_kit.console import ConsoleReport, configure_output
 from finetune_kit.data import load_data
 from finetune_kit.emissions.inference import InferenceMeter
 from finetune_kit.export import GRAPHS, export_run
@@ -67,7 +67,7 @@ def main() -> None:
     configure_output(verbose=False, quiet=False)  # no load reports or tokenizing bars between the results
 
     if not (args.run_dir / Layout.ONNX / GRAPHS["int8"]).is_file():
-        for line in export_run(args.run_dir, int8=True).lines():
+        for line in export_run(args.run_dir, int8=True, progress=ConsoleReport()).lines():
             print(line)
     run = load_run(args.run_dir)
     validation = load_data(run.recipe.data, run.recipe.training.seed)["validation"]
