@@ -23,6 +23,7 @@ quiet_libraries()  # before the libraries: bitsandbytes (imported by peft) logs 
 
 import torch
 
+from finetune_kit.console import ConsoleReport
 from finetune_kit.data import load_data
 from finetune_kit.emissions.inference import InferenceMeter
 from finetune_kit.export import export_run
@@ -68,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if not (args.run_dir / Layout.ONNX / GRAPHS["int8"]).is_file():
-        for line in export_run(args.run_dir, int8=True).lines():
+        for line in export_run(args.run_dir, int8=True, progress=ConsoleReport()).lines():
             print(line)
     run = open_run(args.run_dir)
     validation = load_data(run.recipe.data, run.recipe.training.seed)["validation"]

@@ -37,10 +37,10 @@ from transformers import (
     set_seed,
 )
 
+from finetune_kit.commands.train import train
 from finetune_kit.config import load_recipe
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.models import resolve_checkpoint
-from finetune_kit.training import train
 from finetune_kit.training.mfu import flops_utilization, model_flops_utilization, training_flops_per_token
 
 REPO = Path(__file__).resolve().parent.parent

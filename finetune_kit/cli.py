@@ -86,9 +86,9 @@ def train(
     estimated first (`finetune-kit estimate`) and refused when the estimate exceeds it."""
     if verbose or quiet:  # also accepted after the command: `finetune-kit train RECIPE --quiet`
         _configure_output(verbose, quiet)
+    from finetune_kit.commands.train import train as run_training
     from finetune_kit.config import load_recipe
     from finetune_kit.console import get_console, run_summary, stop_bars
-    from finetune_kit.training import train as run_training
 
     started = time.perf_counter()
     loaded = load_recipe(recipe, overrides)
@@ -139,15 +139,16 @@ def estimate(
 ) -> None:
     """Predict a run's wall time, kWh and grams CO2eq from a short calibration on this machine: real
     training steps, one evaluation, one generation batch and one save, timed under codecarbon. Writes nothing."""
+    from finetune_kit.commands.estimate_report import estimate_table, summary_line
     from finetune_kit.config import load_recipe
+    from finetune_kit.console import ConsoleReport
     from finetune_kit.estimate.budget import estimate_run
-    from finetune_kit.estimate.report import estimate_table, summary_line
     from finetune_kit.training import prepare
 
     if as_json:
         _configure_output(verbose=False, quiet=True)  # stdout carries the JSON alone
     loaded = load_recipe(recipe, overrides)
-    result, calibration = estimate_run(prepare(loaded), steps)
+    result, calibration = estimate_run(prepare(loaded), steps, ConsoleReport())
     if as_json:
         console.print_json(json.dumps({**result.to_dict(), "calibration": calibration.to_dict()}))
         return
@@ -355,10 +356,11 @@ def export(
 ) -> None:
     """Export a classification or NER run (adapters merged) to ONNX, checked against PyTorch on the
     run's validation rows: max |logit difference|, labels, and the metric (int8: its change)."""
+    from finetune_kit.console import ConsoleReport
     from finetune_kit.export import export_run
 
     del export_format  # ONNX is the one format so far
-    result = export_run(run_dir, output, int8=quantize is Quantization.INT8)
+    result = export_run(run_dir, output, int8=quantize is Quantization.INT8, progress=ConsoleReport())
     for line in result.lines():
         console.print(line, markup=False, highlight=False)
 

@@ -9,7 +9,7 @@ import numbers
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
@@ -132,6 +132,20 @@ def phase(
 
 def say(console: Console, line: str) -> None:
     console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+class ConsoleReport:
+    """`finetune_kit.progress.Progress` on the console: phases as bars and lines, notes as lines. Without a console
+    of its own it uses the one `configure_output` set, as of each call."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console
+
+    def phase(self, description: str, total: int | None = None, *, unit: str = "rows") -> AbstractContextManager[None]:
+        return phase(description, total, unit=unit, console=self.console)
+
+    def note(self, line: str) -> None:
+        say(self.console or get_console(), line)
 
 
 def training_stats(logs: dict[str, Any], grams: float | None, projected_grams: float | None = None) -> list[str]:

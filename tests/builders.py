@@ -41,8 +41,8 @@ def toy_sentiment_rows(count: int, seed: int = 0) -> list[dict]:
 
 def train_run(recipe: dict, folder: Path) -> Path:
     """Train `recipe` in this process (module-scoped fixtures share the run); its run folder."""
+    from finetune_kit.commands.train import train
     from finetune_kit.config import load_recipe
-    from finetune_kit.training import train
 
     path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")

@@ -19,10 +19,10 @@ from transformers import PrinterCallback, Trainer, TrainerControl, TrainerState,
 from transformers.utils import logging as transformers_logging
 
 from finetune_kit import console
+from finetune_kit.commands.console_progress import ConsoleProgress
 from finetune_kit.console import configure_output, get_console, phase, run_summary
 from finetune_kit.emissions import EmissionsRecord
 from finetune_kit.training.callbacks import Throughput
-from finetune_kit.training.progress import ConsoleProgress
 from tests.builders import REPO, classification_recipe
 
 BAR_FRAGMENTS = ("\r", "━", "it/s", "\x1b")
@@ -307,7 +307,7 @@ def test_with_a_real_trainer_printer_callback_removed_no_raw_dict_is_printed(tmp
 
 
 def test_train_without_a_tty_shows_plain_progress_and_no_library_noise(tiny_bert, toy_data, tmp_path, write_recipe):
-    """The real command with stdout and stderr piped, as in CI: needs ConsoleProgress wired into the runner."""
+    """The real command with stdout and stderr piped, as in CI: needs ConsoleProgress wired into the train command."""
     recipe = write_recipe(classification_recipe(tiny_bert, toy_data, tmp_path / "run", epochs=2))
     env = {k: v for k, v in os.environ.items() if not k.endswith(("VERBOSITY", "PROGRESS_BARS"))}
     command = Path(sys.executable).with_name("finetune-kit")

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import torch
 from datasets import DatasetDict
-from rich.console import Console
 from transformers import Trainer, TrainerCallback
 
 from finetune_kit.config.recipe import Recipe
-from finetune_kit.console import get_console, phase
+from finetune_kit.costs.plan import RunPlan, one_generation_batch, plan_run
+from finetune_kit.costs.prediction import JOULES_PER_KWH, Rate, UnitCosts
 from finetune_kit.emissions import EmissionsRecord
-from finetune_kit.estimate.plan import RunPlan, one_generation_batch, plan_run
-from finetune_kit.estimate.prediction import JOULES_PER_KWH, Rate, UnitCosts
+from finetune_kit.progress import SILENT, Progress
 from finetune_kit.training.mfu import matmul_peak_flops
 from finetune_kit.training.runner import OpenRun, Prepared, build, open_run
 
@@ -81,12 +80,13 @@ class Meter:
         measured.seconds, measured.kwh = end[0] - start[0], end[1] - start[1]
 
 
-def calibrate(prepared: Prepared, steps: int = DEFAULT_STEPS) -> Calibration:
-    """Measure the recipe's run on this machine: `steps` timed training steps after the warm-up ones."""
+def calibrate(prepared: Prepared, steps: int = DEFAULT_STEPS, progress: Progress = SILENT) -> Calibration:
+    """Measure the recipe's run on this machine: `steps` timed training steps after the warm-up ones. `progress`
+    shows the calibration as one phase; the run inside it shows nothing (its bars and lines would describe a run
+    that is not happening)."""
     with (
         tempfile.TemporaryDirectory(prefix="finetune-kit-estimate-") as scratch,
-        phase("calibrate", total=steps, unit="timed steps"),
-        _silenced(get_console()),  # the run's own bars and lines would describe a run that is not happening
+        progress.phase("calibrate", total=steps, unit="timed steps"),
     ):
         calibration = _calibrate(prepared, Path(scratch), steps)
     gc.collect()  # the calibration's model and optimizer go before the run builds its own
@@ -190,16 +190,6 @@ def _spread(step_seconds: list[float]) -> tuple[float, float]:
     first, _, third = statistics.quantiles(step_seconds, n=4)
     mean = statistics.fmean(step_seconds)
     return min(first / mean, 1.0), max(third / mean, 1.0)  # a skewed few steps must not put the mean outside
-
-
-@contextmanager
-def _silenced(console: Console) -> Iterator[None]:
-    quiet = console.quiet
-    console.quiet = True
-    try:
-        yield
-    finally:
-        console.quiet = quiet
 
 
 class StepProbe(TrainerCallback):

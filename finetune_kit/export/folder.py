@@ -22,7 +22,6 @@ from peft import PeftModel
 from transformers import PreTrainedModel
 
 from finetune_kit.config.recipe import Recipe
-from finetune_kit.console import phase
 from finetune_kit.data import load_data
 from finetune_kit.errors import ModelError
 from finetune_kit.export.graph import export_graph
@@ -38,6 +37,7 @@ from finetune_kit.export.parity import (
 from finetune_kit.export.quantization import quantize_int8
 from finetune_kit.inference import GRAPHS, OnnxLogits, TorchRun, open_run, read_run, require_exportable
 from finetune_kit.models.adapters import merged_model
+from finetune_kit.progress import SILENT, Progress
 from finetune_kit.runs import Layout
 from finetune_kit.runs.folder import PARTIAL_SUFFIX
 from finetune_kit.tasks import Task
@@ -61,9 +61,12 @@ class ExportResult:
         return [f"exported with {self.exporter}{merged} → {self.folder} ({sizes})", *(p.line() for p in self.parity)]
 
 
-def export_run(run_dir: Path, output: Path | None = None, int8: bool = False) -> ExportResult:
+def export_run(
+    run_dir: Path, output: Path | None = None, int8: bool = False, progress: Progress = SILENT
+) -> ExportResult:
     """Export a classification or NER run to ONNX (an adapter run merged first), check the graph
-    against PyTorch, optionally add an int8 graph; replace an earlier export only once all passed."""
+    against PyTorch, optionally add an int8 graph; replace an earlier export only once all passed.
+    `progress` shows the export and the quantization, the steps a person waits for."""
     files, recipe, task = read_run(run_dir)
     require_exportable(run_dir, recipe, task)
     target = output or files.path(Layout.ONNX)
@@ -78,14 +81,14 @@ def export_run(run_dir: Path, output: Path | None = None, int8: bool = False) ->
     staging.mkdir(parents=True)
     try:
         graph = staging / GRAPHS["fp32"]
-        with phase("export to ONNX"):
+        with progress.phase("export to ONNX"):
             result = ExportResult(target, export_graph(model, run.tokenizer, graph), isinstance(run.model, PeftModel))
         fp32 = compare(run.task, run.tokenizer, batches, reference, logits_on(batches, OnnxLogits(graph)), "fp32")
         require_fp32_parity(fp32, run_dir)
         result.parity.append(fp32)
         if int8:
             quantized = staging / GRAPHS["int8"]
-            with phase("quantize to int8"):
+            with progress.phase("quantize to int8"):
                 quantize_int8(graph, quantized)
             candidate = logits_on(batches, OnnxLogits(quantized))
             result.parity.append(compare(run.task, run.tokenizer, batches, reference, candidate, "int8"))

@@ -8,11 +8,11 @@ from typing import Any
 import optuna
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from finetune_kit.commands.train import train
 from finetune_kit.config.sweep import CO2
 from finetune_kit.console import get_console, say
 from finetune_kit.sweep.plan import SweepPlan
 from finetune_kit.sweep.study import WORKER
-from finetune_kit.training import train
 
 SET_VALUES = "set_values"  # a trial's user attribute: relative parameters → the value set in its recipe
 

@@ -26,6 +26,7 @@ from transformers import (
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
+from finetune_kit.progress import SILENT, Progress
 from finetune_kit.tasks.common import as_text
 
 
@@ -146,16 +147,24 @@ class SamplesDuringTraining(ABC):
 
     @abstractmethod
     def final_results(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        data: DatasetDict,
+        progress: Progress = SILENT,
     ) -> dict[str, Any]:
         """Results beyond metrics for metrics.json and the card (sample generations, scores of
-        generated answers); `data` holds the run's raw splits."""
+        generated answers); `data` holds the run's raw splits; `progress` shows the generation."""
 
     def results_before_training(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        data: DatasetDict,
+        progress: Progress = SILENT,
     ) -> dict[str, Any]:
         """The same results for the starting model, when they are worth comparing (none by default)."""
-        del model, tokenizer, data
+        del model, tokenizer, data, progress
         return {}
 
 

@@ -15,7 +15,7 @@ from datasets import Dataset, DatasetDict
 from transformers import AutoModelForCausalLM, EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.generative import CausalLmRecipe
-from finetune_kit.console import phase
+from finetune_kit.progress import SILENT, Progress
 from finetune_kit.tasks.base import ModelHead, RawTextColumn, SamplesDuringTraining, Task
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, first_output
 from finetune_kit.tasks.generation import SampleGenerations, generate_texts
@@ -79,11 +79,15 @@ class CausalLmTask(RawTextColumn, SamplesDuringTraining, Task):
         return [SampleGenerations(generation.prompts, generation, write_log, continue_prompt=True)]
 
     def final_results(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        data: DatasetDict,
+        progress: Progress = SILENT,
     ) -> dict[str, Any]:
         del data  # the samples come from the recipe's fixed prompts
         prompts = self.recipe.generation.prompts
-        with phase("generate", total=len(prompts), unit="samples"):
+        with progress.phase("generate", total=len(prompts), unit="samples"):
             texts = generate_texts(model, tokenizer, prompts, self.recipe.generation, continue_prompt=True)
         return {"samples": [{"prompt": p, "text": t} for p, t in zip(prompts, texts, strict=True)]}
 

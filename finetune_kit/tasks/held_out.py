@@ -13,9 +13,9 @@ from datasets import Dataset, DatasetDict
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.recipe import Recipe
-from finetune_kit.console import phase
 from finetune_kit.data.conversations import Message, detect_format, to_messages
 from finetune_kit.errors import DataError
+from finetune_kit.progress import SILENT, Progress
 from finetune_kit.tasks.base import SamplesDuringTraining
 from finetune_kit.tasks.generation import reply_texts
 from finetune_kit.tasks.generation_metrics import SCORERS
@@ -59,20 +59,30 @@ class ScoredReplies(SamplesDuringTraining):
         return []  # scored before and after training: during it, generation would cost as much again
 
     def results_before_training(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
-    ) -> dict[str, Any]:
-        return {"generation": self._held_out_scores(model, tokenizer, data["test"])[0]} if "test" in data else {}
-
-    def final_results(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: DatasetDict
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        data: DatasetDict,
+        progress: Progress = SILENT,
     ) -> dict[str, Any]:
         if "test" not in data:
             return {}
-        scores, replies = self._held_out_scores(model, tokenizer, data["test"])
+        return {"generation": self._held_out_scores(model, tokenizer, data["test"], progress)[0]}
+
+    def final_results(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        data: DatasetDict,
+        progress: Progress = SILENT,
+    ) -> dict[str, Any]:
+        if "test" not in data:
+            return {}
+        scores, replies = self._held_out_scores(model, tokenizer, data["test"], progress)
         return {"generation": scores, "replies": replies}
 
     def _held_out_scores(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset, progress: Progress
     ) -> tuple[dict[str, float], list[dict[str, str]]]:
         settings = self.recipe.generation
         prompts, references = [], []
@@ -82,7 +92,7 @@ class ScoredReplies(SamplesDuringTraining):
             references.append(messages[last]["content"])
         metrics = [settings.metric] * len(rows) if settings.metric else rows[settings.metric_column]
         groups = rows[settings.group_column] if settings.group_column in rows.column_names else metrics
-        with phase("generate", total=len(prompts), unit="held-out prompts"):
+        with progress.phase("generate", total=len(prompts), unit="held-out prompts"):
             replies = reply_texts(model, tokenizer, prompts, settings, settings.batch_size, groups=list(groups))
         scored: dict[tuple[str, str], list[int]] = defaultdict(list)
         for index, key in enumerate(zip(groups, metrics, strict=True)):

@@ -1,5 +1,5 @@
-"""The task-agnostic runner: recipe + task → Trainer → run folder."""
+"""The training core, task-agnostic: a prepared run (recipe + task + data) → Trainer → run folder."""
 
-from finetune_kit.training.runner import Prepared, RunResult, prepare, train
+from finetune_kit.training.runner import Prepared, RunHooks, RunResult, prepare, train
 
-__all__ = ["Prepared", "RunResult", "prepare", "train"]
+__all__ = ["Prepared", "RunHooks", "RunResult", "prepare", "train"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from finetune_kit.costs.finish import FinishCost
 from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker, sum_records
-from finetune_kit.estimate.finish import FinishCost
 
 
 class JsonLinesLog(TrainerCallback):

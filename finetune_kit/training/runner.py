@@ -1,5 +1,7 @@
-"""One training run in named phases: prepare → open the run → build → train → finish.
+"""The training core, one run in named phases: prepare → open the run → build → train → finish.
 
+A prepared run becomes a trained run folder; what surrounds it (the budget's estimate, the model card, the push,
+the console) is the train command's (`finetune_kit.commands.train`), given in as values and callbacks.
 Knows no task by name: everything task-shaped comes from `Task`.
 """
 
@@ -8,11 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from datasets import DatasetDict
@@ -28,18 +30,17 @@ from transformers import (
 )
 
 from finetune_kit.config.recipe import Recipe
-from finetune_kit.console import phase
+from finetune_kit.costs.calibrated import Calibrated
+from finetune_kit.costs.finish import FinishCost
 from finetune_kit.data import load_data
 from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker
-from finetune_kit.estimate.finish import FinishCost
-from finetune_kit.hub.card import write_model_card
-from finetune_kit.hub.push import push_after_training
 from finetune_kit.models import base_model_id, load_tokenizer, resolve_checkpoint
 from finetune_kit.models.adapters import parameter_counts, save_adapter_extras
 from finetune_kit.models.building import build_model
 from finetune_kit.models.checkpoints import starting_weights_note
 from finetune_kit.models.tokenizer_training import train_tokenizer
-from finetune_kit.runs import Layout, RunFolder
+from finetune_kit.progress import SILENT, Progress
+from finetune_kit.runs import Layout, RunFiles, RunFolder
 from finetune_kit.runs.folder import checkpoint_step, read_lineage
 from finetune_kit.tasks import SamplesDuringTraining, Task, build_task
 from finetune_kit.training.arguments import SHUFFLED_GROUPS, build_training_arguments
@@ -47,12 +48,8 @@ from finetune_kit.training.batching import LengthGroupedBatches
 from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, Throughput
 from finetune_kit.training.mfu import matmul_peak_flops, model_flops_utilization
 from finetune_kit.training.precision import Resolved, autocast, resolve_precision
-from finetune_kit.training.progress import ConsoleProgress
 from finetune_kit.training.tracking import ExperimentTracking
 from finetune_kit.training.trainer import build_trainer, evaluate, without_prefix
-
-if TYPE_CHECKING:
-    from finetune_kit.estimate.budget import Calibrated
 
 logger = logging.getLogger("finetune_kit")
 
@@ -75,6 +72,25 @@ class RunResult:
     is_main: bool = True  # False in the other ranks of a distributed run: they print nothing
 
 
+# Builds the Trainer callback that shows training to a person (the console's bars), given the run's grams so far.
+Display = Callable[[Callable[[], float | None]], TrainerCallback]
+# What the caller adds to the finished run's files before the folder moves into place (the model card).
+Completion = Callable[[RunFiles, Prepared], None]
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """What the caller brings to a run: how it reaches the person waiting, and what it adds to the run folder. None
+    of it by default: such a run shows nothing and writes only what the core writes."""
+
+    progress: Progress = SILENT  # tokenize and generate phases, the trackers' note
+    display: Display | None = None  # training and evaluation
+    complete: Completion | None = None  # the caller's files, in the run folder before it moves into place
+
+
+NO_HOOKS = RunHooks()
+
+
 @dataclass
 class OpenRun:
     """A run between its phases: what `open_run` set up and the later phases share."""
@@ -92,6 +108,7 @@ class OpenRun:
     throughput: Throughput = field(default_factory=Throughput)
     train_metrics: dict[str, Any] = field(default_factory=dict)  # set by `fit`
     estimate: dict[str, Any] | None = None  # a budgeted run's pre-run estimate, for metrics.json
+    hooks: RunHooks = field(default_factory=RunHooks)
 
     def mixed_precision(self) -> AbstractContextManager:
         """The run's precision for the task's own forward passes (its generation before and after training)."""
@@ -112,29 +129,32 @@ def prepare(recipe: Recipe) -> Prepared:
 
 
 def train(
-    recipe: Recipe,
+    prepared: Prepared,
     *,
     resume: bool = False,
     overwrite: bool = False,
+    calibrated: Calibrated | None = None,
     extra_callbacks: Sequence[TrainerCallback] = (),
-    force: bool = False,
+    hooks: RunHooks = NO_HOOKS,
 ) -> RunResult:
-    """One run, in one process or as one rank of several (torchrun / accelerate launch): every
-    rank trains and measures its emissions; only the main one writes the run folder.
-    `extra_callbacks` join the run's own (a sweep's pruning). A run with an emissions budget is
-    estimated first and refused when the estimate exceeds it, unless `force`."""
-    from finetune_kit.estimate.budget import estimate_within_budget  # imported here: it builds runs with this module
-
-    prepared = prepare(recipe)
-    calibrated = None if resume else estimate_within_budget(prepared, force=force)
-    run = open_run(prepared, resume=resume, overwrite=overwrite, calibrated=calibrated)
+    """One prepared run, in one process or as one rank of several (torchrun / accelerate launch): every
+    rank trains and measures its emissions; only the main one writes the run folder. `calibrated` is a
+    budgeted run's estimate made before it; `extra_callbacks` join the run's own (a sweep's pruning)."""
+    run = open_run(prepared, resume=resume, overwrite=overwrite, calibrated=calibrated, hooks=hooks)
     with run.tracking:
         trainer = build(run, extra_callbacks)
         fit(run, trainer)
         return finish(run, trainer)
 
 
-def open_run(prepared: Prepared, *, resume: bool, overwrite: bool, calibrated: Calibrated | None = None) -> OpenRun:
+def open_run(
+    prepared: Prepared,
+    *,
+    resume: bool,
+    overwrite: bool,
+    calibrated: Calibrated | None = None,
+    hooks: RunHooks = NO_HOOKS,
+) -> OpenRun:
     """The model, the Trainer's arguments and the partial run folder (reopened by a resume); with `calibrated`
     (a budgeted run's estimate), the data it tokenized and the energy it spent."""
     recipe = prepared.recipe
@@ -145,7 +165,8 @@ def open_run(prepared: Prepared, *, resume: bool, overwrite: bool, calibrated: C
         recipe.training, prepared.task, RunFolder(recipe.run_dir).checkpoints, precision, run_name=recipe.name or "run"
     )
     is_main = args.process_index == 0
-    tracking = ExperimentTracking(recipe, is_main=is_main)  # checks the trackers before the folder is made
+    # Checks the trackers before the folder is made.
+    tracking = ExperimentTracking(recipe, is_main=is_main, progress=hooks.progress)
     with args.main_process_first(desc="run folder"):
         folder = (
             RunFolder.begin(recipe.run_dir, resume=resume, overwrite=overwrite)
@@ -167,7 +188,18 @@ def open_run(prepared: Prepared, *, resume: bool, overwrite: bool, calibrated: C
         emissions.start()
     features = calibrated.features if calibrated else None
     return OpenRun(
-        prepared, model, args, precision, folder, checkpoint, emissions, is_main, tracking, features, estimate=estimate
+        prepared,
+        model,
+        args,
+        precision,
+        folder,
+        checkpoint,
+        emissions,
+        is_main,
+        tracking,
+        features,
+        estimate=estimate,
+        hooks=hooks,
     )
 
 
@@ -176,13 +208,14 @@ def build(run: OpenRun, extra_callbacks: Sequence[TrainerCallback] = ()) -> Trai
     prepared, recipe = run.prepared, run.prepared.recipe
     rows = sum(len(split) for split in prepared.data.values())
     if run.features is None:  # a budgeted run reuses what its calibration tokenized
-        with run.args.main_process_first(desc="tokenizing"), phase("tokenize", total=rows):
+        with run.args.main_process_first(desc="tokenizing"), run.hooks.progress.phase("tokenize", total=rows):
             run.features = prepared.task.preprocess(prepared.data, prepared.tokenizer)  # rank 0 fills the cache first
     log = JsonLinesLog(run.folder.files.path(Layout.LOG))
     grams_so_far = run.emissions.spent_g if run.emissions else lambda: None
     # Emissions right after throughput: both add to each training log what the log file, console and trackers show.
     emissions = [run.emissions] if run.emissions else []
-    callbacks: list[Any] = [run.throughput, *emissions, log, ConsoleProgress(grams_so_far)]
+    display = [run.hooks.display(grams_so_far)] if run.hooks.display else []
+    callbacks: list[Any] = [run.throughput, *emissions, log, *display]
     if isinstance(prepared.task, SamplesDuringTraining):
         callbacks += prepared.task.training_callbacks(log.write)
     if recipe.training.early_stopping_patience:
@@ -212,7 +245,9 @@ def fit(run: OpenRun, trainer: Trainer) -> None:
         baseline = evaluate(trainer, None, "before")
         if isinstance(task, SamplesDuringTraining):
             with run.mixed_precision():
-                baseline |= task.results_before_training(run.model, run.prepared.tokenizer, run.prepared.data)
+                baseline |= task.results_before_training(
+                    run.model, run.prepared.tokenizer, run.prepared.data, run.hooks.progress
+                )
         if run.is_main:
             run.folder.files.write_json(Layout.BASELINE, baseline)
     if run.emissions and run.emissions.budget:  # MFU's matmul benchmark (cached) now: none of the end's cost unseen
@@ -222,7 +257,7 @@ def fit(run: OpenRun, trainer: Trainer) -> None:
 
 
 def finish(run: OpenRun, trainer: Trainer) -> RunResult:
-    """Final metrics, the model, emissions, the card; then the folder moves into place."""
+    """Final metrics, the model, emissions, what the caller adds (the card); then the folder moves into place."""
     recipe = run.prepared.recipe
     metrics = _final_metrics(run, trainer)
     trainer.save_model(str(run.folder.files.model_dir))  # every rank calls it; the main one writes
@@ -234,10 +269,7 @@ def finish(run: OpenRun, trainer: Trainer) -> RunResult:
     if not run.is_main:
         return RunResult(recipe.run_dir, metrics, record, is_main=False)
     _save(run, metrics, record)
-    run_dir = run.folder.finalize()
-    if recipe.hub is not None:
-        push_after_training(run_dir, recipe.hub)
-    return RunResult(run_dir, metrics, record)
+    return RunResult(run.folder.finalize(), metrics, record)
 
 
 def _emissions_callback(
@@ -327,7 +359,7 @@ def _results_beyond_metrics(run: OpenRun) -> dict[str, Any]:
     task = run.prepared.task
     if isinstance(task, SamplesDuringTraining):
         with run.mixed_precision():
-            results |= task.final_results(run.model, run.prepared.tokenizer, run.prepared.data)
+            results |= task.final_results(run.model, run.prepared.tokenizer, run.prepared.data, run.hooks.progress)
     return results
 
 
@@ -349,4 +381,5 @@ def _save(run: OpenRun, metrics: dict[str, Any], record: EmissionsRecord | None)
     if run.estimate is not None:  # beside the measured values it predicted
         metrics["estimate"] = run.estimate
     files.write_json(Layout.METRICS, metrics)
-    write_model_card(files, recipe, run.prepared.task)
+    if run.hooks.complete is not None:
+        run.hooks.complete(files, run.prepared)

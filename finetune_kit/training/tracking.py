@@ -20,9 +20,9 @@ from transformers import Trainer
 from transformers.integrations import get_reporting_integration_callbacks
 
 from finetune_kit.config.recipe import Recipe
-from finetune_kit.console import get_console, say
 from finetune_kit.emissions import EmissionsRecord
 from finetune_kit.errors import RecipeError
+from finetune_kit.progress import SILENT, Progress
 from finetune_kit.runs import Layout, RunFolder
 
 INSTALL_HINT = "pip install 'finetune-kit[tracking]'"
@@ -40,8 +40,9 @@ class ExperimentTracking:
     failed or killed. The environment is restored either way: a process may train several runs.
     """
 
-    def __init__(self, recipe: Recipe, *, is_main: bool) -> None:
+    def __init__(self, recipe: Recipe, *, is_main: bool, progress: Progress = SILENT) -> None:
         self.trackers = recipe.training.report_to
+        self.progress = progress  # tells where to look, once the trackers are open
         self.name = recipe.name or "run"
         self.is_main = is_main
         self.store = RunFolder(recipe.run_dir).path(Layout.TRACKING)  # where they write while the run is built
@@ -73,7 +74,7 @@ class ExperimentTracking:
                 self._close("FAILED")
                 raise
         if self.is_main:
-            say(get_console(), "tracking: " + " · ".join(self._where_to_look()))
+            self.progress.note("tracking: " + " · ".join(self._where_to_look()))
         return self
 
     def finish(self, trainer: Trainer, record: EmissionsRecord | None) -> None:

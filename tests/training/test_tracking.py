@@ -17,7 +17,7 @@ from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import TrainerControl, TrainerState
 
-from finetune_kit.training.progress import ConsoleProgress
+from finetune_kit.commands.console_progress import ConsoleProgress
 from tests.builders import classification_recipe
 
 FINETUNE_KIT = Path(sys.executable).with_name("finetune-kit")

@@ -11,8 +11,8 @@ from typing import Any
 from datasets import DatasetDict
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from finetune_kit.costs.prediction import FinishSeconds
 from finetune_kit.emissions import EmissionsRecord
-from finetune_kit.estimate.prediction import FinishSeconds
 
 
 class FinishCost(TrainerCallback):

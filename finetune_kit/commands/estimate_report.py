@@ -6,7 +6,7 @@ from rich.table import Table
 
 from finetune_kit.config.recipe import EmissionsConfig
 from finetune_kit.console import duration_text, grams_text  # the summary table's own formats
-from finetune_kit.estimate.prediction import Estimate
+from finetune_kit.costs.prediction import Estimate
 
 
 def estimate_table(estimate: Estimate) -> Table:

@@ -1,5 +1,5 @@
 """Training and evaluation on the console, as a Trainer callback (the bars and lines are in
-`finetune_kit.console`)."""
+`finetune_kit.console`). The train command gives it to the training core, which knows no console."""
 
 from __future__ import annotations
 

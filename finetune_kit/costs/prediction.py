@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from finetune_kit.config.recipe import EmissionsConfig
+from finetune_kit.costs.plan import RunPlan, Work
 from finetune_kit.emissions import EmissionsRecord
-from finetune_kit.estimate.plan import RunPlan, Work
 
 JOULES_PER_KWH = 3.6e6
 
