@@ -433,7 +433,7 @@ def search(
 def emissions(run_dirs: Annotated[list[Path], typer.Argument(help="Finished run folders")]) -> None:
     """Compare runs: grams CO2eq (and of the chain of runs each descends from: pretraining, SFT, ...),
     kWh, duration, hardware, country, main metric and metric per gram."""
-    from finetune_kit.emissions.report import read_run_emissions
+    from finetune_kit.runs.emissions import read_run_emissions
 
     table = Table(title="emissions per run")
     columns = ("run", "g CO2eq", "chain g", "kWh", "duration", "sessions", "hardware", "country", "metric", "per gram")

@@ -21,13 +21,13 @@ from finetune_kit.models.adapters import (
 from finetune_kit.models.architecture import build_from_architecture, build_from_checkpoint_config
 from finetune_kit.models.checkpoints import load_pretrained_model, resolve_checkpoint
 from finetune_kit.models.gguf import is_gguf, load_gguf_model
+from finetune_kit.models.head import ModelHead
 from finetune_kit.models.quantization import (
     Quantization,
     quantized_loading,
     require_qlora_runtime,
     restore_unquantized_layers,
 )
-from finetune_kit.tasks.base import ModelHead
 
 
 def build_model(recipe: Recipe, head: ModelHead, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel | PeftModel:

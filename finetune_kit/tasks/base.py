@@ -26,18 +26,9 @@ from transformers import (
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
+from finetune_kit.models.head import ModelHead
 from finetune_kit.progress import SILENT, Progress
 from finetune_kit.tasks.common import as_text
-
-
-@dataclass(frozen=True)
-class ModelHead:
-    """Which model a task trains: the transformers Auto class, peft's task type for adapters
-    (None: a plain model), and config fields that size the head (labels)."""
-
-    auto_class: Any
-    peft_task_type: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

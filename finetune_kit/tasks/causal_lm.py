@@ -15,8 +15,9 @@ from datasets import Dataset, DatasetDict
 from transformers import AutoModelForCausalLM, EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.generative import CausalLmRecipe
+from finetune_kit.models.head import ModelHead
 from finetune_kit.progress import SILENT, Progress
-from finetune_kit.tasks.base import ModelHead, RawTextColumn, SamplesDuringTraining, Task
+from finetune_kit.tasks.base import RawTextColumn, SamplesDuringTraining, Task
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, first_output
 from finetune_kit.tasks.generation import SampleGenerations, generate_texts
 

@@ -9,7 +9,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.data.conversations import Message
-from finetune_kit.tasks.base import ModelHead
+from finetune_kit.models.head import ModelHead
 from finetune_kit.tasks.chat_template import attach_template
 from finetune_kit.tasks.generation import reply_texts
 

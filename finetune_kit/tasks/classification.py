@@ -17,7 +17,8 @@ from transformers import (
 from finetune_kit.config.encoders import ClassificationRecipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
-from finetune_kit.tasks.base import LabelledHead, ModelHead, Task
+from finetune_kit.models.head import ModelHead
+from finetune_kit.tasks.base import LabelledHead, Task
 from finetune_kit.tasks.common import first_output
 from finetune_kit.tasks.logits import PREDICT_BATCH, LogitsOf, PredictsFromLogits, softmax
 

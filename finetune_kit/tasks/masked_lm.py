@@ -20,7 +20,8 @@ from transformers import (
 
 from finetune_kit.config.encoders import MaskedLmRecipe
 from finetune_kit.errors import DataError
-from finetune_kit.tasks.base import ModelHead, RawTextColumn, Task, TrainerSetup
+from finetune_kit.models.head import ModelHead
+from finetune_kit.tasks.base import RawTextColumn, Task, TrainerSetup
 from finetune_kit.tasks.common import IGNORE_INDEX, as_text, first_output
 
 

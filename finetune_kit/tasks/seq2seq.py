@@ -22,7 +22,8 @@ from transformers import (
 
 from finetune_kit.config.generation import GenerationSettings
 from finetune_kit.errors import DataError
-from finetune_kit.tasks.base import ModelHead, Task, TrainerSetup
+from finetune_kit.models.head import ModelHead
+from finetune_kit.tasks.base import Task, TrainerSetup
 from finetune_kit.tasks.common import IGNORE_INDEX, warn_cut
 from finetune_kit.tasks.generation import generate_texts
 
