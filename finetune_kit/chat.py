@@ -16,6 +16,7 @@ from finetune_kit.config.generation import GenerationSettings
 from finetune_kit.config.recipe import EmissionsConfig, ModelConfig
 from finetune_kit.errors import ModelError
 from finetune_kit.inference import open_run
+from finetune_kit.models import load_pretrained_model, load_tokenizer
 from finetune_kit.runs import Layout
 from finetune_kit.tasks.chat_template import Message, prompt_text, stop_token_ids
 from finetune_kit.tasks.generation import generating
@@ -43,8 +44,6 @@ def load_chat_model(target: str) -> ChatModel:
         settings = getattr(run.recipe, "generation", CHAT_DEFAULTS)
         chat = ChatModel(run.model, run.tokenizer, settings, getattr(data, "system_prompt", None), run.recipe.emissions)
     else:
-        from finetune_kit.models import load_pretrained_model, load_tokenizer
-
         config = ModelConfig(checkpoint=target)
         tokenizer = load_tokenizer(config)
         model, _ = load_pretrained_model(AutoModelForCausalLM, config)
