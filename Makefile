@@ -49,7 +49,7 @@ bench: install
 
 # The manual (MkDocs + Material) into site/; --strict fails on any broken link or anchor.
 docs: install
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf runs .pytest_cache
