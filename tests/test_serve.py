@@ -392,9 +392,9 @@ def test_concurrent_streams_each_get_their_own_reply_piece_by_piece(chatbot):
 
 def test_a_stream_whose_client_leaves_frees_its_slot_for_the_next_request(chat_run):
     with serving(chat_run, max_chat_batch=1) as (client, server):
-        settings = {"max_tokens": 200, "temperature": 1.0, "seed": 1}
+        settings = {"max_tokens": 200, "temperature": 0}
         whole = ask(openai_client(server), QUESTIONS[0], **settings)
-        assert whole.usage.completion_tokens > 40  # a long reply, when nobody leaves
+        assert whole.usage.completion_tokens == 200  # the barely trained model rambles on, when nobody leaves
         before = decode_steps(client)
         chunks = ask(openai_client(server), QUESTIONS[0], stream=True, **settings)
         pieces = (chunk for chunk in chunks if chunk.choices and chunk.choices[0].delta.content)
