@@ -1,12 +1,15 @@
 """Load on `finetune-kit serve`: C concurrent clients for D seconds each, for C in 1, 8, 64 → p50 /
 p99 latency, requests/s, texts/s, errors, the server's mean micro-batch, and its energy per 1,000
-requests (read from /metrics). `--soak` keeps C clients going for minutes while the server's
-resident memory is sampled: flat memory means no leak per request. Method: bench/README.md.
+requests (read from /metrics). A chat run also reports generated tokens/s, its mean decode batch,
+and each load's tokens/s against 1 client's: what continuous batching gains. `--soak` keeps C
+clients going for minutes while the server's resident memory is sampled: flat memory means no leak
+per request. Method: bench/README.md.
 
 The server runs in a second process (started here from a run folder, or given with --url/--pid);
 this process only sends requests, with one async httpx client.
 
     python bench/serve_load.py runs/sst2-demo [--seconds 10] [--clients 1 8 64] [--texts-per-request 1]
+    python bench/serve_load.py runs/smollm2-sft-lora --clients 1 8 --seconds 20 --max-tokens 64
     python bench/serve_load.py runs/sst2-demo --soak 30 --clients 8
     python bench/serve_load.py --url http://127.0.0.1:8000 --pid 12345 --soak 30 --clients 8
 """
@@ -42,6 +45,7 @@ class Load:
     seconds: float
     requests: int = 0
     errors: int = 0
+    tokens: int = 0  # chat runs: completion tokens generated
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     def report(self, texts_per_request: int, server: dict[str, float]) -> dict[str, float]:
@@ -53,6 +57,7 @@ class Load:
             "errors": self.errors,
             "requests_per_s": round(self.requests / self.seconds, 1),
             "texts_per_s": round(self.requests * texts_per_request / self.seconds, 1),
+            "tokens_per_s": round(self.tokens / self.seconds, 1),
             "p50_ms": round(quantiles[49], 1),
             "p99_ms": round(quantiles[98], 1),
             **server,
@@ -93,6 +98,8 @@ class Target:
         return {
             "batches": values.get(f"{PREFIX}_batch_size_count", 0.0),
             "rows": values.get(f"{PREFIX}_batch_size_sum", 0.0),
+            "decode_passes": values.get(f"{PREFIX}_decode_batch_size_count", 0.0),
+            "decoded": values.get(f"{PREFIX}_decode_batch_size_sum", 0.0),
             "kwh": values[f"{PREFIX}_energy_kwh_total"],
             "grams": values[f"{PREFIX}_co2eq_grams_total"],
         }
@@ -129,11 +136,13 @@ async def run_load(target: Target, path: str, bodies: itertools.cycle, clients: 
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
-                ok = (await target.client.post(path, json=next(bodies))).status_code == 200
+                response = await target.client.post(path, json=next(bodies))
+                ok = response.status_code == 200
             except httpx.HTTPError:
                 ok = False
             load.requests += 1
             if ok:
+                load.tokens += response.json().get("usage", {}).get("completion_tokens", 0)
                 load.latencies_ms.append((time.perf_counter() - started) * 1000)
             else:
                 load.errors += 1
@@ -146,8 +155,10 @@ async def run_load(target: Target, path: str, bodies: itertools.cycle, clients: 
 
 def server_costs(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
     batches = after["batches"] - before["batches"]
+    passes = after["decode_passes"] - before["decode_passes"]
     return {
         "mean_batch": round((after["rows"] - before["rows"]) / batches, 2) if batches else 0.0,
+        "mean_decode_batch": round((after["decoded"] - before["decoded"]) / passes, 2) if passes else 0.0,
         "wh_per_1k_requests": round((after["kwh"] - before["kwh"]) * 1000 * 1000 / max(requests, 1), 4),
         "g_co2eq_per_1k_requests": round((after["grams"] - before["grams"]) * 1000 / max(requests, 1), 4),
     }
@@ -163,6 +174,8 @@ async def measure(target: Target, args: argparse.Namespace) -> list[dict]:
         before = await target.counters()
         load = await run_load(target, path, bodies, clients, args.seconds)
         row = load.report(args.texts_per_request, server_costs(before, await target.counters(), load.requests))
+        if task in CHAT_TASKS and results and results[0]["clients"] == 1 and results[0]["tokens_per_s"]:
+            row["tokens_per_s_vs_1_client"] = round(row["tokens_per_s"] / results[0]["tokens_per_s"], 2)
         print(json.dumps(row), flush=True)
         results.append(row)
     return results
@@ -219,6 +232,7 @@ async def main(args: argparse.Namespace) -> None:
         if args.run_dir is None:
             sys.exit("give a run folder to serve, or --url and --pid of a running server")
         serve_options = ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
+        serve_options += ["--max-chat-batch", str(args.max_chat_batch)]
         target = Target.start(args.run_dir, serve_options)
     try:
         results = await soak(target, args) if args.soak else await measure(target, args)
@@ -241,6 +255,7 @@ if __name__ == "__main__":
     parser.add_argument("--max-tokens", type=int, default=16, help="Chat runs: reply length")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-chat-batch", type=int, default=8, help="Chat runs: replies decoded together")
     parser.add_argument("--soak", type=float, metavar="MINUTES", help="One long load, sampling the server's memory")
     parser.add_argument("--warmup", type=float, default=60.0, help="Soak: seconds of the same load before sampling")
     parser.add_argument("--sample-secs", type=float, default=5.0, help="Soak: seconds between memory samples")

@@ -312,16 +312,18 @@ def serve(
     max_batch_size: Annotated[int, typer.Option(min=1, help="Most texts per forward pass, and per request")] = 32,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="How long a batch waits for more requests")] = 5.0,
     max_text_chars: Annotated[int, typer.Option(min=1, help="Longest text or chat message accepted")] = 10_000,
+    max_chat_batch: Annotated[int, typer.Option(min=1, help="Most chat replies decoded together; more wait")] = 8,
     backend: Annotated[
         Backend, typer.Option(help="pytorch, or the run's ONNX export (`finetune-kit export` first): onnx, onnx-int8")
     ] = Backend.PYTORCH,
 ) -> None:
     """Serve a finished run over HTTP: POST /predict (classification, NER; concurrent requests are
-    micro-batched), POST /v1/chat/completions (sft, preference; OpenAI-compatible), GET /health,
-    GET /metrics (Prometheus: requests, latency, batch sizes, energy and CO2). Ctrl-C stops."""
+    micro-batched), POST /v1/chat/completions (sft, preference; OpenAI-compatible; concurrent replies
+    share decoding passes), GET /health, GET /metrics (Prometheus: requests, latency, batch sizes,
+    energy and CO2). Ctrl-C stops."""
     from finetune_kit.serving import RunServer, ServeOptions
 
-    options = ServeOptions(host, port, max_batch_size, max_wait_ms, max_text_chars, backend.value)
+    options = ServeOptions(host, port, max_batch_size, max_wait_ms, max_text_chars, max_chat_batch, backend.value)
     server = RunServer.open(run_dir, options)
     console.print(f"serving {run_dir} ({server.service.task}, {backend.value}) at {server.url}", markup=False)
     console.print(f"  {'  '.join(server.routes)}; Ctrl-C stops", markup=False, highlight=False)

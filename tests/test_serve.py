@@ -13,12 +13,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+import torch
 from datasets import Dataset
+from openai import OpenAI
+from openai.types.chat import ChatCompletion
 from prometheus_client.parser import text_string_to_metric_families
 from transformers import BertForSequenceClassification
 
@@ -307,20 +311,99 @@ def test_a_streamed_reply_arrives_in_chunks_ending_with_done_and_matches_the_who
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == whole["usage"]
 
 
-def test_a_stream_the_client_leaves_stops_generating_and_frees_the_model(chat_run):
-    chats = ChatCompletions(open_run(chat_run), MAX_CHARS)
-    prompt = chats.prompt(ChatRequest(messages=CONVERSATION, max_tokens=200, temperature=1.0, seed=1))
-    started = time.perf_counter()
-    stream = chats.stream(prompt)
-    assert len(list(stream)) > 5 and stream.completion.completion_tokens > 20
-    whole = time.perf_counter() - started
-    again = iter(chats.stream(prompt))
-    started = time.perf_counter()
-    next(again)
-    again.close()  # the client is gone: the server drops its stream
-    assert time.perf_counter() - started < whole / 3
-    short = chats.prompt(ChatRequest(messages=CONVERSATION, max_tokens=2))
-    assert chats.complete(short).completion_tokens <= 2  # the model is free for the next request
+# -- chat replies decoded in shared batches ---------------------------------------------------------
+QUESTIONS = [f"Sentiment of: {'a superb' if i % 2 else 'an awful'} film {'and story ' * i}" for i in range(8)]
+
+
+def openai_client(server: RunServer) -> OpenAI:
+    return OpenAI(base_url=f"{server.url}/v1", api_key="unused", timeout=60, max_retries=0)
+
+
+def ask(client: OpenAI, question: str, **settings) -> ChatCompletion:
+    messages = [{"role": "user", "content": question}]
+    return client.chat.completions.create(model="tiny-chat", messages=messages, **settings)
+
+
+def decode_steps(client: httpx.Client) -> tuple[float, float]:
+    """Decoding forward passes so far, and the replies they advanced (one token each)."""
+    samples = metric_samples(client)["finetune_kit_serve_decode_batch_size"]
+    return tuple(sample_value(samples, f"finetune_kit_serve_decode_batch_size_{name}") for name in ("count", "sum"))
+
+
+def one_at_a_time(run_dir: Path, question: str, max_tokens: int) -> tuple[str, int]:
+    """The greedy reply as `model.generate` writes it for this question alone: text and token count."""
+    run = open_run(run_dir)
+    chats = ChatCompletions(run, MAX_CHARS, max_batch=1)
+    prompt = chats.prompt(ChatRequest(messages=[{"role": "user", "content": question}], max_tokens=max_tokens))
+    ids = torch.tensor([prompt.ids])
+    with torch.no_grad():
+        output = run.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            pad_token_id=run.tokenizer.pad_token_id,
+            eos_token_id=chats.stops,
+            max_new_tokens=max_tokens,
+            do_sample=False,
+        )
+    new = output[0, len(prompt.ids) :]
+    return run.tokenizer.decode(new, skip_special_tokens=True).strip(), len(new)
+
+
+def test_concurrent_chat_completions_share_decoding_passes_and_equal_the_replies_made_alone(chatbot, chat_run):
+    client, server = chatbot
+    settings = {"max_tokens": 48, "temperature": 0}
+    before = decode_steps(client)
+    with ThreadPoolExecutor(len(QUESTIONS)) as pool:
+        replies = list(pool.map(lambda question: ask(openai_client(server), question, **settings), QUESTIONS))
+    passes, advanced = (after - was for after, was in zip(decode_steps(client), before, strict=True))
+    assert passes > 0 and advanced / passes > 1  # the 8 replies shared forward passes
+    for question, reply in zip(QUESTIONS, replies, strict=True):
+        text, tokens = one_at_a_time(chat_run, question, settings["max_tokens"])
+        assert (reply.choices[0].message.content, reply.usage.completion_tokens) == (text, tokens)
+        assert reply.choices[0].finish_reason == ("length" if tokens == settings["max_tokens"] else "stop")
+
+
+def test_a_seeded_reply_is_the_same_alone_and_among_others(chatbot):
+    _, server = chatbot
+    settings = {"max_tokens": 24, "temperature": 0.9, "top_p": 0.95, "seed": 11}
+    alone = ask(openai_client(server), QUESTIONS[3], **settings)
+    with ThreadPoolExecutor(len(QUESTIONS)) as pool:
+        others = [pool.submit(ask, openai_client(server), q, max_tokens=24, temperature=1.0) for q in QUESTIONS]
+        among = pool.submit(ask, openai_client(server), QUESTIONS[3], **settings).result()
+        assert all(other.result().choices for other in others)
+    assert among.choices[0].message.content == alone.choices[0].message.content
+    assert among.usage == alone.usage
+
+
+def test_concurrent_streams_each_get_their_own_reply_piece_by_piece(chatbot):
+    _, server = chatbot
+    settings = {"max_tokens": 24, "temperature": 0}
+    wholes = [ask(openai_client(server), question, **settings).choices[0].message.content for question in QUESTIONS]
+
+    def streamed(question: str) -> list[str]:
+        chunks = ask(openai_client(server), question, stream=True, **settings)
+        return [chunk.choices[0].delta.content for chunk in chunks if chunk.choices and chunk.choices[0].delta.content]
+
+    with ThreadPoolExecutor(len(QUESTIONS)) as pool:
+        streams = list(pool.map(streamed, QUESTIONS))
+    for pieces, whole in zip(streams, wholes, strict=True):
+        assert len(pieces) >= 2 and "".join(pieces).strip() == whole
+
+
+def test_a_stream_whose_client_leaves_frees_its_slot_for_the_next_request(chat_run):
+    with serving(chat_run, max_chat_batch=1) as (client, server):
+        settings = {"max_tokens": 200, "temperature": 0}
+        whole = ask(openai_client(server), QUESTIONS[0], **settings)
+        assert whole.usage.completion_tokens == 200  # the barely trained model rambles on, when nobody leaves
+        before = decode_steps(client)
+        chunks = ask(openai_client(server), QUESTIONS[0], stream=True, **settings)
+        pieces = (chunk for chunk in chunks if chunk.choices and chunk.choices[0].delta.content)
+        assert [next(pieces) for _ in range(3)]  # decoding has begun ...
+        chunks.close()  # ... and the client leaves
+        after_it = ask(openai_client(server), QUESTIONS[1], max_tokens=2)  # the one slot must come free for this
+        assert after_it.choices[0].message.content is not None
+        _, advanced = (after - was for after, was in zip(decode_steps(client), before, strict=True))
+        assert advanced < whole.usage.completion_tokens / 2  # the left reply stopped decoding early
 
 
 BAD_CHATS = [

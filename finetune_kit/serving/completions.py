@@ -1,24 +1,22 @@
 """Chat completions for instruction-tuned runs (sft, preference): OpenAI-style conversations through
-the run's chat template, as `finetune-kit chat` formats them. One reply is generated at a time:
-the model's memory stays flat under load, and a seeded reply is the same whatever else is asked."""
+the run's chat template, as `finetune-kit chat` formats them. Replies are decoded by the `Decoder`:
+concurrent requests share forward passes, at most `max_batch` replies at a time (the KV cache's
+memory is bounded by that many conversations), and a seeded reply is the same whatever else is asked."""
 
 from __future__ import annotations
 
 import secrets
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import torch
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import TextIteratorStreamer
 
 from finetune_kit.config.generation import GenerationSettings
 from finetune_kit.inference import TorchRun, with_generation_overrides
+from finetune_kit.serving.decoding import Decoder, Reply
 from finetune_kit.serving.errors import invalid
 from finetune_kit.serving.schemas import ChatRequest, FinishReason, Usage
 from finetune_kit.tasks.chat_template import Message, prompt_text, stop_token_ids
-from finetune_kit.tasks.generation import generating
 
 
 @dataclass(frozen=True)
@@ -42,25 +40,26 @@ class Completion:
         return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens, total_tokens=total)
 
 
-class _UntilCancelled(StoppingCriteria):
-    """Stops generating once the client that streams the reply has gone."""
-
-    def __init__(self, cancelled: threading.Event) -> None:
-        self.cancelled = cancelled
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.cancelled.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
 class ChatCompletions:
-    def __init__(self, run: TorchRun, max_text_chars: int) -> None:
-        self.model, self.tokenizer = run.model, run.tokenizer
+    """Checks requests and answers them, whole or streamed, from the run's decoder; `start` and
+    `stop` run the decoder's worker for the server's lifetime."""
+
+    def __init__(
+        self, run: TorchRun, max_text_chars: int, max_batch: int, on_step: Callable[[int], None] = lambda size: None
+    ) -> None:
+        self.tokenizer = run.tokenizer
+        self.decoder = Decoder(run.model, max_batch, on_step)
         self.settings: GenerationSettings = run.recipe.generation
         self.system: str | None = run.recipe.data.system_prompt
         self.stops = stop_token_ids(run.tokenizer)
         self.context: int | None = getattr(run.model.config, "max_position_embeddings", None)
         self.max_text_chars = max_text_chars
-        self._one_at_a_time = threading.Lock()
+
+    def start(self) -> None:
+        self.decoder.start()
+
+    def stop(self) -> None:
+        self.decoder.stop()
 
     def prompt(self, request: ChatRequest) -> Prompt:
         """The request as token ids and settings, or a 400 naming the field at fault."""
@@ -96,29 +95,18 @@ class ChatCompletions:
 
     def complete(self, prompt: Prompt) -> Completion:
         """The whole reply (blocks: call it from a worker thread)."""
-        with self._one_at_a_time:
-            return self._completion(prompt, self._generate(prompt))
+        reply = self._reply(prompt)
+        self.decoder.submit(reply)
+        reply.done.wait()
+        if reply.error is not None:
+            raise reply.error
+        return self._completion(prompt, reply.tokens)
 
     def stream(self, prompt: Prompt) -> ReplyStream:
         return ReplyStream(self, prompt)
 
-    def _generate(
-        self, prompt: Prompt, streamer: TextIteratorStreamer | None = None, cancelled: threading.Event | None = None
-    ) -> list[int]:
-        stopping = StoppingCriteriaList([_UntilCancelled(cancelled)]) if cancelled else None
-        with generating(self.model, prompt.settings.seed) as device:
-            ids = torch.tensor([prompt.ids], device=device)
-            with torch.no_grad():
-                output = self.model.generate(
-                    input_ids=ids,
-                    attention_mask=torch.ones_like(ids),
-                    pad_token_id=self.tokenizer.pad_token_id,
-                    eos_token_id=self.stops,
-                    streamer=streamer,
-                    stopping_criteria=stopping,
-                    **prompt.settings.generate_kwargs(),
-                )
-        return output[0, len(prompt.ids) :].tolist()
+    def _reply(self, prompt: Prompt, streamer: TextIteratorStreamer | None = None) -> Reply:
+        return Reply(prompt.ids, prompt.settings, self.stops, streamer)
 
     def _completion(self, prompt: Prompt, new: list[int]) -> Completion:
         stopped = bool(new) and new[-1] in self.stops
@@ -127,35 +115,24 @@ class ChatCompletions:
 
 
 class ReplyStream:
-    """The reply's text, piece by piece as it is generated (transformers' TextIteratorStreamer, with
-    generation in a thread). Iterating blocks on the model, so iterate it from a worker thread;
-    `completion` holds the token counts once the iteration has ended. Closing the iteration early (the
-    client left) stops the generation at its next token."""
+    """The reply's text, piece by piece as the decoder makes its tokens (transformers'
+    TextIteratorStreamer). Iterating blocks on the model, so iterate it from a worker thread;
+    `completion` holds the token counts once the iteration has ended. Closing the iteration early
+    (the client left) retires the reply from the batch at the next step."""
 
     def __init__(self, chats: ChatCompletions, prompt: Prompt) -> None:
         self.chats, self.prompt = chats, prompt
         self.completion: Completion | None = None
 
     def __iter__(self) -> Iterator[str]:
-        chats = self.chats
-        streamer = TextIteratorStreamer(chats.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        cancelled, outcome = threading.Event(), {}
-
-        def generate() -> None:
-            try:
-                outcome["ids"] = chats._generate(self.prompt, streamer, cancelled)
-            except Exception as err:
-                outcome["error"] = err
-                streamer.end()  # the reader waits for the end of the text: give it one
-
-        with chats._one_at_a_time:
-            worker = threading.Thread(target=generate, name="finetune-kit-generate", daemon=True)
-            worker.start()
-            try:
-                yield from (piece for piece in streamer if piece)
-            finally:
-                cancelled.set()
-                worker.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        self.completion = chats._completion(self.prompt, outcome["ids"])
+        streamer = TextIteratorStreamer(self.chats.tokenizer, skip_special_tokens=True)
+        reply = self.chats._reply(self.prompt, streamer)
+        self.chats.decoder.submit(reply)
+        try:
+            yield from (piece for piece in streamer if piece)
+        finally:
+            reply.cancelled.set()
+        reply.done.wait()
+        if reply.error is not None:
+            raise reply.error
+        self.completion = self.chats._completion(self.prompt, reply.tokens)

@@ -1,10 +1,12 @@
 """One finished run, ready to serve: its predictions behind a micro-batcher (classification, NER) or
-the chat completions (sft, preference), the metrics, and the energy tracker that runs for the
-server's lifetime. The batcher calls the run's `predict` whatever its backend: the PyTorch model
-and the run's ONNX export (`finetune-kit export`, run by ONNX Runtime) are two engines behind it."""
+the chat completions (sft, preference; replies decoded in shared batches), the metrics, and the
+energy tracker that runs for the server's lifetime. The batcher calls the run's `predict` whatever
+its backend: the PyTorch model and the run's ONNX export (`finetune-kit export`, run by ONNX
+Runtime) are two engines behind it."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from datasets import Dataset
@@ -30,6 +32,7 @@ class ServeOptions:
     max_batch_size: int = 32
     max_wait_ms: float = 5.0
     max_text_chars: int = 10_000
+    max_chat_batch: int = 8  # chat replies decoded together; more wait for a free slot
     backend: str = PYTORCH  # or onnx, onnx-int8: the run's ONNX export (finetune-kit export)
 
 
@@ -62,7 +65,9 @@ class Service:
                 service.metrics.batch_size.observe,
             )
         elif isinstance(run.task, ChatDecoder) and isinstance(run, TorchRun):  # replies need the PyTorch model
-            service.chats = ChatCompletions(run, options.max_text_chars)
+            service.chats = ChatCompletions(
+                run, options.max_text_chars, options.max_chat_batch, service.metrics.decode_batch_size.observe
+            )
         else:
             raise ModelError(
                 f"{run.run_dir}: serve takes classification, NER, sft and preference runs; this is a "
@@ -75,10 +80,14 @@ class Service:
             self.tracker.start()
         if self.batcher is not None:
             self.batcher.start()
+        if self.chats is not None:
+            self.chats.start()
 
     async def stop(self) -> None:
         if self.batcher is not None:
             await self.batcher.stop()
+        if self.chats is not None:
+            await asyncio.to_thread(self.chats.stop)
         if self.tracker is not None:
             self.emissions = self.tracker.stop()
 
