@@ -117,10 +117,19 @@ class Target:
         return out.strip().splitlines()[-1] if out.strip() else ""
 
 
-def request_bodies(task: str, texts_per_request: int, max_tokens: int) -> itertools.cycle:
+# Chat prompts: a one-word answer (prefill-bound: what a classifier-like chat load costs) or a reply of
+# several sentences (decode-bound: what batching the decoding is for).
+CHAT_ASKS = {
+    "label": "Is the sentiment of this review positive or negative? Review: {review}",
+    "describe": "Describe, in a few sentences, the film this review talks about and what the reviewer felt. "
+    "Review: {review}",
+}
+
+
+def request_bodies(task: str, texts_per_request: int, max_tokens: int, ask: str = "label") -> itertools.cycle:
     sentences = [json.loads(line)["sentence"] for line in SENTENCES.read_text().splitlines()]
     if task in CHAT_TASKS:
-        prompts = [f"Is the sentiment of this review positive or negative? Review: {s}" for s in sentences]
+        prompts = [CHAT_ASKS[ask].format(review=s) for s in sentences]
         return itertools.cycle(
             {"messages": [{"role": "user", "content": p}], "max_tokens": max_tokens, "temperature": 0} for p in prompts
         )
@@ -167,7 +176,7 @@ def server_costs(before: dict[str, float], after: dict[str, float], requests: in
 async def measure(target: Target, args: argparse.Namespace) -> list[dict]:
     task = (await target.ready())["task"]
     path = "/v1/chat/completions" if task in CHAT_TASKS else "/predict"
-    bodies = request_bodies(task, args.texts_per_request, args.max_tokens)
+    bodies = request_bodies(task, args.texts_per_request, args.max_tokens, args.ask)
     await run_load(target, path, bodies, 1, min(args.seconds, 2))  # warm-up: first calls compile and allocate
     results = []
     for clients in args.clients:
@@ -187,7 +196,7 @@ async def soak(target: Target, args: argparse.Namespace) -> dict:
     every `--sample-secs`, judged against the first sampled minute's mean."""
     task = (await target.ready())["task"]
     path = "/v1/chat/completions" if task in CHAT_TASKS else "/predict"
-    bodies = request_bodies(task, args.texts_per_request, args.max_tokens)
+    bodies = request_bodies(task, args.texts_per_request, args.max_tokens, args.ask)
     clients, seconds = args.clients[0], args.soak * 60
     warmup = await run_load(target, path, bodies, clients, args.warmup)
     samples: list[tuple[float, float]] = []
@@ -253,6 +262,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10.0, help="Duration of each load")
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=16, help="Chat runs: reply length")
+    parser.add_argument("--ask", choices=sorted(CHAT_ASKS), default="label", help="Chat runs: what the prompts ask")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--max-chat-batch", type=int, default=8, help="Chat runs: replies decoded together")
