@@ -2,6 +2,7 @@
 culprit and the fix, and none leaves a run folder behind."""
 
 import pytest
+import torch
 
 from tests.builders import classification_recipe, write_jsonl
 
@@ -96,6 +97,13 @@ CASES = {
         "data.train: row 2 has no label in column 'label'",
     ),
 }
+
+
+if not torch.cuda.is_available():
+    CASES["torch.compile on a CPU"] = (
+        lambda r, tmp: set_path(r, "training.torch_compile", True),
+        "training.torch_compile: on a CPU compiling costs more than it saves",
+    )
 
 
 def _write(path, text, encoding="utf-8"):

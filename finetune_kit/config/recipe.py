@@ -129,7 +129,11 @@ class TrainingConfig(Section):
     )
     precision: Precision = Field("auto", description="auto: bf16 where the hardware supports it, else fp32")
     gradient_checkpointing: bool = Field(False, description="Recompute activations: less memory, ~30% slower")
-    torch_compile: bool = Field(False, description="torch.compile the model: faster steps after a compile pause")
+    torch_compile: bool = Field(
+        False,
+        description="torch.compile the model: faster steps after a compile pause, on a GPU; refused on a CPU, "
+        "where the pause outweighs the gain",
+    )
     dataloader_workers: int = Field(0, ge=0)
     report_to: Trackers = Field(
         default_factory=list,

@@ -43,7 +43,7 @@ from finetune_kit.progress import SILENT, Progress
 from finetune_kit.runs import Layout, RunFiles, RunFolder
 from finetune_kit.runs.folder import checkpoint_step, read_lineage
 from finetune_kit.tasks import SamplesDuringTraining, Task, build_task
-from finetune_kit.training.arguments import SHUFFLED_GROUPS, build_training_arguments
+from finetune_kit.training.arguments import SHUFFLED_GROUPS, build_training_arguments, require_compiling_pays
 from finetune_kit.training.batching import LengthGroupedBatches
 from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, Throughput
 from finetune_kit.training.mfu import matmul_peak_flops, model_flops_utilization
@@ -117,6 +117,7 @@ class OpenRun:
 
 def prepare(recipe: Recipe) -> Prepared:
     """Load and check data and tokenizer: bad input fails here, before anything is written."""
+    require_compiling_pays(recipe.training)
     task = build_task(recipe)
     # A checkpoint's tokenizer loads first: a missing checkpoint is told before the data is read.
     tokenizer = load_tokenizer(recipe.model) if recipe.tokenizer is None else None
