@@ -27,12 +27,12 @@ def _sampling(group_by_length: bool) -> str:
 
 def require_compiling_pays(config: TrainingConfig) -> None:
     """torch.compile is refused on a CPU, where it cannot pay: on the demo's training step (MiniLM, batch 32,
-    bf16) one compile took 18 s from a warm cache and 86 s from a cold one, for steps 2-7 % faster after it
-    (bench/compile.py): thousands of steps before it breaks even, and every new batch shape may compile again."""
+    bf16) one compile took 18 s from a warm cache and 85 s from a cold one, for steps at best 2 % faster after
+    it (bench/compile.py), and other batch shapes compile again."""
     if config.torch_compile and not torch.cuda.is_available():
         raise RecipeError(
-            "training.torch_compile: on a CPU compiling costs more than it saves (the demo's step: 18-86 s to "
-            "compile, 2-7 % faster after); remove it, or train on a GPU"
+            "training.torch_compile: on a CPU compiling costs more than it saves (the demo's step: 18-85 s to "
+            "compile, at best 2 % faster after); remove it, or train on a GPU"
         )
 
 
