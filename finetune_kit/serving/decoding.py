@@ -94,14 +94,13 @@ class _Sampler:
 
 @dataclass
 class _Batch:
-    """The replies decoding together, row by row: their shared KV cache (left-padded), the mask of
-    real tokens in it, and each row's token to feed next."""
+    """The replies decoding together, row by row: their shared KV cache (left-padded) and the mask of
+    real tokens in it. Each row feeds its reply's last token next."""
 
     replies: list[Reply] = field(default_factory=list)
     samplers: list[_Sampler] = field(default_factory=list)
     cache: DynamicCache | None = None
     mask: torch.Tensor | None = None  # [rows, cached tokens]: 1 for a real token, 0 for padding
-    next_ids: list[int] = field(default_factory=list)
 
 
 class Decoder:
@@ -194,7 +193,6 @@ class Decoder:
             batch.mask = torch.cat([_left_pad(batch.mask, width, dim=1), _left_pad(row_mask, width, dim=1)])
         batch.replies.append(reply)
         batch.samplers.append(sampler)
-        batch.next_ids.append(reply.tokens[-1])
 
     def _step(self, batch: _Batch) -> None:
         """One token for every reply in one forward pass, then the finished ones leave."""
@@ -203,7 +201,7 @@ class Decoder:
         batch.mask = torch.cat([batch.mask, torch.ones_like(batch.mask[:, :1])], dim=1)
         self.on_step(len(batch.replies))
         out = self.model(
-            input_ids=torch.tensor(batch.next_ids, device=self.device)[:, None],
+            input_ids=torch.tensor([reply.tokens[-1] for reply in batch.replies], device=self.device)[:, None],
             attention_mask=batch.mask,
             position_ids=positions,
             cache=batch.cache,
@@ -213,7 +211,6 @@ class Decoder:
         for row, (reply, sampler) in enumerate(zip(batch.replies, batch.samplers, strict=True)):
             if not reply.cancelled.is_set():
                 reply.add(sampler(reply.prompt + reply.tokens, out.logits[row, -1]))
-            batch.next_ids[row] = reply.tokens[-1]
         self._retire(batch)
 
     def _retire(self, batch: _Batch) -> None:
@@ -225,7 +222,7 @@ class Decoder:
         if len(keep) == len(batch.replies):
             return
         if not keep:
-            batch.replies, batch.samplers, batch.cache, batch.mask, batch.next_ids = [], [], None, None, []
+            batch.replies, batch.samplers, batch.cache, batch.mask = [], [], None, None
             return
         assert batch.mask is not None and batch.cache is not None
         mask = batch.mask[keep]
@@ -234,7 +231,6 @@ class Decoder:
         batch.mask = mask[:, first:]
         batch.replies = [batch.replies[row] for row in keep]
         batch.samplers = [batch.samplers[row] for row in keep]
-        batch.next_ids = [batch.next_ids[row] for row in keep]
 
 
 def _tensors(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
