@@ -29,6 +29,7 @@ from transformers import BertForSequenceClassification
 from finetune_kit.inference import open_run
 from finetune_kit.serving import RunServer, ServeOptions
 from finetune_kit.serving.completions import ChatCompletions
+from finetune_kit.serving.decoding import Reply
 from finetune_kit.serving.errors import ApiError
 from finetune_kit.serving.schemas import ChatRequest, PredictInputs, PredictRequest
 from tests.builders import (
@@ -390,20 +391,35 @@ def test_concurrent_streams_each_get_their_own_reply_piece_by_piece(chatbot):
         assert len(pieces) >= 2 and "".join(pieces).strip() == whole
 
 
-def test_a_stream_whose_client_leaves_frees_its_slot_for_the_next_request(chat_run):
-    with serving(chat_run, max_chat_batch=1) as (client, server):
-        settings = {"max_tokens": 200, "temperature": 0}
-        whole = ask(openai_client(server), QUESTIONS[0], **settings)
-        assert whole.usage.completion_tokens == 200  # the barely trained model rambles on, when nobody leaves
-        before = decode_steps(client)
-        chunks = ask(openai_client(server), QUESTIONS[0], stream=True, **settings)
-        pieces = (chunk for chunk in chunks if chunk.choices and chunk.choices[0].delta.content)
-        assert [next(pieces) for _ in range(3)]  # decoding has begun ...
-        chunks.close()  # ... and the client leaves
-        after_it = ask(openai_client(server), QUESTIONS[1], max_tokens=2)  # the one slot must come free for this
-        assert after_it.choices[0].message.content is not None
-        _, advanced = (after - was for after, was in zip(decode_steps(client), before, strict=True))
-        assert advanced < whole.usage.completion_tokens / 2  # the left reply stopped decoding early
+def test_a_reply_whose_client_leaves_stops_decoding_and_frees_its_slot(chat_run):
+    """A stream's client that leaves cancels its reply (`ReplyStream` sets it when the server closes the
+    stream). The decoder is held at its third step until the reply is cancelled, so the check does not
+    race a tiny model that decodes 200 tokens in a blink."""
+    reached, released = threading.Event(), threading.Event()
+    steps = []
+
+    def hold_at_third_step(size: int) -> None:
+        steps.append(size)
+        if len(steps) == 3:
+            reached.set()
+            assert released.wait(60)
+
+    chats = ChatCompletions(open_run(chat_run), MAX_CHARS, max_batch=1, on_step=hold_at_third_step)
+    prompt = chats.prompt(ChatRequest(messages=[{"role": "user", "content": QUESTIONS[0]}], max_tokens=200))
+    chats.start()
+    try:
+        left = Reply(prompt.ids, prompt.settings, chats.stops)
+        chats.decoder.submit(left)
+        assert reached.wait(60)
+        left.cancelled.set()  # the client has gone
+        released.set()
+        assert left.done.wait(60) and left.error is None
+        assert len(left.tokens) <= 4  # the first token, three steps, then retired: not 200
+        after_it = chats.complete(chats.prompt(ChatRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=2)))
+        assert after_it.completion_tokens >= 1  # the one slot came free for the next request
+    finally:
+        released.set()
+        chats.stop()
 
 
 BAD_CHATS = [
