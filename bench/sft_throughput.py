@@ -8,10 +8,16 @@ gradient checkpointing, bf16), the same LoRA adapter, learning rate, epochs and 
 many optimizer steps as the toolkit took (its batch size is set so). Both count tokens the same way
 (`include_num_input_tokens_seen="non_padding"`). Both final models are then scored by one evaluator:
 the mean loss on the validation replies' tokens, as the toolkit masks them (the reply and its
-end-of-turn token; TRL's own loss also counts the newline after it). Prints real tokens/s, that
-loss, and the ratios, per seed and their mean. Method: bench/README.md.
+end-of-turn token; TRL's own loss also counts the newline after it), and the accuracy of the label
+each generates (greedy) for the held-out test prompts scored by accuracy (SST-2's). Prints
+conversations/s, real tokens/s, that loss and accuracy, and the ratios, per seed and their mean.
+Method and results: docs/benchmarks/sft-preference.md.
 
-    python bench/sft_throughput.py --mix-dir data/instruction_mix [--rows 300] [--eval-rows 50] [--seeds 0 1 2]
+Two data shapes: the instruction mix (long DialogSum rows beside one-word SST-2 answers) and short
+single-task chat (`scripts/instruction_mix.py --tasks sst2`: every conversation about 70 tokens).
+
+    python bench/sft_throughput.py --mix-dir data/instruction_mix [--rows 300] [--eval-rows 50] [--test-rows 200]
+        [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -39,11 +45,14 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from trl import SFTConfig, SFTTrainer
 
 from finetune_kit.chat import load_chat_model
+from finetune_kit.config.generation import GenerationSettings
 from finetune_kit.config.recipe import ModelConfig
 from finetune_kit.models import load_tokenizer, resolve_checkpoint
 from finetune_kit.models.gguf import load_gguf_model
 from finetune_kit.tasks.chat_template import encode_conversation
 from finetune_kit.tasks.common import IGNORE_INDEX
+from finetune_kit.tasks.generation import reply_texts
+from finetune_kit.tasks.generation_metrics import SCORERS
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "smollm2_sft_lora.yaml"
@@ -89,7 +98,24 @@ def reply_loss(
     return total / count
 
 
-def run_trl(recipe: dict, train: Path, batch_size: int, work: Path, dialogues: list[list[dict]]) -> dict:
+def label_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, held_out: list[list[dict]]) -> float:
+    """Accuracy of the greedy reply to each held-out prompt against its reference label."""
+    model.eval()
+    prompts, references = [d[:-1] for d in held_out], [d[-1]["content"] for d in held_out]
+    settings = GenerationSettings(max_new_tokens=4, temperature=0)
+    return SCORERS["accuracy"](reply_texts(model, tokenizer, prompts, settings, batch_size=16), references)
+
+
+def accuracy_prompts(path: Path, rows: int, system: str | None) -> list[list[dict]]:
+    """The first `rows` held-out conversations whose task is scored by accuracy."""
+    head = [{"role": "system", "content": system}] if system else []
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [head + row["messages"] for row in lines if row.get("metric") == "accuracy"][:rows]
+
+
+def run_trl(
+    recipe: dict, train: Path, batch_size: int, work: Path, dialogues: list[list[dict]], held_out: list[list[dict]]
+) -> dict:
     """TRL's SFTTrainer, defaults kept except what both runs must share."""
     t, peft = recipe["training"], recipe["peft"]
     set_seed(t["seed"])
@@ -129,14 +155,18 @@ def run_trl(recipe: dict, train: Path, batch_size: int, work: Path, dialogues: l
     output = trainer.train()
     runtime = output.metrics["train_runtime"]
     return {
+        "conversations_per_second": output.metrics["train_samples_per_second"],  # unpacked: a row is a conversation
         "tokens_per_second": trainer.state.num_input_tokens_seen / runtime,
         "runtime_s": runtime,
         "steps": trainer.state.global_step,
         "reply_loss": reply_loss(trainer.model, tokenizer, dialogues, t["max_length"]),
+        "accuracy": label_accuracy(trainer.model, tokenizer, held_out),
     }
 
 
-def run_toolkit(train: Path, validation: Path, epochs: float, seed: int, work: Path) -> tuple[dict, dict]:
+def run_toolkit(
+    train: Path, validation: Path, held_out: list[list[dict]], epochs: float, seed: int, work: Path
+) -> tuple[dict, dict]:
     """The shipped recipe on the same rows; its resolved recipe (what TRL must share) and results."""
     overrides = {
         "data.train": train,
@@ -153,18 +183,26 @@ def run_toolkit(train: Path, validation: Path, epochs: float, seed: int, work: P
     chat = load_chat_model(str(run_dir))
     dialogues = conversations(validation, recipe["data"]["system_prompt"])
     return recipe, {
+        "conversations_per_second": metrics["train"]["samples_per_second"],  # counts conversations, not packed rows
         "tokens_per_second": metrics["train"]["tokens_per_second"],
         "runtime_s": metrics["train"]["runtime"],
         "steps": metrics["train"]["steps"],
         "reply_loss": reply_loss(chat.model, chat.tokenizer, dialogues, recipe["training"]["max_length"]),
+        "accuracy": label_accuracy(chat.model, chat.tokenizer, held_out),
     }
 
 
 def print_row(name: str, result: dict) -> None:
     print(
-        f"{name:30} {result['tokens_per_second']:9.1f} {result['runtime_s']:8.1f} {result['steps']:6d}"
-        f" {result['reply_loss']:11.4f}"
+        f"{name:30} {result['conversations_per_second']:7.2f} {result['tokens_per_second']:9.1f}"
+        f" {result['runtime_s']:8.1f} {result['steps']:6d} {result['reply_loss']:11.4f} {result['accuracy']:9.3f}"
     )
+
+
+def mean_and_seeds(values: list[float], scale: float, form: str) -> tuple[str, str]:
+    """The mean, and each seed's value, formatted."""
+    each = ", ".join(format(scale * v, form) for v in values)
+    return format(scale * sum(values) / len(values), form), f"(per seed {each})"
 
 
 def main() -> None:
@@ -172,31 +210,38 @@ def main() -> None:
     parser.add_argument("--mix-dir", type=Path, required=True, help="Output of scripts/instruction_mix.py")
     parser.add_argument("--rows", type=int, default=300, help="Training conversations (seeded sample)")
     parser.add_argument("--eval-rows", type=int, default=50, help="Validation conversations")
+    parser.add_argument("--test-rows", type=int, default=200, help="Held-out prompts scored by label accuracy")
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Training seeds (rows stay the same)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sft-throughput-"))
     train = sample(args.mix_dir / "train.jsonl", args.rows, 0, work / "train.jsonl")
     validation = sample(args.mix_dir / "validation.jsonl", args.eval_rows, 0, work / "validation.jsonl")
+    system = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))["data"]["system_prompt"]
+    held_out = accuracy_prompts(args.mix_dir / "test.jsonl", args.test_rows, system)
     results = []
-    print(f"{'run':30} {'tokens/s':>9} {'train s':>8} {'steps':>6} {'reply loss':>11}")
+    print(f"{'run':30} {'conv/s':>7} {'tokens/s':>9} {'train s':>8} {'steps':>6} {'reply loss':>11} {'accuracy':>9}")
     for seed in args.seeds:
-        recipe, toolkit = run_toolkit(train, validation, args.epochs, seed, work)
+        recipe, toolkit = run_toolkit(train, validation, held_out, args.epochs, seed, work)
         trl_batch = math.ceil(args.rows / toolkit["steps"])  # as many optimizer steps as the toolkit's
-        dialogues = conversations(validation, recipe["data"]["system_prompt"])
-        trl = run_trl(recipe, train, trl_batch, work, dialogues)
+        trl = run_trl(recipe, train, trl_batch, work, conversations(validation, system), held_out)
         print_row(f"toolkit (packed), seed {seed}", toolkit)
         print_row(f"TRL defaults (batch {trl_batch}), seed {seed}", trl)
         results.append({"seed": seed, "toolkit": toolkit, "trl": trl})
-    speed = [r["toolkit"]["tokens_per_second"] / r["trl"]["tokens_per_second"] for r in results]
+    speed = [r["toolkit"]["conversations_per_second"] / r["trl"]["conversations_per_second"] for r in results]
     gap = [(r["toolkit"]["reply_loss"] - r["trl"]["reply_loss"]) / r["trl"]["reply_loss"] for r in results]
+    accuracy_gap = [r["toolkit"]["accuracy"] - r["trl"]["accuracy"] for r in results]
+    print("speed-up {}x conversations/s {}".format(*mean_and_seeds(speed, 1, ".2f")))
+    print("reply loss {} % vs TRL {}".format(*mean_and_seeds(gap, 100, "+.1f")))
     print(
-        f"speed-up {sum(speed) / len(speed):.2f}x tokens/s (per seed {', '.join(f'{x:.2f}' for x in speed)}); "
-        f"reply loss {100 * sum(gap) / len(gap):+.1f}% vs TRL (per seed {', '.join(f'{100 * x:+.1f}' for x in gap)})"
+        "held-out accuracy {} points vs TRL {}, {} prompts".format(
+            *mean_and_seeds(accuracy_gap, 100, "+.1f"), len(held_out)
+        )
     )
-    out = REPO / "bench" / "results" / "sft_throughput.json"
+    out = REPO / "bench" / "results" / f"sft_throughput_{args.mix_dir.name}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"rows": args.rows, "runs": results, "speedup": speed, "loss_gap": gap}, indent=2))
+    summary = {"speedup": speed, "loss_gap": gap, "accuracy_gap": accuracy_gap}
+    out.write_text(json.dumps({"rows": args.rows, "runs": results, **summary}, indent=2))
 
 
 if __name__ == "__main__":

@@ -275,7 +275,7 @@ def _stop_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 def _speed_rows(train: dict[str, Any]) -> list[tuple[str, str]]:
     if "samples_per_second" not in train:
         return []
-    speed = f"{train['samples_per_second']:,.1f} samples/s"
+    speed = f"{train['samples_per_second']:,.1f} {train.get('sample_unit', 'samples')}/s"
     if "tokens_per_second" in train:
         speed += f" · {train['tokens_per_second']:,.0f} tokens/s"
     if "mfu" in train:

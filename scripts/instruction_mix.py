@@ -24,7 +24,8 @@ and train-split duplicates are kept once, so no held-out input reaches train/val
 inputs never repeat in train.
 
 Sampling is seeded per task (changing one task's size leaves the others' rows unchanged); train is shuffled
-across tasks, validation and test are grouped by task.
+across tasks, validation and test are grouped by task. ``--tasks`` keeps some tasks only: ``--tasks sst2``
+is the short single-task chat data that ``bench/sft_throughput.py`` measures besides the mix.
 
 The bundled sample ``recipes/data/instruction_mix/`` was made with::
 
@@ -222,6 +223,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--validation-per-task", type=int, default=50, help="validation rows per task (from train)")
     parser.add_argument("--test-per-task", type=int, default=200, help="test rows per task (from held-out split)")
+    parser.add_argument(
+        "--tasks", nargs="+", default=[t.name for t in TASKS], choices=[t.name for t in TASKS], help="tasks to include"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-words", type=int, default=None, help="keep only inputs of at most N words")
     args = parser.parse_args(argv)
@@ -233,7 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     """Build every task, shuffle train across tasks, write the three files and print their per-task counts."""
     args = parse_args(argv)
     files: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
-    for task in TASKS:
+    chosen = [task for task in TASKS if task.name in args.tasks]
+    for task in chosen:
         for split, rows in build_task(task, args).items():
             files[split].extend(rows)
     random.Random(args.seed).shuffle(files["train"])
@@ -241,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     for split, rows in files.items():
         write_jsonl(args.out / f"{split}.jsonl", rows)
         counts = Counter(row["task"] for row in rows)
-        print(f"{split}.jsonl: {len(rows)} rows ({', '.join(f'{t.name}={counts[t.name]}' for t in TASKS)})")
+        print(f"{split}.jsonl: {len(rows)} rows ({', '.join(f'{t.name}={counts[t.name]}' for t in chosen)})")
 
 
 if __name__ == "__main__":

@@ -208,6 +208,8 @@ def test_summary_table_reports_scores_speed_size_co2_and_folder():
     assert "parameters: 22,713,218 · trainable 1,538 (0.007%)" in text
     assert "0.512 g CO2eq · 0.00123 kWh" in text and "France" in text
     assert "wall time: 1 min 23 s" in text
+    packed = summary_text({**METRICS, "train": {"samples_per_second": 9.5, "sample_unit": "conversations"}}, None)
+    assert "9.5 conversations/s" in packed
     assert text.rstrip().endswith("run folder: runs/sst2-demo")
 
 

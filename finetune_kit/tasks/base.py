@@ -59,6 +59,7 @@ class Task(ABC):
     main_metric: ClassVar[str]
     greater_is_better: ClassVar[bool] = True
     evaluate_before_training: ClassVar[bool] = False  # record the starting point (e.g. perplexity before)
+    sample_unit: ClassVar[str] = "samples"  # what the speed in samples/s counts, as the user names it
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
@@ -122,6 +123,12 @@ class Task(ABC):
     def card_facts(self) -> dict[str, Any]:
         """Task facts worth a line in the model card (labels, ...)."""
         return {}
+
+    def examples_per_row(self, rows: Dataset) -> float:
+        """How many of the user's examples one preprocessed training row holds (several when packed),
+        so that the speed counts examples, not rows."""
+        del rows
+        return 1.0
 
     def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         """Fit the tokenizer to the task (a chat template), or refuse it: runs before anything is written."""

@@ -1,11 +1,12 @@
 """Instruction tuning of chat models (SFT): conversations formatted with the chat template, loss on
 the assistant's replies, packed without cross-contamination, scored by generation on held-out prompts.
 
-TRL does the training (`SFTTrainer`, its fused loss) and the packing algorithm (best-fit
-decreasing). This module adds what TRL leaves to the user: the four data layouts, reply masks for
+TRL does the training (`SFTTrainer`) and the packing algorithm (best-fit decreasing). This
+module adds what TRL leaves to the user: the four data layouts, reply masks for
 any template (TRL's own need `{% generation %}` markers), checked rows, packed batches that keep
 rows apart (TRL's padding-free batches flatten them into one sequence, which costs the square of
-the whole batch in attention without a variable-length kernel), and scores of generated answers
+the whole batch in attention without a variable-length kernel), a loss that projects only reply
+positions through the vocabulary-wide LM head (`reply_logits`), and scores of generated answers
 before and after training.
 """
 
@@ -29,6 +30,7 @@ from finetune_kit.tasks.chat_decoder import ChatDecoder
 from finetune_kit.tasks.chat_template import encode_conversation
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, logger
 from finetune_kit.tasks.held_out import ScoredReplies
+from finetune_kit.tasks.reply_logits import ReplyLogitsLoss
 
 MAX_LOG_PERPLEXITY = 50  # exp() of a diverged loss stays a finite number in metrics.json
 
@@ -39,6 +41,7 @@ class InstructionTuningTask(ChatDecoder, ScoredReplies, Task):
     main_metric: ClassVar[str] = "perplexity"  # of the replies in data.validation
     greater_is_better: ClassVar[bool] = False
     evaluate_before_training: ClassVar[bool] = True
+    sample_unit: ClassVar[str] = "conversations"
     recipe: SftRecipe
 
     def inspect(self, data: DatasetDict) -> None:
@@ -95,6 +98,11 @@ class InstructionTuningTask(ChatDecoder, ScoredReplies, Task):
         for messages in self.conversations(rows, "data.train"):
             yield from (message["content"] for message in messages)
 
+    def examples_per_row(self, rows: Dataset) -> float:
+        if "seq_lengths" not in rows.column_names:  # unpacked: one conversation a row
+            return 1.0
+        return sum(len(lengths) for lengths in rows["seq_lengths"]) / max(len(rows), 1)
+
     def card_facts(self) -> dict[str, Any]:
         chat = self.recipe.chat
         return {
@@ -103,9 +111,9 @@ class InstructionTuningTask(ChatDecoder, ScoredReplies, Task):
         }
 
 
-class PerplexitySFTTrainer(SplitNamedMetrics, SFTTrainer):
-    """SFTTrainer whose evaluations also report perplexity: exp of the loss on the reply tokens,
-    which TRL computes through its fused LM head without building vocabulary-sized logits."""
+class PerplexitySFTTrainer(SplitNamedMetrics, ReplyLogitsLoss, SFTTrainer):
+    """SFTTrainer whose loss projects only the reply positions through the LM head, and whose
+    evaluations also report perplexity: exp of the loss on the reply tokens."""
 
     def evaluation_loop(self, *args: Any, **kwargs: Any) -> EvalLoopOutput:
         output = super().evaluation_loop(*args, **kwargs)

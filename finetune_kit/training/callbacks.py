@@ -31,11 +31,13 @@ class JsonLinesLog(TrainerCallback):
 
 
 class Throughput(TrainerCallback):
-    """Adds samples/s and real (non-padding) tokens/s since the previous log to each training log."""
+    """Adds samples/s and real (non-padding) tokens/s since the previous log to each training log.
+    A sample is one of the user's examples: a packed row of `examples_per_row` counts as that many."""
 
     def __init__(self) -> None:
         self._last: tuple[float, int, float] | None = None
         self.tokens_at_start = 0  # a resumed run's state counts the tokens of earlier sessions too
+        self.examples_per_row = 1.0
 
     def on_train_begin(self, args, state: TrainerState, control, **kw):
         self.tokens_at_start = state.num_input_tokens_seen or 0
@@ -48,7 +50,7 @@ class Throughput(TrainerCallback):
         then, step, tokens_then = self._last
         elapsed = max(now - then, 1e-9)
         samples = (state.global_step - step) * args.train_batch_size * args.gradient_accumulation_steps
-        samples *= args.world_size
+        samples *= args.world_size * self.examples_per_row
         logs["samples_per_second"] = round(samples / elapsed, 2)
         logs["tokens_per_second"] = round((tokens - tokens_then) / elapsed, 1)
         self._last = (now, state.global_step, tokens)

@@ -211,6 +211,7 @@ def build(run: OpenRun, extra_callbacks: Sequence[TrainerCallback] = ()) -> Trai
     if run.features is None:  # a budgeted run reuses what its calibration tokenized
         with run.args.main_process_first(desc="tokenizing"), run.hooks.progress.phase("tokenize", total=rows):
             run.features = prepared.task.preprocess(prepared.data, prepared.tokenizer)  # rank 0 fills the cache first
+    run.throughput.examples_per_row = prepared.task.examples_per_row(run.features["train"])
     log = JsonLinesLog(run.folder.files.path(Layout.LOG))
     grams_so_far = run.emissions.spent_g if run.emissions else lambda: None
     # Emissions right after throughput: both add to each training log what the log file, console and trackers show.
@@ -311,7 +312,10 @@ def _final_metrics(run: OpenRun, trainer: Trainer) -> dict[str, Any]:
     for split in ("validation", "test"):
         if split in features:
             metrics[split] = evaluate(trainer, features[split], split)
-    metrics["train"] = {**run.train_metrics, "steps": trainer.state.global_step}
+    metrics["train"] = {**run.train_metrics, "steps": trainer.state.global_step, "sample_unit": task.sample_unit}
+    if "samples_per_second" in run.train_metrics:  # Trainer counts rows; a packed row holds several examples
+        examples_per_second = run.train_metrics["samples_per_second"] * run.throughput.examples_per_row
+        metrics["train"]["samples_per_second"] = round(examples_per_second, 3)
     runtime = run.train_metrics.get("runtime")
     if runtime:
         tokens_per_second = (trainer.state.num_input_tokens_seen - run.throughput.tokens_at_start) / runtime

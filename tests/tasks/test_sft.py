@@ -143,6 +143,9 @@ def test_sft_end_to_end_learns_replies_then_chats_on_stdin(tiny_chat_llama, tmp_
     before, after = metrics["before_training"]["generation"], metrics["generation"]
     assert before["sentiment_accuracy"] < 0.6 and after["sentiment_accuracy"] >= 0.9
     assert {"prompt", "reference", "reply"} <= metrics["replies"][0].keys()
+    train = metrics["train"]  # the speed counts conversations (400 a epoch, 3 epochs), not packed rows
+    assert train["sample_unit"] == "conversations"
+    assert train["samples_per_second"] * train["runtime"] == pytest.approx(3 * 400, rel=0.05)
     card = (run_dir / "README.md").read_text()
     assert "sentiment_accuracy" in card.split("---")[1]  # in the model-index
     assert "Generated replies" in card
@@ -246,3 +249,34 @@ def test_the_packaged_smollm2_gguf_loads_answers_and_saves_as_safetensors(tmp_pa
     probe = torch.tensor([[1, 2, 3]])
     with torch.no_grad():
         assert torch.allclose(reloaded(probe).logits, chat.model(probe).logits, atol=1e-5)
+
+
+@pytest.mark.unit
+def test_the_reply_only_head_gives_the_full_heads_loss_and_gradients(tiny_chat_llama, chat_tokenizer, tmp_path):
+    """The loss that projects only reply positions through the LM head must train exactly as TRL's,
+    which scores every position: same loss, same gradients, on a padded batch of unequal rows."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from finetune_kit.tasks.instruction import PerplexitySFTTrainer
+
+    conversations = [row["messages"] for row in toy_chat_rows(3, seed=4)] + [CONVERSATION]
+    encoded = [encode_conversation(chat_tokenizer, messages, "assistant", 256)[:2] for messages in conversations]
+    rows = Dataset.from_list([{"input_ids": ids, "labels": labels} for ids, labels in encoded])
+    batch = PackedRowsCollator(chat_tokenizer.pad_token_id)(list(rows))
+    args = SFTConfig(str(tmp_path), use_cpu=True, report_to="none", gradient_checkpointing=False, bf16=False)
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama)
+    trainer = PerplexitySFTTrainer(model=model, args=args, train_dataset=rows, processing_class=chat_tokenizer)
+
+    def loss_and_grads(compute_loss) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        loss = compute_loss(trainer, model, dict(batch))
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    reply_only, reply_grads = loss_and_grads(PerplexitySFTTrainer.compute_loss)
+    full, full_grads = loss_and_grads(SFTTrainer.compute_loss)
+    assert torch.isclose(reply_only, full, rtol=1e-5), (reply_only, full)
+    assert len(reply_grads) == len(full_grads) > 0
+    for got, expected in zip(reply_grads, full_grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
