@@ -254,6 +254,12 @@ def _score_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     for metric, value in metrics.get("generation", {}).items():  # scores of replies generated for test prompts
         was = f" (before training {_number(before[metric])})" if metric in before else ""
         rows.append((f"generated {metric}:", _number(value) + was))
+    rewards = metrics.get("rewards", {})  # GRPO: each reward's mean over training, first and last logged
+    if rewards:
+        curves = (f"{name} {_number(r['first'])} → {_number(r['last'])}" for name, r in rewards.items())
+        rows.append(("rewards:", " · ".join(curves)))
+    if "emissions_g_per_point" in metrics:
+        rows.append(("CO2 per point:", f"{grams_text(metrics['emissions_g_per_point'])} g CO2eq per +0.01 {main}"))
     return rows
 
 

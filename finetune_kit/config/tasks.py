@@ -16,6 +16,7 @@ from finetune_kit.config.generative import (
     TranslationRecipe,
 )
 from finetune_kit.config.recipe import Recipe
+from finetune_kit.config.rl import GrpoRecipe, RewardRecipe
 from finetune_kit.errors import RecipeError
 
 AnyRecipe = Annotated[
@@ -27,7 +28,9 @@ AnyRecipe = Annotated[
     | SummarizationRecipe
     | DenoisingRecipe
     | SftRecipe
-    | PreferenceRecipe,
+    | PreferenceRecipe
+    | RewardRecipe
+    | GrpoRecipe,
     Field(discriminator="task"),
 ]
 RECIPE_ADAPTER: TypeAdapter[Recipe] = TypeAdapter(AnyRecipe)

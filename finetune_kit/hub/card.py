@@ -67,6 +67,7 @@ def build_model_card(
             _stop_note(metrics),
             _results_section(task, metrics),
             _generation_section(metrics),
+            _rewards_section(metrics),
             _samples_section(metrics),
             _intended_use(recipe, task),
             _hyperparameters(recipe, metrics),
@@ -196,6 +197,18 @@ def _generation_section(metrics: dict[str, Any]) -> str:
     ]
     replies = "\n\n### Generated replies\n\n" + "\n\n".join(shown) if shown else ""
     return "## Held-out prompts, scored by generation\n\n" + table + replies
+
+
+def _rewards_section(metrics: dict[str, Any]) -> str:
+    """GRPO: each reward's mean at the first and last training log, and what a reward point cost."""
+    rewards = metrics.get("rewards")
+    if not rewards:
+        return ""
+    rows = "\n".join(f"| {name} | {r['first']:.4f} | {r['last']:.4f} |" for name, r in rewards.items())
+    table = "| reward | first logged | last logged |\n|---|---|---|\n" + rows
+    per_point = metrics.get("emissions_g_per_point")
+    cost = f"\n\nEach +0.01 of validation reward cost {per_point:.4g} g CO2eq." if per_point else ""
+    return "## Rewards over training\n\n" + table + cost
 
 
 def _samples_section(metrics: dict[str, Any]) -> str:

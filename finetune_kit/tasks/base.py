@@ -39,6 +39,7 @@ class TrainerSetup:
     arguments_class: type[TrainingArguments] = TrainingArguments
     arguments: dict[str, Any] = field(default_factory=dict)
     remove_unused_columns: bool = True  # False when the collator consumes extra columns
+    trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments of its own (GRPO's rewards)
 
 
 class SplitNamedMetrics(Trainer):
@@ -60,6 +61,8 @@ class Task(ABC):
     greater_is_better: ClassVar[bool] = True
     evaluate_before_training: ClassVar[bool] = False  # record the starting point (e.g. perplexity before)
     sample_unit: ClassVar[str] = "samples"  # what the speed in samples/s counts, as the user names it
+    # Tasks whose main metric moves in points of 0.01 report the grams CO2eq each point gained cost.
+    grams_per_point: ClassVar[bool] = False
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe

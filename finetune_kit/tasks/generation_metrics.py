@@ -31,7 +31,7 @@ def entity_f1(predictions: list[str], references: list[str]) -> float:
     """Micro F1 over (type, span) pairs, one `TYPE: span` per line (`none`: no entity)."""
     found = expected = correct = 0
     for prediction, reference in zip(predictions, references, strict=True):
-        predicted, gold = _entities(prediction), _entities(reference)
+        predicted, gold = entities(prediction), entities(reference)
         found, expected = found + sum(predicted.values()), expected + sum(gold.values())
         correct += sum((predicted & gold).values())
     if not correct:
@@ -52,6 +52,6 @@ def _normalized(text: str) -> str:
     return text.strip().rstrip(".").strip().lower()
 
 
-def _entities(text: str) -> Counter[tuple[str, str]]:
+def entities(text: str) -> Counter[tuple[str, str]]:
     pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
     return Counter((kind.strip().upper(), span.strip()) for kind, span in pairs if span.strip())

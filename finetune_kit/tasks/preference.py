@@ -22,6 +22,7 @@ from trl.experimental.cpo import CPOConfig, CPOTrainer
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
 from finetune_kit.config.chat import UNPAIRED_LOSSES, PreferenceRecipe
+from finetune_kit.config.rl import RewardRecipe
 from finetune_kit.data.conversations import Message, check_messages
 from finetune_kit.errors import DataError, ModelError
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
@@ -92,7 +93,33 @@ LOSSES: dict[str, LossTrainer] = {
 }
 
 
-class PreferenceTask(ChatDecoder, ScoredReplies, Task):
+class PairRows:
+    """Reads prompt / chosen / rejected rows (each text or a list of messages) as checked
+    conversational pairs, with data.system_prompt put first in prompts without a system turn."""
+
+    recipe: PreferenceRecipe | RewardRecipe
+
+    def pairs(self, rows: Dataset, where: str) -> Iterator[dict[str, list[Message]]]:
+        """Each row as conversational prompt / chosen / rejected, checked; `where` names it in errors."""
+        for number, row in enumerate(rows, 1):
+            at = f"{where} row {number}"
+            prompt = self.prompt_turns(row["prompt"], at)
+            chosen, rejected = (as_turns(row[c], "assistant", f"{at}, {c}") for c in ("chosen", "rejected"))
+            if chosen == rejected:
+                raise DataError(f"{at}: chosen and rejected are the same; a pair must differ to teach a preference")
+            check_messages(prompt + chosen, at)
+            yield {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+    def prompt_turns(self, value: Any, at: str) -> list[Message]:
+        """The prompt's turns, with data.system_prompt first when it has no system turn."""
+        prompt = as_turns(value, "user", f"{at}, prompt")
+        system = self.recipe.data.system_prompt
+        if system and prompt[0]["role"] != "system":
+            prompt = [{"role": "system", "content": system}, *prompt]
+        return prompt
+
+
+class PreferenceTask(PairRows, ChatDecoder, ScoredReplies, Task):
     """data.train and data.validation hold pairs (or, for KTO, labelled completions); data.test, when
     given, holds conversations with reference replies (an SFT mix's test split), answered and scored
     before and after training."""
@@ -185,29 +212,18 @@ class PreferenceTask(ChatDecoder, ScoredReplies, Task):
         if layout == UNPAIRED:
             yield from self._completions(rows, where)
         elif self.unpaired:
-            for pair in self._pairs(rows, where):
+            for pair in self.pairs(rows, where):
                 yield {"prompt": pair["prompt"], "completion": pair["chosen"], "label": True}
                 yield {"prompt": pair["prompt"], "completion": pair["rejected"], "label": False}
         else:
-            yield from self._pairs(rows, where)
-
-    def _pairs(self, rows: Dataset, where: str) -> Iterator[dict[str, list[Message]]]:
-        """Each row as conversational prompt / chosen / rejected, checked; `where` names it in errors."""
-        for number, row in enumerate(rows, 1):
-            at = f"{where} row {number}"
-            prompt = self._prompt(row["prompt"], at)
-            chosen, rejected = (_turns(row[c], "assistant", f"{at}, {c}") for c in ("chosen", "rejected"))
-            if chosen == rejected:
-                raise DataError(f"{at}: chosen and rejected are the same; a pair must differ to teach a preference")
-            check_messages(prompt + chosen, at)
-            yield {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+            yield from self.pairs(rows, where)
 
     def _completions(self, rows: Dataset, where: str) -> Iterator[dict[str, Any]]:
         """Each row as conversational prompt / completion with a boolean label, checked."""
         for number, row in enumerate(rows, 1):
             at = f"{where} row {number}"
-            prompt = self._prompt(row["prompt"], at)
-            completion = _turns(row["completion"], "assistant", f"{at}, completion")
+            prompt = self.prompt_turns(row["prompt"], at)
+            completion = as_turns(row["completion"], "assistant", f"{at}, completion")
             label = row["label"]
             if not isinstance(label, bool):
                 got = "missing" if label is None else repr(label)
@@ -215,16 +231,8 @@ class PreferenceTask(ChatDecoder, ScoredReplies, Task):
             check_messages(prompt + completion, at)
             yield {"prompt": prompt, "completion": completion, "label": label}
 
-    def _prompt(self, value: Any, at: str) -> list[Message]:
-        """The prompt's turns, with data.system_prompt first when it has no system turn."""
-        prompt = _turns(value, "user", f"{at}, prompt")
-        system = self.recipe.data.system_prompt
-        if system and prompt[0]["role"] != "system":
-            prompt = [{"role": "system", "content": system}, *prompt]
-        return prompt
 
-
-def _turns(value: Any, role: str, where: str) -> list[Message]:
+def as_turns(value: Any, role: str, where: str) -> list[Message]:
     """A string is one message of `role`; a list of messages is kept. Empty is an error."""
     if isinstance(value, str):
         if not value.strip():

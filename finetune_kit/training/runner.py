@@ -368,6 +368,13 @@ def _results_beyond_metrics(run: OpenRun) -> dict[str, Any]:
     return results
 
 
+def _main_metric_gain(metrics: dict[str, Any]) -> float:
+    """How far training moved the validation main metric from where it started (0 when not measured)."""
+    main = metrics["main_metric"]
+    before, after = metrics.get("before_training", {}).get(main), metrics.get("validation", {}).get(main)
+    return after - before if before is not None and after is not None else 0.0
+
+
 def _save(run: OpenRun, metrics: dict[str, Any], record: EmissionsRecord | None) -> None:
     recipe, files = run.prepared.recipe, run.folder.files
     base_model = base_model_id(recipe.model.weights_from)
@@ -383,6 +390,8 @@ def _save(run: OpenRun, metrics: dict[str, Any], record: EmissionsRecord | None)
         metrics["energy_kwh"] = record.energy_kwh
         metrics["duration_s"] = round(record.duration_s, 3)
         files.write_json(Layout.EMISSIONS, record.to_dict())
+        if run.prepared.task.grams_per_point and (gain := _main_metric_gain(metrics)) > 0:
+            metrics["emissions_g_per_point"] = round(record.emissions_g / (100 * gain), 6)
     if run.estimate is not None:  # beside the measured values it predicted
         metrics["estimate"] = run.estimate
     files.write_json(Layout.METRICS, metrics)

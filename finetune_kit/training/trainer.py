@@ -42,7 +42,8 @@ def build_trainer(
             "preprocess_logits_for_metrics": task.logits_for_metrics,
         }
     )
-    trainer = task.trainer_setup().trainer_class(
+    setup = task.trainer_setup()
+    trainer = setup.trainer_class(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -51,6 +52,7 @@ def build_trainer(
         data_collator=task.collator(tokenizer),
         callbacks=list(callbacks),
         **metric_hooks,
+        **setup.trainer_kwargs,
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the toolkit's console shows them readably
     # transformers puts its reporters (TensorBoard, MLflow, trackio) before the callbacks it is given: they go last,

@@ -10,6 +10,7 @@ from finetune_kit.tasks import TASKS, build_task
 pytestmark = pytest.mark.unit
 
 DATA = {"translation": {"source_lang": "en", "target_lang": "de"}}
+SECTIONS = {"grpo": {"grpo": {"rewards": [{"name": "label_match"}]}}}  # sections a task requires
 
 
 def test_the_task_registry_and_the_recipe_union_name_the_same_tasks():
@@ -19,6 +20,11 @@ def test_the_task_registry_and_the_recipe_union_name_the_same_tasks():
 @pytest.mark.parametrize("name", list(RECIPE_CLASSES))
 def test_a_validated_recipe_builds_the_task_of_its_name(name):
     recipe = validate_recipe(
-        {"task": name, "model": {"checkpoint": "m"}, "data": {"train": "t.jsonl", **DATA.get(name, {})}}
+        {
+            "task": name,
+            "model": {"checkpoint": "m"},
+            "data": {"train": "t.jsonl", **DATA.get(name, {})},
+            **SECTIONS.get(name, {}),
+        }
     )
     assert type(recipe) is RECIPE_CLASSES[name] and build_task(recipe).name == name

@@ -1,0 +1,232 @@
+"""GRPO: reinforcement learning from rewards through TRL's `GRPOTrainer`. For each training prompt the
+model samples `grpo.num_generations` replies; the recipe's rewards score them (built-in checks against
+the row's reference reply, a reward-model run, a user's function), and the replies that beat their
+group's mean are reinforced.
+
+Prompts come from the layouts the toolkit reads: a conversation's turns before its last reply are
+the prompt and that reply the reference, or a `prompt` column alone (with `data.reference_column`
+when a reward needs one). Validation reports the mean reward of sampled replies before and after
+training; data.test is answered and scored by generation as in SFT; metrics.json keeps each reward's
+curve over training.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from datasets import Dataset, DatasetDict
+from peft import PeftModel
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+)
+from trl import GRPOConfig, GRPOTrainer
+
+from finetune_kit.config.rl import REFERENCE_REWARDS, GrpoRecipe, RewardSpec
+from finetune_kit.data.conversations import Message, detect_format, to_messages
+from finetune_kit.errors import DataError, ModelError, RecipeError, UserError
+from finetune_kit.models.building import load_trained
+from finetune_kit.models.head import ModelHead
+from finetune_kit.progress import SILENT, Progress
+from finetune_kit.runs.folder import FinishedRun
+from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
+from finetune_kit.tasks.chat_decoder import ChatDecoder
+from finetune_kit.tasks.held_out import ScoredReplies
+from finetune_kit.tasks.preference import as_turns
+from finetune_kit.tasks.rewards import RewardFunction, builtin_reward, check_rewards, user_reward
+
+PROBE_ROWS = 4  # training rows a user's reward function is tried on before training starts
+
+
+class RewardedGRPOTrainer(SplitNamedMetrics, GRPOTrainer):
+    """GRPOTrainer built as the toolkit builds every trainer: it batches prompts itself, so the
+    collator the runner offers is not used."""
+
+    def __init__(self, *, data_collator: None = None, **kwargs: Any) -> None:
+        del data_collator
+        super().__init__(**kwargs)
+
+
+class RewardCurves(TrainerCallback):
+    """Each reward's mean over training, read at the end from the trainer's log history (which a
+    resumed run restores from its checkpoint, so no session's points are lost)."""
+
+    def __init__(self) -> None:
+        self.curves: dict[str, list[list[float]]] = {}
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.curves = {}
+        for entry in state.log_history:
+            for key, value in entry.items():
+                name = "reward" if key == "reward" else key.removeprefix("rewards/").removesuffix("/mean")
+                if key == "reward" or (key.startswith("rewards/") and key.endswith("/mean")):
+                    self.curves.setdefault(name, []).append([entry["step"], round(value, 4)])
+
+    def summary(self) -> dict[str, Any]:
+        return {name: {"first": c[0][1], "last": c[-1][1], "curve": c} for name, c in self.curves.items()}
+
+
+class GrpoTask(ChatDecoder, ScoredReplies, Task):
+    name: ClassVar[str] = "grpo"
+    pipeline_tag: ClassVar[str] = "text-generation"
+    main_metric: ClassVar[str] = "reward"  # the mean total reward of replies sampled for data.validation
+    evaluate_before_training: ClassVar[bool] = True
+    sample_unit: ClassVar[str] = "replies"
+    grams_per_point: ClassVar[bool] = True
+    recipe: GrpoRecipe
+
+    def __init__(self, recipe: GrpoRecipe) -> None:
+        super().__init__(recipe)
+        self.curves = RewardCurves()
+
+    def inspect(self, data: DatasetDict) -> None:
+        for split_name, split in data.items():
+            if split_name != "test":
+                self.inspect_eval(split, f"data.{split_name}")
+        if "test" in data:
+            self.check_held_out(data["test"])
+        if self.recipe.grpo.use_vllm:
+            _require_vllm()
+        self._check_functions(self.prompt_rows(data["train"].select(range(min(PROBE_ROWS, len(data["train"])))), ""))
+
+    def inspect_eval(self, rows: Dataset, where: str) -> None:
+        self.prompt_rows(rows, where)
+
+    def prompt_rows(self, rows: Dataset, where: str) -> list[dict[str, Any]]:
+        """Each row as a conversational prompt, its reference reply (None without one) and its other
+        columns (rewards read them); a reference reward with a row lacking a reference is named."""
+        data = self.recipe.data
+        reference_column = data.reference_column
+        prompt_only = "prompt" in rows.column_names and "completion" not in rows.column_names
+        layout = None if prompt_only else detect_format(rows.column_names, data.conversation_format, where)
+        needs_reference = [s.name for s in self.recipe.grpo.rewards if s.name in REFERENCE_REWARDS]
+        examples = []
+        for number, row in enumerate(rows, 1):
+            at = f"{where} row {number}"
+            if layout is None:
+                prompt, reference = self._prompt(row["prompt"], at), row.get(reference_column)
+            else:
+                prompt, reference = _split_last_reply(to_messages(row, layout, data.system_prompt, at))
+            if reference is None and needs_reference:
+                raise DataError(
+                    f"{at}: no reference reply for the {needs_reference[0]} reward; give each row an assistant "
+                    f"reply or a '{reference_column}' column"
+                )
+            extra = {k: v for k, v in row.items() if isinstance(v, str | int | float | bool) and k != "prompt"}
+            examples.append({**extra, "prompt": prompt, reference_column: reference})
+        return examples
+
+    def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
+        """Prompts with their columns: GRPOTrainer applies the template and samples the replies."""
+        del tokenizer
+        splits = {name: split for name, split in data.items() if name != "test"}  # test is scored by generation
+        return DatasetDict(
+            {name: Dataset.from_list(self.prompt_rows(split, f"data.{name}")) for name, split in splits.items()}
+        )
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        del tokenizer
+        return None
+
+    def trainer_setup(self) -> TrainerSetup:
+        options = self.recipe.grpo
+        functions, tokenizers = zip(*self.rewards, strict=True)
+        arguments = {
+            "num_generations": options.num_generations,
+            "beta": options.beta,
+            "temperature": options.temperature,
+            "max_completion_length": options.max_completion_length,
+            "loss_type": options.loss_type,
+            "use_vllm": options.use_vllm,
+            "reward_weights": [spec.weight for spec in options.rewards],
+            "prediction_loss_only": True,
+            "train_sampling_strategy": "random",  # GRPO repeats each prompt for its group: no length groups
+        }
+        rewards = {"reward_funcs": list(functions), "reward_processing_classes": list(tokenizers)}
+        return TrainerSetup(
+            RewardedGRPOTrainer, GRPOConfig, arguments, remove_unused_columns=False, trainer_kwargs=rewards
+        )
+
+    def training_callbacks(self, write_log: Any) -> list[TrainerCallback]:
+        del write_log
+        return [self.curves]
+
+    def final_results(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        data: DatasetDict,
+        progress: Progress = SILENT,
+    ) -> dict[str, Any]:
+        return super().final_results(model, tokenizer, data, progress) | {"rewards": self.curves.summary()}
+
+    def card_facts(self) -> dict[str, Any]:
+        options = self.recipe.grpo
+        rewards = ", ".join(f"{spec.label} × {spec.weight:g}" for spec in options.rewards)
+        return {"rewards": rewards, "replies per prompt": options.num_generations, "KL weight (beta)": options.beta}
+
+    @cached_property
+    def rewards(self) -> list[tuple[RewardFunction | PreTrainedModel, PreTrainedTokenizerBase | None]]:
+        """Each reward as TRL takes it: a function, or a reward model with its tokenizer."""
+        column = self.recipe.data.reference_column
+        built: list[tuple[Any, Any]] = []
+        for index, spec in enumerate(self.recipe.grpo.rewards):
+            if spec.run is not None:
+                built.append(_reward_model(spec, f"grpo.rewards[{index}].run"))
+            elif spec.function is not None:
+                built.append((user_reward(spec, Path.cwd()), None))
+            else:
+                built.append((builtin_reward(spec, column), None))
+        return built
+
+    def _check_functions(self, probe: list[dict[str, Any]]) -> None:
+        """The reward functions, tried on a few training rows (their references as replies), so a
+        function that returns the wrong thing stops the run before anything is written."""
+        column = self.recipe.data.reference_column
+        functions = [function for function, tokenizer in self.rewards if tokenizer is None]
+        replies = [[{"role": "assistant", "content": row[column] or ""}] for row in probe]
+        columns = {key: [row[key] for row in probe] for key in probe[0] if key != "prompt"}
+        check_rewards(functions, [row["prompt"] for row in probe], replies, columns)
+
+    def _prompt(self, value: Any, at: str) -> list[Message]:
+        prompt = as_turns(value, "user", f"{at}, prompt")
+        system = self.recipe.data.system_prompt
+        return [{"role": "system", "content": system}, *prompt] if system and prompt[0]["role"] != "system" else prompt
+
+
+def _split_last_reply(messages: list[Message]) -> tuple[list[Message], str]:
+    last = max(i for i, message in enumerate(messages) if message["role"] == "assistant")
+    return messages[:last], messages[last]["content"]
+
+
+def _reward_model(spec: RewardSpec, where: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A `task: reward` run's model (an adapter merged into its base) and tokenizer, frozen."""
+    run_dir = Path(str(spec.run)).expanduser()
+    try:
+        run = FinishedRun.open(run_dir)
+    except UserError as error:
+        raise ModelError(f"{where}: {error}") from None
+    task = run.recipe().task
+    if task != "reward":
+        raise ModelError(f"{where}: {run_dir} is a '{task}' run; a reward model is a `task: reward` run")
+    model = load_trained(ModelHead(AutoModelForSequenceClassification), run.model_dir)
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload()
+    model.requires_grad_(False)
+    return model.eval(), AutoTokenizer.from_pretrained(str(run.model_dir))
+
+
+def _require_vllm() -> None:
+    """vLLM generation needs a CUDA GPU and the vllm package: one line otherwise, before any work."""
+    if not torch.cuda.is_available():
+        raise RecipeError("grpo.use_vllm: vLLM generates on a CUDA GPU and none is visible; remove it to generate here")
+    try:
+        import vllm  # noqa: F401  (only checked for: TRL imports it itself)
+    except ImportError:
+        raise RecipeError("grpo.use_vllm: the vllm package is not installed (pip install vllm)") from None

@@ -1,0 +1,139 @@
+"""Learning from rewards: a reward model learns to rank a toy preference and scores replies, GRPO
+raises its reward on a tiny model (a user's function), a reward-model run serves as a GRPO reward,
+and bad rewards or data are named before anything is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.builders import toy_chat_rows, toy_pairs, write_jsonl
+
+SHORT_REPLIES = """
+def short(prompts, completions, **columns):
+    return [-len(completion[-1]["content"]) / 10 for completion in completions]
+"""
+
+
+def reward_recipe(checkpoint, tmp_path, run_dir) -> dict:
+    data = tmp_path / "pairs"
+    return {
+        "task": "reward",
+        "model": {"checkpoint": str(checkpoint)},
+        "data": {
+            "train": str(write_jsonl(data / "train.jsonl", toy_pairs(240, 1))),
+            "validation": str(write_jsonl(data / "validation.jsonl", toy_pairs(32, 2))),
+        },
+        "training": {"epochs": 4, "batch_size": 8, "learning_rate": 1e-2, "max_length": 64, "precision": "fp32"},
+        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
+        "output_dir": str(run_dir),
+    }
+
+
+def grpo_recipe(checkpoint, tmp_path, run_dir, rewards: list[dict]) -> dict:
+    data = tmp_path / "prompts"
+    return {
+        "task": "grpo",
+        "model": {"checkpoint": str(checkpoint)},
+        "data": {
+            "train": str(write_jsonl(data / "train.jsonl", toy_chat_rows(96, seed=1))),
+            "validation": str(write_jsonl(data / "validation.jsonl", toy_chat_rows(8, seed=2))),
+        },
+        "grpo": {"rewards": rewards, "num_generations": 4, "max_completion_length": 12},
+        "training": {
+            "epochs": 1,
+            "batch_size": 8,
+            "learning_rate": 1e-2,
+            "max_length": 64,
+            "precision": "fp32",
+            "logging_steps": 2,
+        },
+        "emissions": {"country_iso_code": "FRA", "measure_power_secs": 1},
+        "output_dir": str(run_dir),
+    }
+
+
+def test_a_reward_model_learns_to_rank_pairs_and_scores_replies(tiny_chat_llama, tmp_path, write_recipe, cli):
+    run_dir = tmp_path / "runs" / "reward"
+    result = cli("train", write_recipe(reward_recipe(tiny_chat_llama, tmp_path, run_dir)))
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["validation"]["accuracy"] >= 0.9 > metrics["before_training"]["accuracy"]
+    assert metrics["validation"]["margin"] > 0
+    pair = toy_pairs(1, 7)[0]
+    rows = [{"prompt": pair["prompt"], "completion": reply} for reply in (pair["chosen"], pair["rejected"])]
+    predicted = tmp_path / "scores.jsonl"
+    result = cli("predict", run_dir, "--input", write_jsonl(tmp_path / "replies.jsonl", rows), "--output", predicted)
+    assert result.exit_code == 0, result.stderr
+    right, wrong = (json.loads(line)["score"] for line in predicted.read_text().splitlines())
+    assert right > wrong
+
+
+def test_grpo_raises_a_user_functions_reward_and_keeps_its_curve(tiny_chat_llama, tmp_path, write_recipe, cli):
+    (tmp_path / "my_rewards.py").write_text(SHORT_REPLIES)
+    run_dir = tmp_path / "runs" / "grpo"
+    recipe = grpo_recipe(tiny_chat_llama, tmp_path, run_dir, [{"function": str(tmp_path / "my_rewards.py:short")}])
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["validation"]["reward"] > metrics["before_training"]["reward"] + 0.2
+    curve = metrics["rewards"]["short"]
+    assert curve["last"] > curve["first"] and len(curve["curve"]) >= 2
+    assert metrics["emissions_g_per_point"] > 0
+    assert "rewards:" in result.stdout and "CO2 per point:" in result.stdout
+    card = (run_dir / "README.md").read_text()
+    assert "co2_eq_emissions" in card and "| short |" in card and "of validation reward cost" in card
+
+
+def test_a_reward_model_run_is_a_grpo_reward(tiny_chat_llama, tmp_path, write_recipe, cli):
+    reward_run = tmp_path / "runs" / "reward"
+    reward = reward_recipe(tiny_chat_llama, tmp_path, reward_run)
+    reward["training"]["epochs"] = 1
+    assert cli("train", write_recipe(reward)).exit_code == 0
+    run_dir = tmp_path / "runs" / "grpo"
+    recipe = grpo_recipe(tiny_chat_llama, tmp_path, run_dir, [{"run": str(reward_run)}, {"name": "label_match"}])
+    recipe["training"]["max_steps"] = 2
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    rewards = json.loads((run_dir / "metrics.json").read_text())["rewards"]
+    assert {"reward", "label_match"} <= rewards.keys() and len(rewards) == 3  # the total, the model, label_match
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("prompt_only", "data.train row 1: no reference reply for the label_match reward"),
+        ("unknown_reward", "grpo.rewards.0.name"),
+        ("missing_function", "no_such.py"),
+        ("bad_function", "returned 1 values for 4 completions"),
+        ("groups", "must be a multiple of grpo.num_generations (3)"),
+        ("reward_run", "a reward model is a `task: reward` run"),
+    ],
+)
+def test_grpo_bad_input_exits_2_in_one_line_and_writes_nothing(
+    tiny_chat_llama, tmp_path, write_recipe, cli, change, message
+):
+    run_dir = tmp_path / "runs" / "bad"
+    recipe = grpo_recipe(tiny_chat_llama, tmp_path, run_dir, [{"name": "label_match"}])
+    if change == "prompt_only":
+        rows = [{"prompt": row["messages"][0]["content"]} for row in toy_chat_rows(8)]
+        recipe["data"]["train"] = str(write_jsonl(tmp_path / "prompts.jsonl", rows))
+    elif change == "unknown_reward":
+        recipe["grpo"]["rewards"] = [{"name": "label_matches", "weight": 2}]
+    elif change == "missing_function":
+        recipe["grpo"]["rewards"] = [{"function": "no_such.py:score"}]
+    elif change == "bad_function":
+        (tmp_path / "one.py").write_text("def one(prompts, completions, **columns):\n    return [1.0]\n")
+        recipe["grpo"]["rewards"] = [{"function": str(tmp_path / "one.py:one")}]
+    elif change == "groups":
+        recipe["grpo"]["num_generations"] = 3
+    else:
+        sft_like = tmp_path / "runs" / "not-reward"
+        (sft_like / "model").mkdir(parents=True)
+        (sft_like / "recipe.yaml").write_text(json.dumps({**recipe, "output_dir": str(sft_like)}))
+        recipe["grpo"]["rewards"] = [{"run": str(sft_like)}]
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 2, result.stderr
+    assert len(result.error_lines) == 1 and message in result.error_lines[0], result.error_lines
+    assert not run_dir.exists() and not run_dir.with_name("bad.partial").exists()
