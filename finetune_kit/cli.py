@@ -318,8 +318,9 @@ def serve(
     ] = Backend.PYTORCH,
 ) -> None:
     """Serve a finished run over HTTP: POST /predict (classification, NER; concurrent requests are
-    micro-batched), POST /v1/chat/completions (sft, preference; OpenAI-compatible; concurrent replies
-    share decoding passes), GET /health, GET /metrics (Prometheus: requests, latency, batch sizes,
+    micro-batched), POST /score (reward models: a score per prompt and reply), POST
+    /v1/chat/completions (sft, preference, grpo; OpenAI-compatible; concurrent replies share decoding
+    passes), GET /health, GET /metrics (Prometheus: requests, latency, batch sizes,
     energy and CO2). Ctrl-C stops."""
     from finetune_kit.serving import RunServer, ServeOptions
 

@@ -149,8 +149,11 @@ class ConsoleReport:
 
 
 def training_stats(logs: dict[str, Any], grams: float | None, projected_grams: float | None = None) -> list[str]:
-    """Loss, learning rate, tokens/s, grams CO2eq so far and, when known, the run's projected total."""
+    """Loss (and GRPO's mean reward), learning rate, tokens/s, grams CO2eq so far and, when known, the
+    run's projected total."""
     stats = [f"loss {logs['loss']:.4f}"]
+    if "reward" in logs:
+        stats.append(f"reward {logs['reward']:.3f}")
     if "learning_rate" in logs:
         stats.append(f"lr {logs['learning_rate']:.2e}")
     if "tokens_per_second" in logs:

@@ -196,7 +196,7 @@ def test_routes_the_run_does_not_serve_are_refused_in_openai_shape(classifier):
     chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
     assert chat.status_code == 400
     assert chat.json()["error"]["message"] == (
-        "/v1/chat/completions: serves instruction-tuned runs (sft, preference); "
+        "/v1/chat/completions: serves instruction-tuned runs (sft, preference, grpo); "
         "this run (toy) is a classification run; POST /predict"
     )
     missing = client.get("/nowhere")
@@ -501,8 +501,8 @@ def test_runs_it_has_no_route_for_are_refused_at_start(tiny_gpt2, tmp_path, cli)
     result = cli("serve", run_dir, "--port", "0")
     assert result.exit_code == 2
     assert result.error_lines == [
-        f"error: {run_dir}: serve takes classification, NER, sft and preference runs; this is a causal-lm run "
-        "(use finetune-kit predict or generate)"
+        f"error: {run_dir}: serve takes classification, NER, reward, sft, preference and grpo runs; "
+        "this is a causal-lm run (use finetune-kit predict or generate)"
     ]
 
 

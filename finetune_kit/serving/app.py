@@ -1,5 +1,5 @@
-"""The HTTP routes: /predict, /v1/chat/completions (+ /v1/models for OpenAI clients), /health and
-/metrics, over one `Service`."""
+"""The HTTP routes: /predict, /score (reward models), /v1/chat/completions (+ /v1/models for OpenAI
+clients), /health and /metrics, over one `Service`."""
 
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ from finetune_kit.serving.schemas import (
     ChunkChoice,
     PredictRequest,
     PredictResponse,
+    ScoreRequest,
+    ScoreResponse,
     Usage,
 )
-from finetune_kit.serving.service import CHAT, HEALTH, METRICS, MODELS, PREDICT, Service
+from finetune_kit.serving.service import CHAT, HEALTH, METRICS, MODELS, PREDICT, SCORE, Service
 
 
 def create_app(service: Service) -> FastAPI:
@@ -52,6 +54,16 @@ def create_app(service: Service) -> FastAPI:
     @app.get(METRICS)
     def metrics() -> Response:  # a plain function: reading the energy meter blocks, so FastAPI runs it in a thread
         return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post(SCORE)
+    async def score(request: ScoreRequest) -> ScoreResponse:
+        if service.batcher is None or service.route != SCORE:
+            raise ApiError(400, service.refusal(SCORE))
+        rows = request.rows(service.options.max_batch_size, service.options.max_text_chars)
+        try:
+            return ScoreResponse(scores=[row["score"] for row in await service.batcher.predict(rows)])
+        except Exception as err:
+            raise inference_failed(err) from err
 
     @app.post(PREDICT)
     async def predict(request: PredictRequest) -> PredictResponse:

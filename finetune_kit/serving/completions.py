@@ -1,4 +1,4 @@
-"""Chat completions for instruction-tuned runs (sft, preference): OpenAI-style conversations through
+"""Chat completions for instruction-tuned runs (sft, preference, grpo): OpenAI-style conversations through
 the run's chat template, as `finetune-kit chat` formats them. Replies are decoded by the `Decoder`:
 concurrent requests share forward passes, at most `max_batch` replies at a time (the KV cache's
 memory is bounded by that many conversations), and a seeded reply is the same whatever else is asked."""

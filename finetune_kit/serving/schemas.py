@@ -28,6 +28,29 @@ class PredictRequest(BaseModel):
     text_pairs: list[str] | None = Field(None, description="A pair-classification run: the second text of each row")
 
 
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: list[str] = Field(min_length=1, description="One prompt per reply")
+    completions: list[str] = Field(min_length=1, description="The replies to score, one per prompt")
+
+    def rows(self, max_rows: int, max_chars: int) -> list[dict[str, str]]:
+        """The pairs as a reward run's `predict` reads them, or a 400 naming the field at fault."""
+        if len(self.completions) != len(self.prompts):
+            raise invalid("completions", f"{len(self.completions)} replies for {len(self.prompts)} prompts; one each")
+        if len(self.prompts) > max_rows:
+            raise invalid("prompts", f"{len(self.prompts)} pairs; at most {max_rows} per request (--max-batch-size)")
+        for field, texts in (("prompts", self.prompts), ("completions", self.completions)):
+            for index, text in enumerate(texts):
+                if not text.strip() or len(text) > max_chars:
+                    raise invalid(f"{field}[{index}]", f"empty or over {max_chars} characters (--max-text-chars)")
+        return [{"prompt": p, "completion": c} for p, c in zip(self.prompts, self.completions, strict=True)]
+
+
+class ScoreResponse(BaseModel):
+    scores: list[float] = Field(description="The reward model's score of each reply: higher is preferred")
+
+
 class PredictResponse(BaseModel):
     predictions: list[dict[str, Any]] = Field(description="One per text, as `finetune-kit predict` prints them")
 

@@ -1,4 +1,4 @@
-"""One finished run, ready to serve: its predictions behind a micro-batcher (classification, NER) or
+"""One finished run, ready to serve: its predictions behind a micro-batcher (classification, NER, reward scores) or
 the chat completions (sft, preference; replies decoded in shared batches), the metrics, and the
 energy tracker that runs for the server's lifetime. The batcher calls the run's `predict` whatever
 its backend: the PyTorch model and the run's ONNX export (`finetune-kit export`, run by ONNX
@@ -20,9 +20,16 @@ from finetune_kit.serving.metrics import ServerMetrics
 from finetune_kit.serving.schemas import PredictInputs
 from finetune_kit.tasks.base import LabelledHead
 from finetune_kit.tasks.chat_decoder import ChatDecoder
+from finetune_kit.tasks.reward_model import RewardModelTask
 
-PREDICT, CHAT, MODELS, HEALTH, METRICS = "/predict", "/v1/chat/completions", "/v1/models", "/health", "/metrics"
-ROUTES = (PREDICT, CHAT, MODELS, HEALTH, METRICS)
+PREDICT, SCORE, CHAT = "/predict", "/score", "/v1/chat/completions"
+MODELS, HEALTH, METRICS = "/v1/models", "/health", "/metrics"
+ROUTES = (PREDICT, SCORE, CHAT, MODELS, HEALTH, METRICS)
+SERVED_BY = {  # which runs each route serves, for the refusal of a route the run does not serve
+    PREDICT: "classification and NER runs",
+    SCORE: "reward-model runs",
+    CHAT: "instruction-tuned runs (sft, preference, grpo)",
+}
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,10 @@ class Service:
     backend: str
     metrics: ServerMetrics
     tracker: RunTracker | None  # None when the run's recipe switches emissions off
+    options: ServeOptions
     inputs: PredictInputs | None = None  # set when the run predicts labels
-    batcher: MicroBatcher | None = None
+    batcher: MicroBatcher | None = None  # its predictions (labels, or a reward model's scores) in batches
+    route: str = PREDICT  # the route the batcher answers
     chats: ChatCompletions | None = None  # set when the run chats
     emissions: EmissionsRecord | None = None  # the final reading, once stopped
 
@@ -53,11 +62,14 @@ class Service:
         name, emissions = run.recipe.name or run.run_dir.name, run.recipe.emissions
         # This process's share of the machine: clients on the same machine are not the server's energy.
         tracker = RunTracker(emissions, f"serve-{name}", one_of_several_processes=True) if emissions.enabled else None
-        service = cls(name, run.recipe.task, run.backend, ServerMetrics(tracker, ROUTES), tracker)
-        if isinstance(run.task, LabelledHead):
-            words = run.task.pipeline_tag == "token-classification"
-            columns = run.task.input_columns()
-            service.inputs = PredictInputs(columns, words, options.max_batch_size, options.max_text_chars)
+        service = cls(name, run.recipe.task, run.backend, ServerMetrics(tracker, ROUTES), tracker, options)
+        if isinstance(run.task, LabelledHead | RewardModelTask):
+            if isinstance(run.task, RewardModelTask):
+                service.route = SCORE
+            else:
+                words = run.task.pipeline_tag == "token-classification"
+                columns = run.task.input_columns()
+                service.inputs = PredictInputs(columns, words, options.max_batch_size, options.max_text_chars)
             service.batcher = MicroBatcher(
                 batch_predictor(run),
                 options.max_batch_size,
@@ -70,7 +82,7 @@ class Service:
             )
         else:
             raise ModelError(
-                f"{run.run_dir}: serve takes classification, NER, sft and preference runs; this is a "
+                f"{run.run_dir}: serve takes classification, NER, reward, sft, preference and grpo runs; this is a "
                 f"{run.recipe.task} run (use finetune-kit predict or generate)"
             )
         return service
@@ -93,9 +105,8 @@ class Service:
 
     def refusal(self, route: str) -> str:
         """Why this run does not answer `route`, and which route it does answer."""
-        other = CHAT if self.chats else PREDICT
-        kind = "classification and NER runs" if route == PREDICT else "instruction-tuned runs (sft, preference)"
-        return f"{route}: serves {kind}; this run ({self.name}) is a {self.task} run; POST {other}"
+        other = CHAT if self.chats else self.route
+        return f"{route}: serves {SERVED_BY[route]}; this run ({self.name}) is a {self.task} run; POST {other}"
 
 
 def batch_predictor(run: Predictor) -> PredictBatch:

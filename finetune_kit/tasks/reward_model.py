@@ -15,7 +15,7 @@ from trl import RewardConfig, RewardTrainer
 from finetune_kit.config.rl import RewardRecipe
 from finetune_kit.models.head import ModelHead
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
-from finetune_kit.tasks.chat_decoder import ChatDecoder
+from finetune_kit.tasks.chat_template import attach_template
 from finetune_kit.tasks.preference import PairRows, as_turns
 
 SCORED_COLUMNS = ("prompt", "completion")  # what `predict` scores: a reply to a prompt
@@ -25,7 +25,7 @@ class PairwiseRewardTrainer(SplitNamedMetrics, RewardTrainer):
     pass
 
 
-class RewardModelTask(PairRows, ChatDecoder, Task):
+class RewardModelTask(PairRows, Task):
     name: ClassVar[str] = "reward"
     pipeline_tag: ClassVar[str] = "text-classification"
     main_metric: ClassVar[str] = "accuracy"  # the share of pairs whose chosen reply scores above the rejected
@@ -35,6 +35,9 @@ class RewardModelTask(PairRows, ChatDecoder, Task):
 
     def model_head(self) -> ModelHead:
         return ModelHead(AutoModelForSequenceClassification, self.recipe.peft_task_type, {"num_labels": 1})
+
+    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        attach_template(tokenizer, self.recipe.chat.template)  # pairs are formatted as conversations
 
     def inspect(self, data: DatasetDict) -> None:
         for split_name, split in data.items():

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from tests.builders import toy_chat_rows, toy_pairs, write_jsonl
+from tests.test_serve import serving
 
 SHORT_REPLIES = """
 def short(prompts, completions, **columns):
@@ -68,6 +69,14 @@ def test_a_reward_model_learns_to_rank_pairs_and_scores_replies(tiny_chat_llama,
     assert result.exit_code == 0, result.stderr
     right, wrong = (json.loads(line)["score"] for line in predicted.read_text().splitlines())
     assert right > wrong
+    with serving(run_dir) as (client, _):
+        body = {"prompts": [pair["prompt"]] * 2, "completions": [pair["chosen"], pair["rejected"]]}
+        scores = client.post("/score", json=body).raise_for_status().json()["scores"]
+        assert scores == pytest.approx([right, wrong], abs=1e-3)
+        unequal = client.post("/score", json={"prompts": ["a"], "completions": ["b", "c"]})
+        assert unequal.status_code == 400 and "completions" in unequal.text
+        refused = client.post("/predict", json={"texts": ["a"]})
+        assert refused.status_code == 400 and "POST /score" in refused.text
 
 
 def test_grpo_raises_a_user_functions_reward_and_keeps_its_curve(tiny_chat_llama, tmp_path, write_recipe, cli):
@@ -82,6 +91,7 @@ def test_grpo_raises_a_user_functions_reward_and_keeps_its_curve(tiny_chat_llama
     assert curve["last"] > curve["first"] and len(curve["curve"]) >= 2
     assert metrics["emissions_g_per_point"] > 0
     assert "rewards:" in result.stdout and "CO2 per point:" in result.stdout
+    assert " · reward " in result.stdout  # each training log line shows the mean reward
     card = (run_dir / "README.md").read_text()
     assert "co2_eq_emissions" in card and "| short |" in card and "of validation reward cost" in card
 
