@@ -38,7 +38,7 @@ from finetune_kit.runs.folder import FinishedRun
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
 from finetune_kit.tasks.chat_decoder import ChatDecoder
 from finetune_kit.tasks.held_out import ScoredReplies
-from finetune_kit.tasks.preference import as_turns
+from finetune_kit.tasks.preference import prompt_turns
 from finetune_kit.tasks.rewards import RewardFunction, builtin_reward, check_rewards, user_reward
 
 PROBE_ROWS = 4  # training rows a user's reward function is tried on before training starts
@@ -62,10 +62,10 @@ class RewardCurves(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.curves = {}
-        for entry in state.log_history:
+        for entry in state.log_history:  # TRL logs the total as `reward`, each function as `rewards/<name>/mean`
             for key, value in entry.items():
-                name = "reward" if key == "reward" else key.removeprefix("rewards/").removesuffix("/mean")
                 if key == "reward" or (key.startswith("rewards/") and key.endswith("/mean")):
+                    name = key.removeprefix("rewards/").removesuffix("/mean")
                     self.curves.setdefault(name, []).append([entry["step"], round(value, 4)])
 
     def summary(self) -> dict[str, Any]:
@@ -93,7 +93,8 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
             self.check_held_out(data["test"])
         if self.recipe.grpo.use_vllm:
             _require_vllm()
-        self._check_functions(self.prompt_rows(data["train"].select(range(min(PROBE_ROWS, len(data["train"])))), ""))
+        probe = data["train"].select(range(min(PROBE_ROWS, len(data["train"]))))
+        self._check_functions(self.prompt_rows(probe, "data.train"))
 
     def inspect_eval(self, rows: Dataset, where: str) -> None:
         self.prompt_rows(rows, where)
@@ -110,7 +111,7 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
         for number, row in enumerate(rows, 1):
             at = f"{where} row {number}"
             if layout is None:
-                prompt, reference = self._prompt(row["prompt"], at), row.get(reference_column)
+                prompt, reference = prompt_turns(row["prompt"], data.system_prompt, at), row.get(reference_column)
             else:
                 prompt, reference = _split_last_reply(to_messages(row, layout, data.system_prompt, at))
             if reference is None and needs_reference:
@@ -193,11 +194,6 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
         replies = [[{"role": "assistant", "content": row[column] or ""}] for row in probe]
         columns = {key: [row[key] for row in probe] for key in probe[0] if key != "prompt"}
         check_rewards(functions, [row["prompt"] for row in probe], replies, columns)
-
-    def _prompt(self, value: Any, at: str) -> list[Message]:
-        prompt = as_turns(value, "user", f"{at}, prompt")
-        system = self.recipe.data.system_prompt
-        return [{"role": "system", "content": system}, *prompt] if system and prompt[0]["role"] != "system" else prompt
 
 
 def _split_last_reply(messages: list[Message]) -> tuple[list[Message], str]:

@@ -111,12 +111,7 @@ class PairRows:
             yield {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
     def prompt_turns(self, value: Any, at: str) -> list[Message]:
-        """The prompt's turns, with data.system_prompt first when it has no system turn."""
-        prompt = as_turns(value, "user", f"{at}, prompt")
-        system = self.recipe.data.system_prompt
-        if system and prompt[0]["role"] != "system":
-            prompt = [{"role": "system", "content": system}, *prompt]
-        return prompt
+        return prompt_turns(value, self.recipe.data.system_prompt, at)
 
 
 class PreferenceTask(PairRows, ChatDecoder, ScoredReplies, Task):
@@ -230,6 +225,14 @@ class PreferenceTask(PairRows, ChatDecoder, ScoredReplies, Task):
                 raise DataError(f"{at}: label is {got}; set true (a desirable completion) or false (an undesirable)")
             check_messages(prompt + completion, at)
             yield {"prompt": prompt, "completion": completion, "label": label}
+
+
+def prompt_turns(value: Any, system: str | None, at: str) -> list[Message]:
+    """A prompt's turns (text or messages), with `system` (data.system_prompt) first when it has no system turn."""
+    prompt = as_turns(value, "user", f"{at}, prompt")
+    if system and prompt[0]["role"] != "system":
+        prompt = [{"role": "system", "content": system}, *prompt]
+    return prompt
 
 
 def as_turns(value: Any, role: str, where: str) -> list[Message]:
