@@ -35,7 +35,7 @@ from finetune_kit.tasks.common import as_text
 class TrainerSetup:
     """How a task's Trainer differs from the plain one (seq2seq tasks generate at evaluation)."""
 
-    trainer_class: type[Trainer] = Trainer
+    trainer_class: Callable[..., Trainer] = Trainer  # a Trainer class, or a function that builds one
     arguments_class: type[TrainingArguments] = TrainingArguments
     arguments: dict[str, Any] = field(default_factory=dict)
     remove_unused_columns: bool = True  # False when the collator consumes extra columns

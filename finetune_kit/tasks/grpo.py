@@ -12,7 +12,7 @@ curve over training.
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,9 +24,10 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    Trainer,
     TrainerCallback,
 )
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig
 
 from finetune_kit.config.rl import REFERENCE_REWARDS, GrpoRecipe, RewardSpec
 from finetune_kit.data.conversations import Message, detect_format, to_messages
@@ -44,13 +45,22 @@ from finetune_kit.tasks.rewards import RewardFunction, builtin_reward, check_rew
 PROBE_ROWS = 4  # training rows a user's reward function is tried on before training starts
 
 
-class RewardedGRPOTrainer(SplitNamedMetrics, GRPOTrainer):
-    """GRPOTrainer built as the toolkit builds every trainer: it batches prompts itself, so the
-    collator the runner offers is not used."""
+def grpo_trainer(*, data_collator: None = None, **kwargs: Any) -> Trainer:
+    """TRL's GRPOTrainer, built as the toolkit builds every trainer. It batches prompts itself, so the
+    collator the runner offers is not used. Imported only now: TRL's GRPO module imports trackio,
+    which reads TRACKIO_DIR once, and a run's tracking (`training.report_to`) sets it first."""
+    del data_collator
+    return _grpo_trainer_class()(**kwargs)
 
-    def __init__(self, *, data_collator: None = None, **kwargs: Any) -> None:
-        del data_collator
-        super().__init__(**kwargs)
+
+@cache
+def _grpo_trainer_class() -> type[Trainer]:
+    from trl import GRPOTrainer
+
+    class RewardedGRPOTrainer(SplitNamedMetrics, GRPOTrainer):
+        pass
+
+    return RewardedGRPOTrainer
 
 
 class RewardCurves(TrainerCallback):
@@ -150,9 +160,7 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
             "train_sampling_strategy": "random",  # GRPO repeats each prompt for its group: no length groups
         }
         rewards = {"reward_funcs": list(functions), "reward_processing_classes": list(tokenizers)}
-        return TrainerSetup(
-            RewardedGRPOTrainer, GRPOConfig, arguments, remove_unused_columns=False, trainer_kwargs=rewards
-        )
+        return TrainerSetup(grpo_trainer, GRPOConfig, arguments, remove_unused_columns=False, trainer_kwargs=rewards)
 
     def training_callbacks(self, write_log: Any) -> list[TrainerCallback]:
         del write_log
