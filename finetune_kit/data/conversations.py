@@ -117,3 +117,28 @@ _READERS = {
     "prompt-completion": _prompt_completion,
     "alpaca": _alpaca,
 }
+
+
+def prompt_turns(value: Any, system: str | None, at: str) -> list[Message]:
+    """A prompt's turns (text or messages), with `system` (data.system_prompt) first when it has no system turn."""
+    prompt = as_turns(value, "user", f"{at}, prompt")
+    if system and prompt[0]["role"] != "system":
+        prompt = [{"role": "system", "content": system}, *prompt]
+    return prompt
+
+
+def as_turns(value: Any, role: str, where: str) -> list[Message]:
+    """A string is one message of `role`; a list of messages is kept. Empty is an error."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise DataError(f"{where} is empty")
+        return [{"role": role, "content": value}]
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in value)
+    ):
+        if not any(str(m["content"]).strip() for m in value):
+            raise DataError(f"{where} is empty")
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    raise DataError(f"{where}: expected text or a list of {{role, content}} messages")

@@ -18,9 +18,8 @@ from finetune_kit.serving.batching import MicroBatcher, PredictBatch, Rows
 from finetune_kit.serving.completions import ChatCompletions
 from finetune_kit.serving.metrics import ServerMetrics
 from finetune_kit.serving.schemas import PredictInputs
-from finetune_kit.tasks.base import LabelledHead
+from finetune_kit.tasks.base import LabelledHead, ReplyScorer
 from finetune_kit.tasks.chat_decoder import ChatDecoder
-from finetune_kit.tasks.reward_model import RewardModelTask
 
 PREDICT, SCORE, CHAT = "/predict", "/score", "/v1/chat/completions"
 MODELS, HEALTH, METRICS = "/v1/models", "/health", "/metrics"
@@ -63,8 +62,8 @@ class Service:
         # This process's share of the machine: clients on the same machine are not the server's energy.
         tracker = RunTracker(emissions, f"serve-{name}", one_of_several_processes=True) if emissions.enabled else None
         service = cls(name, run.recipe.task, run.backend, ServerMetrics(tracker, ROUTES), tracker, options)
-        if isinstance(run.task, LabelledHead | RewardModelTask):
-            if isinstance(run.task, RewardModelTask):
+        if isinstance(run.task, LabelledHead | ReplyScorer):
+            if isinstance(run.task, ReplyScorer):
                 service.route = SCORE
             else:
                 words = run.task.pipeline_tag == "token-classification"

@@ -169,6 +169,10 @@ class SamplesDuringTraining(ABC):
         return {}
 
 
+class ReplyScorer:
+    """For tasks whose `predict` scores a reply to a prompt (reward models): served on `/score`."""
+
+
 class LabelledHead:
     """For tasks whose head picks one of `labels` (classification, NER): size the head from the
     labels `inspect` found, and read the names back from a trained model's config."""

@@ -30,7 +30,7 @@ from transformers import (
 from trl import GRPOConfig
 
 from finetune_kit.config.rl import REFERENCE_REWARDS, GrpoRecipe, RewardSpec
-from finetune_kit.data.conversations import Message, detect_format, to_messages
+from finetune_kit.data.conversations import Message, detect_format, prompt_turns, to_messages
 from finetune_kit.errors import DataError, ModelError, RecipeError, UserError
 from finetune_kit.models.building import load_trained
 from finetune_kit.models.head import ModelHead
@@ -39,7 +39,6 @@ from finetune_kit.runs.folder import FinishedRun
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
 from finetune_kit.tasks.chat_decoder import ChatDecoder
 from finetune_kit.tasks.held_out import ScoredReplies
-from finetune_kit.tasks.preference import prompt_turns
 from finetune_kit.tasks.rewards import RewardFunction, builtin_reward, check_rewards, user_reward
 
 PROBE_ROWS = 4  # training rows a user's reward function is tried on before training starts

@@ -22,12 +22,12 @@ from trl.experimental.cpo import CPOConfig, CPOTrainer
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
 from finetune_kit.config.chat import UNPAIRED_LOSSES, PreferenceRecipe
-from finetune_kit.config.rl import RewardRecipe
-from finetune_kit.data.conversations import Message, check_messages
+from finetune_kit.data.conversations import as_turns, check_messages
 from finetune_kit.errors import DataError, ModelError
 from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
 from finetune_kit.tasks.chat_decoder import ChatDecoder
 from finetune_kit.tasks.held_out import ScoredReplies
+from finetune_kit.tasks.pairs import PairRows
 
 PAIRED = ("prompt", "chosen", "rejected")
 UNPAIRED = ("prompt", "completion", "label")  # KTO's own layout
@@ -91,27 +91,6 @@ LOSSES: dict[str, LossTrainer] = {
     # Unpaired rows have no pair to count right: KTO is judged by the mean reward margin instead.
     "kto": LossTrainer(PreferenceKTOTrainer, KTOConfig, {"loss_type": "kto"}, "rewards/margins"),
 }
-
-
-class PairRows:
-    """Reads prompt / chosen / rejected rows (each text or a list of messages) as checked
-    conversational pairs, with data.system_prompt put first in prompts without a system turn."""
-
-    recipe: PreferenceRecipe | RewardRecipe
-
-    def pairs(self, rows: Dataset, where: str) -> Iterator[dict[str, list[Message]]]:
-        """Each row as conversational prompt / chosen / rejected, checked; `where` names it in errors."""
-        for number, row in enumerate(rows, 1):
-            at = f"{where} row {number}"
-            prompt = self.prompt_turns(row["prompt"], at)
-            chosen, rejected = (as_turns(row[c], "assistant", f"{at}, {c}") for c in ("chosen", "rejected"))
-            if chosen == rejected:
-                raise DataError(f"{at}: chosen and rejected are the same; a pair must differ to teach a preference")
-            check_messages(prompt + chosen, at)
-            yield {"prompt": prompt, "chosen": chosen, "rejected": rejected}
-
-    def prompt_turns(self, value: Any, at: str) -> list[Message]:
-        return prompt_turns(value, self.recipe.data.system_prompt, at)
 
 
 class PreferenceTask(PairRows, ChatDecoder, ScoredReplies, Task):
@@ -225,28 +204,3 @@ class PreferenceTask(PairRows, ChatDecoder, ScoredReplies, Task):
                 raise DataError(f"{at}: label is {got}; set true (a desirable completion) or false (an undesirable)")
             check_messages(prompt + completion, at)
             yield {"prompt": prompt, "completion": completion, "label": label}
-
-
-def prompt_turns(value: Any, system: str | None, at: str) -> list[Message]:
-    """A prompt's turns (text or messages), with `system` (data.system_prompt) first when it has no system turn."""
-    prompt = as_turns(value, "user", f"{at}, prompt")
-    if system and prompt[0]["role"] != "system":
-        prompt = [{"role": "system", "content": system}, *prompt]
-    return prompt
-
-
-def as_turns(value: Any, role: str, where: str) -> list[Message]:
-    """A string is one message of `role`; a list of messages is kept. Empty is an error."""
-    if isinstance(value, str):
-        if not value.strip():
-            raise DataError(f"{where} is empty")
-        return [{"role": role, "content": value}]
-    if (
-        isinstance(value, list)
-        and value
-        and all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in value)
-    ):
-        if not any(str(m["content"]).strip() for m in value):
-            raise DataError(f"{where} is empty")
-        return [{"role": m["role"], "content": m["content"]} for m in value]
-    raise DataError(f"{where}: expected text or a list of {{role, content}} messages")

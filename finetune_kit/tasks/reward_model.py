@@ -13,10 +13,11 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, Pr
 from trl import RewardConfig, RewardTrainer
 
 from finetune_kit.config.rl import RewardRecipe
+from finetune_kit.data.conversations import as_turns
 from finetune_kit.models.head import ModelHead
-from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
+from finetune_kit.tasks.base import ReplyScorer, SplitNamedMetrics, Task, TrainerSetup
 from finetune_kit.tasks.chat_template import attach_template
-from finetune_kit.tasks.preference import PairRows, as_turns
+from finetune_kit.tasks.pairs import PairRows
 
 SCORED_COLUMNS = ("prompt", "completion")  # what `predict` scores: a reply to a prompt
 
@@ -25,7 +26,7 @@ class PairwiseRewardTrainer(SplitNamedMetrics, RewardTrainer):
     pass
 
 
-class RewardModelTask(PairRows, Task):
+class RewardModelTask(PairRows, ReplyScorer, Task):
     name: ClassVar[str] = "reward"
     pipeline_tag: ClassVar[str] = "text-classification"
     main_metric: ClassVar[str] = "accuracy"  # the share of pairs whose chosen reply scores above the rejected
