@@ -72,9 +72,11 @@ class Target:
         self.client = httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=256))
 
     @classmethod
-    def start(cls, run_dir: Path, extra: list[str]) -> Target:
+    def start(cls, run_dir: Path, extra: list[str], threads: int | None = None) -> Target:
+        """The server in its own process; `threads`: its torch threads (OMP_NUM_THREADS), where given."""
         command = [sys.executable, "-m", "finetune_kit", "serve", str(run_dir), "--port", "0", *extra]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+        env = os.environ | {"HF_HUB_OFFLINE": "1"} | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
         banner = process.stdout.readline()
         if " at http" not in banner:
             process.kill()
@@ -242,7 +244,7 @@ async def main(args: argparse.Namespace) -> None:
             sys.exit("give a run folder to serve, or --url and --pid of a running server")
         serve_options = ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
         serve_options += ["--max-chat-batch", str(args.max_chat_batch)]
-        target = Target.start(args.run_dir, serve_options)
+        target = Target.start(args.run_dir, serve_options, args.server_threads)
     try:
         results = await soak(target, args) if args.soak else await measure(target, args)
     finally:
@@ -266,6 +268,11 @@ if __name__ == "__main__":
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--max-chat-batch", type=int, default=8, help="Chat runs: replies decoded together")
+    parser.add_argument(
+        "--server-threads",
+        type=int,
+        help="Torch threads of the server started here (OMP_NUM_THREADS; default: all cores)",
+    )
     parser.add_argument("--soak", type=float, metavar="MINUTES", help="One long load, sampling the server's memory")
     parser.add_argument("--warmup", type=float, default=60.0, help="Soak: seconds of the same load before sampling")
     parser.add_argument("--sample-secs", type=float, default=5.0, help="Soak: seconds between memory samples")

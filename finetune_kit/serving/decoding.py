@@ -2,10 +2,12 @@
 reply in one forward pass per token, so concurrent requests share the model's passes instead of
 queueing for it.
 
-A reply that arrives is prefilled alone (its prompt through the model, no padding), then joins the
-batch at the next step boundary: its KV cache is left-padded to the batch's length (or the batch's
-to its) and stacked under the others, with an attention mask that hides the padding and position
-ids that count each row's own tokens. A reply leaves the batch when it ends (a stop token, its
+The replies that arrive by a step boundary are prefilled together, in one pass: their prompts
+left-padded to the longest, with an attention mask that hides the padding and position ids that
+count each row's own tokens (requests that arrive together cost one pass, not one each). Only the
+last position's logits are computed: the prompt's others are never read, and the output layer is a
+fifth of a small model's work. The prefilled rows then join the batch: the KV caches are left-padded
+to the longer of the two and stacked. A reply leaves the batch when it ends (a stop token, its
 max_tokens) or its client has gone. At most `max_batch` replies decode together; later ones wait
 for a free slot, so the KV cache's memory is bounded by `max_batch` conversations.
 
@@ -16,6 +18,7 @@ or other layers decodes one reply at a time through the same loop."""
 
 from __future__ import annotations
 
+import inspect
 import queue
 import threading
 from collections.abc import Callable
@@ -84,11 +87,12 @@ class _Sampler:
                 self.warpers.append(TopPLogitsWarper(settings.top_p))
         self.generator = torch.Generator(device).manual_seed(settings.seed)
 
-    def __call__(self, ids: list[int], logits: torch.Tensor) -> int:
-        """The next token after `ids` (the prompt and the reply so far)."""
+    def __call__(self, reply: Reply, logits: torch.Tensor) -> int:
+        """The reply's next token (after its prompt and its tokens so far)."""
         if self.greedy:
             return int(logits.argmax())
-        scores = self.warpers(torch.tensor([ids], device=logits.device), logits[None].float())
+        ids = torch.tensor([reply.prompt + reply.tokens], device=logits.device)
+        scores = self.warpers(ids, logits[None].float())
         return int(torch.multinomial(scores.softmax(-1), 1, generator=self.generator))
 
 
@@ -112,6 +116,9 @@ class Decoder:
         self.device = next(model.parameters()).device
         full_attention = all(type(layer) is DynamicLayer for layer in self._empty_cache().layers)
         self.max_batch = max_batch if full_attention else 1
+        # Logits for the last position only, where the model can (a prompt's others are never read).
+        takes_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._last_logits = {"logits_to_keep": 1} if takes_keep else {}
         self._arrivals: queue.Queue[Reply | None] = queue.Queue()
         self._worker: threading.Thread | None = None
 
@@ -142,8 +149,7 @@ class Decoder:
                         reply.end(RuntimeError("the server stopped"))
                     return
                 try:
-                    for reply in arrivals:
-                        self._join(batch, reply)
+                    self._join(batch, arrivals)
                     if batch.replies:
                         self._step(batch)
                 except Exception as err:  # the model failed: the replies in flight fail, the next ones start afresh
@@ -168,31 +174,47 @@ class Decoder:
             arrivals.append(reply)
         return arrivals
 
-    def _join(self, batch: _Batch, reply: Reply) -> None:
-        """Prefills the reply's prompt alone, takes its first token and, unless that ends it, stacks
-        its cache under the batch's, both left-padded to the longer of the two."""
-        if reply.cancelled.is_set():
-            reply.end()
+    def _join(self, batch: _Batch, arrivals: list[Reply]) -> None:
+        """Prefills the arrivals' prompts in one pass, takes each one's first token and stacks the
+        rows that go on under the batch's, both caches left-padded to the longer of the two."""
+        for reply in arrivals:
+            if reply.cancelled.is_set():
+                reply.end()
+        joining = [reply for reply in arrivals if not reply.done.is_set()]
+        if not joining:
             return
-        prompt = torch.tensor([reply.prompt], device=self.device)
+        width = max(len(reply.prompt) for reply in joining)
+        ids = torch.tensor([[0] * (width - len(r.prompt)) + r.prompt for r in joining], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in joining], device=self.device)
         out = self.model(
-            input_ids=prompt, attention_mask=torch.ones_like(prompt), cache=self._empty_cache(), use_cache=True
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
+            cache=self._empty_cache(),
+            use_cache=True,
+            **self._last_logits,
         )
-        sampler = _Sampler(reply.settings, self.device)
-        reply.add(sampler(reply.prompt, out.logits[0, -1]))
-        if reply.finished:
-            reply.end()
+        samplers = [_Sampler(reply.settings, self.device) for reply in joining]
+        for row, (reply, sampler) in enumerate(zip(joining, samplers, strict=True)):
+            reply.add(sampler(reply, out.logits[row, -1]))
+        joined = _Batch(joining, samplers, out.cache, mask)
+        self._retire(joined)
+        if not joined.replies:
             return
-        cached = 0 if batch.mask is None else batch.mask.shape[1]
-        width = max(cached, len(reply.prompt))
-        row_mask = torch.ones(1, len(reply.prompt), dtype=torch.long, device=self.device)
         if batch.cache is None:
-            batch.cache, batch.mask = out.cache, row_mask
-        else:
-            batch.cache = _stacked(batch.cache, out.cache, width)
-            batch.mask = torch.cat([_left_pad(batch.mask, width, dim=1), _left_pad(row_mask, width, dim=1)])
-        batch.replies.append(reply)
-        batch.samplers.append(sampler)
+            batch.replies, batch.samplers, batch.cache, batch.mask = (
+                joined.replies,
+                joined.samplers,
+                joined.cache,
+                joined.mask,
+            )
+            return
+        assert batch.mask is not None and joined.cache is not None and joined.mask is not None
+        width = max(batch.mask.shape[1], joined.mask.shape[1])
+        batch.cache = _stacked(batch.cache, joined.cache, width)
+        batch.mask = torch.cat([_left_pad(batch.mask, width, dim=1), _left_pad(joined.mask, width, dim=1)])
+        batch.replies += joined.replies
+        batch.samplers += joined.samplers
 
     def _step(self, batch: _Batch) -> None:
         """One token for every reply in one forward pass, then the finished ones leave."""
@@ -206,11 +228,12 @@ class Decoder:
             position_ids=positions,
             cache=batch.cache,
             use_cache=True,
+            **self._last_logits,
         )
         batch.cache = out.cache
         for row, (reply, sampler) in enumerate(zip(batch.replies, batch.samplers, strict=True)):
             if not reply.cancelled.is_set():
-                reply.add(sampler(reply.prompt + reply.tokens, out.logits[row, -1]))
+                reply.add(sampler(reply, out.logits[row, -1]))
         self._retire(batch)
 
     def _retire(self, batch: _Batch) -> None:
