@@ -182,7 +182,10 @@ def predict(
         Path | None, typer.Option("--input", help="Data file with the recipe's text column(s)")
     ] = None,
     text: Annotated[list[str] | None, typer.Option(help="Text to predict on (repeatable)")] = None,
-    output: Annotated[Path | None, typer.Option(help="Write predictions as JSON lines here")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write predictions as JSON lines here; an embedding model's vectors as a matrix: x.npy"),
+    ] = None,
     backend: Annotated[
         Backend, typer.Option(help="pytorch, or the run's ONNX export (`finetune-kit export` first): onnx, onnx-int8")
     ] = Backend.PYTORCH,
@@ -198,7 +201,7 @@ def predict(
             results = run.predict(rows)
         meter.add(len(results))
     if output:
-        inference.write_jsonl(output, results)
+        inference.write_predictions(output, results)
         console.print(f"wrote {len(results)} predictions to {output}")
     else:
         for result in results:

@@ -2,8 +2,8 @@
 
 Writes to ``--out`` (default ``data/dialogsum_retrieval``):
 
-- ``train.jsonl``, ``validation.jsonl``: one training pair per line, ``{"anchor": SUMMARY, "positive": DIALOGUE}``,
-  from DialogSum's train and validation splits.
+- ``train.jsonl``, ``validation.jsonl``, ``test.jsonl``: one pair per line, ``{"anchor": SUMMARY, "positive":
+  DIALOGUE}``, from DialogSum's splits (the held-out ones give the loss beside the retrieval scores).
 - ``validation_corpus.jsonl``, ``test_corpus.jsonl``: ``{"id": ID, "text": DIALOGUE}``, every dialogue of the
   split under its DialogSum id (``dev_0``, ``test_0``, ...).
 - ``validation_queries.jsonl``, ``test_queries.jsonl``: ``{"id": ID, "text": SUMMARY, "relevant": [CORPUS_ID, ...]}``.
@@ -161,6 +161,7 @@ def source_md(command: str, counts: dict[str, int], sets: dict[str, EvalSet], tr
 |---|---|
 | `train.jsonl` | {len(train):,} (of {counts["train_available"]:,} DialogSum train pairs after the held-out rule) |
 | `validation.jsonl` | {counts["validation"]:,} |
+| `test.jsonl` | {counts["test"]:,} |
 
 | split | corpus | queries | queries with >1 relevant | summaries merged into another query |
 |---|---|---|---|---|
@@ -206,11 +207,13 @@ def main(argv: list[str] | None = None) -> None:
         keep = sorted(random.Random(args.seed).sample(range(len(train)), args.max_train_rows))
         train = [train[i] for i in keep]
     validation = pairs(splits["validation"])
+    test = pairs(splits["test"])
     sets = {split: eval_set(args.data_dir, split, splits[split]) for split in EVAL_SPLITS}
 
     args.out.mkdir(parents=True, exist_ok=True)
     write_jsonl(args.out / "train.jsonl", train)
     write_jsonl(args.out / "validation.jsonl", validation)
+    write_jsonl(args.out / "test.jsonl", test)
     for split, s in sets.items():
         write_jsonl(args.out / f"{split}_corpus.jsonl", s.corpus)
         write_jsonl(args.out / f"{split}_queries.jsonl", s.queries)
@@ -218,12 +221,13 @@ def main(argv: list[str] | None = None) -> None:
         "dropped": len(splits["train"]) - len(pool),
         "train_available": len(pool),
         "validation": len(validation),
+        "test": len(test),
     }
     command = shlex.join(["python", "scripts/retrieval_set.py", *argv])
     (args.out / "SOURCE.md").write_text(source_md(command, counts, sets, train), encoding="utf-8")
 
     print(f"train.jsonl: {len(train)} pairs ({counts['dropped']} dropped: dialogue also in validation/test)")
-    print(f"validation.jsonl: {len(validation)} pairs")
+    print(f"validation.jsonl: {len(validation)} pairs, test.jsonl: {len(test)} pairs")
     for split, s in sets.items():
         print(f"{split}: corpus {len(s.corpus)}, queries {len(s.queries)} ({s.merged} summaries merged)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from finetune_kit.config.recipe import DataConfig, Recipe
 
@@ -15,6 +15,9 @@ class ClassificationData(DataConfig):
     label_column: str = "label"
     label_names: list[str] | None = Field(
         None, min_length=2, description="Names for integer labels 0..n-1, e.g. [negative, positive]"
+    )
+    shots_per_class: PositiveInt | None = Field(
+        None, description="Few-shot: train on a seeded sample of this many rows of each label (balanced)"
     )
 
 

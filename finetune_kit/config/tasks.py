@@ -8,6 +8,7 @@ from typing import Annotated, get_args
 from pydantic import Field, TypeAdapter
 
 from finetune_kit.config.chat import PreferenceRecipe, SftRecipe
+from finetune_kit.config.embedding import EmbeddingRecipe, SetFitRecipe
 from finetune_kit.config.encoders import ClassificationRecipe, MaskedLmRecipe, NerRecipe
 from finetune_kit.config.generative import (
     CausalLmRecipe,
@@ -30,7 +31,9 @@ AnyRecipe = Annotated[
     | SftRecipe
     | PreferenceRecipe
     | RewardRecipe
-    | GrpoRecipe,
+    | GrpoRecipe
+    | EmbeddingRecipe
+    | SetFitRecipe,
     Field(discriminator="task"),
 ]
 RECIPE_ADAPTER: TypeAdapter[Recipe] = TypeAdapter(AnyRecipe)

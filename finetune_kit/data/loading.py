@@ -6,6 +6,7 @@ import bz2
 import gzip
 import json
 import lzma
+import random
 import re
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -73,7 +74,28 @@ def load_data(config: DataConfig, seed: int) -> DatasetDict:
             splits[name] = split.shuffle(seed=seed).select(range(cap))
         if len(splits[name]) == 0:
             raise DataError(f"data.{name}: the split is empty; give a file with at least one row")
+    if shots := getattr(config, "shots_per_class", None):
+        splits["train"] = _balanced_sample(splits["train"], config.label_column, shots, seed)
     return DatasetDict(splits)
+
+
+def _balanced_sample(rows: Dataset, label_column: str, shots: int, seed: int) -> Dataset:
+    """`shots` rows of each label, drawn with `seed`, in a seeded order: a few-shot training set."""
+    if label_column not in rows.column_names:
+        raise DataError(f"data.label_column: no column '{label_column}' in data.train to sample shots from")
+    by_label: dict[str, list[int]] = {}
+    for index, label in enumerate(rows[label_column]):
+        by_label.setdefault(str(label), []).append(index)
+    rng = random.Random(seed)
+    chosen = []
+    for label, indices in sorted(by_label.items()):
+        if len(indices) < shots:
+            raise DataError(
+                f"data.shots_per_class: label '{label}' has {len(indices)} rows in data.train, fewer than {shots}"
+            )
+        chosen += rng.sample(indices, shots)
+    rng.shuffle(chosen)
+    return rows.select(chosen)
 
 
 def load_source(

@@ -52,7 +52,7 @@ def build_model_card(
         datasets=dataset_ids or None,
         license=recipe.card.license,
         language=recipe.card.language or None,
-        library_name="peft" if recipe.peft else "transformers",
+        library_name="peft" if recipe.peft else task.library_name,
         pipeline_tag=task.pipeline_tag,
         tags=["finetune-kit", task.name, *([recipe.peft.method] if recipe.peft else []), *recipe.card.tags],
         eval_results=_eval_results(recipe, task, metrics, dataset_ids) or None,

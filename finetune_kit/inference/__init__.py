@@ -8,7 +8,7 @@ from finetune_kit.inference.onnx_run import GRAPHS, LOGITS, OnnxLogits, OnnxRun,
 from finetune_kit.inference.opening import open_run
 from finetune_kit.inference.predictor import BACKENDS, ONNX, ONNX_INT8, PYTORCH, Predictor
 from finetune_kit.inference.reading import read_run
-from finetune_kit.inference.rows import read_inputs, write_jsonl
+from finetune_kit.inference.rows import read_inputs, write_predictions
 from finetune_kit.inference.torch_run import TorchRun
 
 __all__ = [
@@ -31,5 +31,5 @@ __all__ = [
     "read_run",
     "require_exportable",
     "with_generation_overrides",
-    "write_jsonl",
+    "write_predictions",
 ]

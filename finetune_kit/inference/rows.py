@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from datasets import Dataset
 
 from finetune_kit.data import conll_columns_of, load_source
@@ -27,6 +28,19 @@ def read_inputs(run: Predictor, input_file: Path | None, texts: list[str]) -> Da
     if missing:
         raise DataError(f"{input_file}: column '{missing[0]}' not found; columns are: {', '.join(rows.column_names)}")
     return rows
+
+
+def write_predictions(path: Path, records: list[dict[str, Any]]) -> None:
+    """JSON lines; or, for a `.npy` path, the predictions' vectors (an embedding model's) as one float32 matrix."""
+    if path.suffix.lower() == ".npy":
+        if not records or any("embedding" not in record for record in records):
+            raise DataError(
+                f"--output {path.name}: .npy holds vectors, which only an embedding model predicts; use .jsonl"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.asarray([record["embedding"] for record in records], dtype=np.float32))
+        return
+    write_jsonl(path, records)
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:

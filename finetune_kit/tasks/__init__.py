@@ -7,11 +7,13 @@ from finetune_kit.tasks.base import SamplesDuringTraining, Task
 from finetune_kit.tasks.causal_lm import CausalLmTask
 from finetune_kit.tasks.classification import ClassificationTask
 from finetune_kit.tasks.denoising import DenoisingTask
+from finetune_kit.tasks.embedding import EmbeddingTask
 from finetune_kit.tasks.grpo import GrpoTask
 from finetune_kit.tasks.instruction import InstructionTuningTask
 from finetune_kit.tasks.masked_lm import MaskedLmTask
 from finetune_kit.tasks.preference import PreferenceTask
 from finetune_kit.tasks.reward_model import RewardModelTask
+from finetune_kit.tasks.setfit import SetFitTask
 from finetune_kit.tasks.summarization import SummarizationTask
 from finetune_kit.tasks.token_classification import NerTask
 from finetune_kit.tasks.translation import TranslationTask
@@ -28,6 +30,8 @@ TASKS: dict[str, type[Task]] = {
     PreferenceTask.name: PreferenceTask,
     RewardModelTask.name: RewardModelTask,
     GrpoTask.name: GrpoTask,
+    EmbeddingTask.name: EmbeddingTask,
+    SetFitTask.name: SetFitTask,
 }
 
 

@@ -57,6 +57,7 @@ class Task(ABC):
 
     name: ClassVar[str]
     pipeline_tag: ClassVar[str]
+    library_name: ClassVar[str] = "transformers"  # the library the saved model loads with, for the Hub
     main_metric: ClassVar[str]
     greater_is_better: ClassVar[bool] = True
     evaluate_before_training: ClassVar[bool] = False  # record the starting point (e.g. perplexity before)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from datasets import Dataset, DatasetDict
@@ -18,12 +18,13 @@ from finetune_kit.config.encoders import ClassificationRecipe
 from finetune_kit.data import require_columns
 from finetune_kit.errors import DataError
 from finetune_kit.models.head import ModelHead
-from finetune_kit.tasks.base import LabelledHead, Task
+from finetune_kit.tasks.base import Task
+from finetune_kit.tasks.class_labels import ClassLabels
 from finetune_kit.tasks.common import first_output
 from finetune_kit.tasks.logits import PREDICT_BATCH, LogitsOf, PredictsFromLogits, softmax
 
 
-class ClassificationTask(LabelledHead, PredictsFromLogits, Task):
+class ClassificationTask(ClassLabels, PredictsFromLogits, Task):
     name: ClassVar[str] = "classification"
     pipeline_tag: ClassVar[str] = "text-classification"
     main_metric: ClassVar[str] = "accuracy"
@@ -49,43 +50,10 @@ class ClassificationTask(LabelledHead, PredictsFromLogits, Task):
         )
         for split_name, split in data.items():
             self._check_texts(split, f"data.{split_name}")
-        train_names = {self._label_name(value, "data.train", row) for row, value in self._labels_of(data["train"])}
-        if cfg.label_names is not None:
-            self.labels = list(cfg.label_names)
-        else:
-            self.labels = sorted(train_names, key=_natural_key)
-        if len(self.labels) < 2:
-            raise DataError(
-                f"data.label_column: the train data has only one label ({self.labels[0]!r}); "
-                "classification needs at least two"
-            )
+        self.learn_labels(data["train"])
         for split_name in ("validation", "test"):
             if split_name in data:
                 self.check_labels(data[split_name], f"data.{split_name}")
-
-    def check_labels(self, rows: Dataset, where: str) -> None:
-        """Every label of `rows` is one the model knows."""
-        known = set(self.labels)
-        for row, value in self._labels_of(rows):
-            name = self._label_name(value, where, row)
-            if name not in known:
-                raise DataError(
-                    f"{where}: row {row} has label {value!r}, which the train data does not have; "
-                    f"labels are: {', '.join(self.labels)}"
-                )
-
-    def _labels_of(self, rows: Dataset) -> list[tuple[int, Any]]:
-        return list(enumerate(rows[self.recipe.data.label_column], start=1))
-
-    def _label_name(self, value: Any, where: str, row: int) -> str:
-        names = self.recipe.data.label_names
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise DataError(f"{where}: row {row} has no label in column '{self.recipe.data.label_column}'")
-        if names is not None and isinstance(value, int) and not isinstance(value, bool):
-            if not 0 <= value < len(names):
-                raise DataError(f"{where}: row {row} has label {value}, outside data.label_names (0..{len(names) - 1})")
-            return names[value]
-        return str(value)
 
     def _check_texts(self, rows: Dataset, where: str) -> None:
         cfg = self.recipe.data
@@ -110,14 +78,13 @@ class ClassificationTask(LabelledHead, PredictsFromLogits, Task):
 
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
         cfg = self.recipe.data
-        label_ids = {name: i for i, name in enumerate(self.labels)}
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
             pairs = batch[cfg.text_pair_column] if cfg.text_pair_column else None
             encoded = tokenizer(
                 batch[cfg.text_column], pairs, truncation=True, max_length=self.recipe.training.max_length
             )
-            encoded["labels"] = [label_ids[self._label_name(v, "data", 0)] for v in batch[cfg.label_column]]
+            encoded["labels"] = self.label_ids(batch[cfg.label_column])
             encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
             return encoded
 
@@ -172,11 +139,3 @@ class ClassificationTask(LabelledHead, PredictsFromLogits, Task):
 
     def input_columns(self) -> list[str]:
         return [c for c in (self.recipe.data.text_column, self.recipe.data.text_pair_column) if c]
-
-
-def _natural_key(name: str) -> tuple[int, float | str]:
-    """Numeric labels sort as numbers ("2" < "10"), names alphabetically."""
-    try:
-        return (0, float(name))
-    except ValueError:
-        return (1, name)

@@ -71,7 +71,7 @@ def dialogsum(tmp_path: Path) -> Path:
 def test_writes_the_embedding_files_with_their_fields_and_counts(dialogsum, tmp_path, capsys):
     out = tmp_path / "out"
     _script().main(["--data-dir", str(dialogsum), "--out", str(out)])
-    names = {"train", "validation", "validation_corpus", "validation_queries", "test_corpus", "test_queries"}
+    names = {"train", "validation", "test", "validation_corpus", "validation_queries", "test_corpus", "test_queries"}
     assert {p.name for p in out.iterdir()} == {f"{n}.jsonl" for n in names} | {"SOURCE.md"}
 
     train, validation = _read(out / "train.jsonl"), _read(out / "validation.jsonl")
