@@ -1,7 +1,7 @@
 """Load on `finetune-kit serve`: C concurrent clients for D seconds each, for C in 1, 8, 64 → p50 /
 p99 latency, requests/s, texts/s, errors, the server's mean micro-batch, and its energy per 1,000
-requests (read from /metrics). A chat run also reports generated tokens/s, its mean decode batch,
-and each load's tokens/s against 1 client's: what continuous batching gains. `--soak` keeps C
+requests (read from /metrics). A chat run also reports generated tokens/s, its mean decode and prefill
+batches, and each load's tokens/s against 1 client's: what continuous batching gains. `--soak` keeps C
 clients going for minutes while the server's resident memory is sampled: flat memory means no leak
 per request. Method: bench/README.md.
 
@@ -102,6 +102,8 @@ class Target:
             "rows": values.get(f"{PREFIX}_batch_size_sum", 0.0),
             "decode_passes": values.get(f"{PREFIX}_decode_batch_size_count", 0.0),
             "decoded": values.get(f"{PREFIX}_decode_batch_size_sum", 0.0),
+            "prefill_passes": values.get(f"{PREFIX}_prefill_batch_size_count", 0.0),
+            "prefilled": values.get(f"{PREFIX}_prefill_batch_size_sum", 0.0),
             "kwh": values[f"{PREFIX}_energy_kwh_total"],
             "grams": values[f"{PREFIX}_co2eq_grams_total"],
         }
@@ -167,9 +169,11 @@ async def run_load(target: Target, path: str, bodies: itertools.cycle, clients: 
 def server_costs(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
     batches = after["batches"] - before["batches"]
     passes = after["decode_passes"] - before["decode_passes"]
+    prefills = after["prefill_passes"] - before["prefill_passes"]
     return {
         "mean_batch": round((after["rows"] - before["rows"]) / batches, 2) if batches else 0.0,
         "mean_decode_batch": round((after["decoded"] - before["decoded"]) / passes, 2) if passes else 0.0,
+        "mean_prefill_batch": round((after["prefilled"] - before["prefilled"]) / prefills, 2) if prefills else 0.0,
         "wh_per_1k_requests": round((after["kwh"] - before["kwh"]) * 1000 * 1000 / max(requests, 1), 4),
         "g_co2eq_per_1k_requests": round((after["grams"] - before["grams"]) * 1000 / max(requests, 1), 4),
     }

@@ -3,7 +3,6 @@ clients), /health and /metrics, over one `Service`."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -89,7 +88,7 @@ def create_app(service: Service) -> FastAPI:
             events = _events(service.chats, service.metrics, service.name, prompt, usage)
             return StreamingResponse(events, media_type="text/event-stream")
         try:
-            done = await asyncio.to_thread(service.chats.complete, prompt)
+            done = await service.chats.answer(prompt)
         except Exception as err:
             raise inference_failed(err) from err
         return ChatCompletion(

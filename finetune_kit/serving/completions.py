@@ -5,6 +5,7 @@ memory is bounded by that many conversations), and a seeded reply is the same wh
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,10 +48,15 @@ class ChatCompletions:
     `stop` run the decoder's worker for the server's lifetime."""
 
     def __init__(
-        self, run: TorchRun, max_text_chars: int, max_batch: int, on_step: Callable[[int], None] = lambda size: None
+        self,
+        run: TorchRun,
+        max_text_chars: int,
+        max_batch: int,
+        on_step: Callable[[int], None] = lambda size: None,
+        on_prefill: Callable[[int], None] = lambda size: None,
     ) -> None:
         self.tokenizer = run.tokenizer
-        self.decoder = Decoder(served_model(run), max_batch, on_step)
+        self.decoder = Decoder(served_model(run), max_batch, on_step, on_prefill)
         self.settings: GenerationSettings = run.recipe.generation
         self.system: str | None = run.recipe.data.system_prompt
         self.stops = stop_token_ids(run.tokenizer)
@@ -104,6 +110,24 @@ class ChatCompletions:
             raise reply.error
         return self._completion(prompt, reply.tokens)
 
+    async def answer(self, prompt: Prompt) -> Completion:
+        """The whole reply, awaited on the event loop: no thread waits for it. (A thread each would
+        cap the replies in flight at asyncio's default pool, 6 threads on a 2-core machine, and the
+        decoding batch with them.) A request cancelled while it waits retires its reply."""
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()
+        reply = self._reply(prompt)
+        reply.on_end = lambda: loop.call_soon_threadsafe(_settle, ended)
+        self.decoder.submit(reply)
+        try:
+            await ended
+        except asyncio.CancelledError:
+            reply.cancelled.set()
+            raise
+        if reply.error is not None:
+            raise reply.error
+        return self._completion(prompt, reply.tokens)
+
     def stream(self, prompt: Prompt) -> ReplyStream:
         return ReplyStream(self, prompt)
 
@@ -114,6 +138,11 @@ class ChatCompletions:
         stopped = bool(new) and new[-1] in self.stops
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         return Completion(text, len(prompt.ids), len(new), "stop" if stopped else "length")
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def served_model(run: TorchRun) -> PreTrainedModel | PeftModel:

@@ -38,18 +38,20 @@ from transformers import (
 from transformers.cache_utils import DynamicLayer
 
 from finetune_kit.config.generation import GenerationSettings
+from finetune_kit.serving.prefixes import PrefixCache
 
 
 @dataclass(eq=False)
 class Reply:
-    """One request's reply as it is decoded: its tokens, and how it ended (`done` is set then).
-    `streamer`, when given, receives each token as it comes; `cancelled` retires the reply at the
-    next step (its client has gone)."""
+    """One request's reply as it is decoded: its tokens, and how it ended (`done` is set, and `on_end`
+    called, then). `streamer`, when given, receives each token as it comes; `cancelled` retires the
+    reply at the next step (its client has gone)."""
 
     prompt: list[int]
     settings: GenerationSettings
     stops: list[int]
     streamer: TextIteratorStreamer | None = None
+    on_end: Callable[[], None] | None = None  # told when the reply ends (from the decoder's thread)
     tokens: list[int] = field(default_factory=list)
     error: Exception | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -70,6 +72,8 @@ class Reply:
         if self.streamer is not None:
             self.streamer.end()
         self.done.set()
+        if self.on_end is not None:
+            self.on_end()
 
 
 class _Sampler:
@@ -109,13 +113,21 @@ class _Batch:
 
 class Decoder:
     """Owns the model in one worker thread; `submit` hands it a reply to decode. `on_step` is told
-    the number of replies in each batched forward pass."""
+    the number of replies in each decoding forward pass, `on_prefill` the number of prompts in each
+    prefill."""
 
-    def __init__(self, model: PreTrainedModel, max_batch: int, on_step: Callable[[int], None]) -> None:
-        self.model, self.on_step = model, on_step
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        max_batch: int,
+        on_step: Callable[[int], None],
+        on_prefill: Callable[[int], None] = lambda size: None,
+    ) -> None:
+        self.model, self.on_step, self.on_prefill = model, on_step, on_prefill
         self.device = next(model.parameters()).device
         full_attention = all(type(layer) is DynamicLayer for layer in self._empty_cache().layers)
         self.max_batch = max_batch if full_attention else 1
+        self._prefixes = PrefixCache() if full_attention else None  # the prompts' shared beginning, prefilled once
         # Logits for the last position only, where the model can (a prompt's others are never read).
         takes_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._last_logits = {"logits_to_keep": 1} if takes_keep else {}
@@ -175,25 +187,38 @@ class Decoder:
         return arrivals
 
     def _join(self, batch: _Batch, arrivals: list[Reply]) -> None:
-        """Prefills the arrivals' prompts in one pass, takes each one's first token and stacks the
-        rows that go on under the batch's, both caches left-padded to the longer of the two."""
+        """Prefills the arrivals' prompts in one pass (after the beginning they share with the cached
+        prefix: the padding sits between the two, hidden by the mask), takes each one's first token and
+        stacks the rows that go on under the batch's, both caches left-padded to the longer of the two."""
         for reply in arrivals:
             if reply.cancelled.is_set():
                 reply.end()
         joining = [reply for reply in arrivals if not reply.done.is_set()]
         if not joining:
             return
-        width = max(len(reply.prompt) for reply in joining)
-        ids = torch.tensor([[0] * (width - len(r.prompt)) + r.prompt for r in joining], device=self.device)
-        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in joining], device=self.device)
+        prompts = [reply.prompt for reply in joining]
+        shared = self._prefixes.shared(prompts) if self._prefixes else 0
+        suffixes = [prompt[shared:] for prompt in prompts]
+        width = max(len(suffix) for suffix in suffixes)
+        ids = torch.tensor([[0] * (width - len(s)) + s for s in suffixes], device=self.device)
+        mask = torch.tensor(
+            [[1] * shared + [0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=self.device
+        )
+        if self._prefixes and shared:
+            cache = DynamicCache(self._prefixes.rows(shared, len(prompts)))
+        else:
+            cache = self._empty_cache()
+        self.on_prefill(len(prompts))
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
-            position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
-            cache=self._empty_cache(),
+            position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:],
+            cache=cache,
             use_cache=True,
             **self._last_logits,
         )
+        if self._prefixes:
+            self._prefixes.remember(prompts, shared, _tensors(out.cache), mask)
         samplers = [_Sampler(reply.settings, self.device) for reply in joining]
         for row, (reply, sampler) in enumerate(zip(joining, samplers, strict=True)):
             reply.add(sampler(reply, out.logits[row, -1]))

@@ -1,5 +1,6 @@
 """What `/metrics` exposes, in Prometheus' text format: requests by route and status, latency,
-errors, micro-batch sizes, chat decode batch sizes, and the energy and CO2 of serving so far (codecarbon, offline).
+errors, micro-batch sizes, chat decode and prefill batch sizes, and the energy and CO2 of serving so
+far (codecarbon, offline).
 
 A registry of the server's own, not prometheus_client's global one: two servers in one process
 (tests) keep separate counts, and nothing another library registers leaks into the exposition."""
@@ -66,6 +67,12 @@ class ServerMetrics:
         self.decode_batch_size = Histogram(
             f"{PREFIX}_decode_batch_size",
             "Replies per decoding forward pass of /v1/chat/completions (continuous batching); sum/count is the mean",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.prefill_batch_size = Histogram(
+            f"{PREFIX}_prefill_batch_size",
+            "Prompts per prefill forward pass of /v1/chat/completions (those arriving together); sum/count is the mean",
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )

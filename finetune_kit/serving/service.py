@@ -76,8 +76,13 @@ class Service:
                 service.metrics.batch_size.observe,
             )
         elif isinstance(run.task, ChatDecoder) and isinstance(run, TorchRun):  # replies need the PyTorch model
+            metrics = service.metrics
             service.chats = ChatCompletions(
-                run, options.max_text_chars, options.max_chat_batch, service.metrics.decode_batch_size.observe
+                run,
+                options.max_text_chars,
+                options.max_chat_batch,
+                metrics.decode_batch_size.observe,
+                metrics.prefill_batch_size.observe,
             )
         else:
             raise ModelError(
