@@ -230,3 +230,20 @@ def test_a_killed_embedding_run_resumes_from_its_checkpoint_with_both_sessions_e
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 60 and metrics["validation"]["ndcg@10"] > metrics["before_training"]["ndcg@10"]
     assert json.loads((run_dir / "emissions.json").read_text())["sessions"] == 2
+
+
+def test_a_sweep_searches_an_embedding_run_on_ndcg_against_grams(tiny_bert, tmp_path, write_recipe, cli):
+    out = tmp_path / "sweep"
+    recipe = embedding_recipe(tiny_bert, tmp_path, out)
+    recipe["training"] |= {"epochs": 1}
+    recipe["sweep"] = {
+        "trials": 2,
+        "objectives": ["ndcg@10", "co2"],
+        "parameters": {"training.learning_rate": {"choice": [1e-3, 5e-3]}},
+        "seed": 0,
+    }
+    result = cli("sweep", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((out / "sweep.json").read_text())
+    assert report["objectives"][0] == {"name": "ndcg@10", "direction": "maximize"}
+    assert all(row["state"] == "complete" and 0 < row["metric"] <= 1 for row in report["trials"])
