@@ -8,6 +8,7 @@ import random
 
 import numpy as np
 import pytest
+import yaml
 from datasets import Dataset, DatasetDict
 
 from finetune_kit.config.loading import validate_recipe
@@ -142,6 +143,7 @@ def test_a_tiny_encoder_learns_to_retrieve_and_predicts_vectors(tiny_bert, tmp_p
     before, after = metrics["before_training"]["ndcg@10"], metrics["validation"]["ndcg@10"]
     assert after > before + 0.2, (before, after)
     assert metrics["emissions_g_per_point"] > 0
+    assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["data"]["layout"] == "pair"  # what was detected
     card = (run_dir / "README.md").read_text()
     assert "library_name: sentence-transformers" in card and "pipeline_tag: sentence-similarity" in card
     assert (run_dir / "model" / "modules.json").is_file() and not (run_dir / "model" / "README.md").exists()
