@@ -1,5 +1,5 @@
-"""The HTTP routes: /predict, /score (reward models), /v1/chat/completions (+ /v1/models for OpenAI
-clients), /health and /metrics, over one `Service`."""
+"""The HTTP routes: /predict, /score (reward models), /v1/chat/completions, /v1/embeddings (embedding
+runs) (+ /v1/models for OpenAI clients), /health and /metrics, over one `Service`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from finetune_kit.serving.completions import ChatCompletions, Prompt
+from finetune_kit.serving.embeddings import TEXT
 from finetune_kit.serving.errors import ApiError, error_body, inference_failed, install_error_handlers
 from finetune_kit.serving.metrics import RequestMetrics, ServerMetrics
 from finetune_kit.serving.schemas import (
@@ -24,13 +25,15 @@ from finetune_kit.serving.schemas import (
     ChatRequest,
     Choice,
     ChunkChoice,
+    EmbeddingList,
+    EmbeddingRequest,
     PredictRequest,
     PredictResponse,
     ScoreRequest,
     ScoreResponse,
     Usage,
 )
-from finetune_kit.serving.service import CHAT, HEALTH, METRICS, MODELS, PREDICT, SCORE, Service
+from finetune_kit.serving.service import CHAT, EMBEDDINGS, HEALTH, METRICS, MODELS, PREDICT, SCORE, Service
 
 
 def create_app(service: Service) -> FastAPI:
@@ -73,6 +76,18 @@ def create_app(service: Service) -> FastAPI:
             return PredictResponse(predictions=await service.batcher.predict(rows))
         except Exception as err:
             raise inference_failed(err) from err
+
+    @app.post(EMBEDDINGS)
+    async def embeddings(request: EmbeddingRequest) -> EmbeddingList:
+        if service.batcher is None or service.embeddings is None:
+            raise ApiError(400, service.refusal(EMBEDDINGS))
+        texts = service.embeddings.texts(request)
+        tokens = service.embeddings.tokens(texts)
+        try:
+            predictions = await service.batcher.predict([{TEXT: text} for text in texts])  # shared with /predict
+        except Exception as err:
+            raise inference_failed(err) from err
+        return service.embeddings.answer(request, service.name, [row["embedding"] for row in predictions], tokens)
 
     @app.get(MODELS)
     async def models() -> dict[str, Any]:

@@ -60,7 +60,7 @@ class ServerMetrics:
         )
         self.batch_size = Histogram(
             f"{PREFIX}_batch_size",
-            "Rows per forward pass of /predict (micro-batches)",
+            "Rows per forward pass of /predict, /score and /v1/embeddings (micro-batches)",
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
@@ -101,7 +101,7 @@ class ServerMetrics:
         return ok, failed
 
     def batches(self) -> tuple[int, int]:
-        """Forward passes of /predict so far, and the rows they predicted."""
+        """Micro-batched forward passes so far (/predict, /score, /v1/embeddings), and the rows they predicted."""
         samples = {sample.name: sample.value for sample in self.batch_size.collect()[0].samples}
         return int(samples[f"{PREFIX}_batch_size_count"]), int(samples[f"{PREFIX}_batch_size_sum"])
 

@@ -1,5 +1,6 @@
 """Request and response bodies. `/predict` answers in the shape `finetune-kit predict` prints;
-`/v1/chat/completions` follows OpenAI's Chat Completions API, so OpenAI clients talk to a run as is."""
+`/v1/chat/completions` and `/v1/embeddings` follow OpenAI's Chat Completions and Embeddings APIs, so
+OpenAI clients talk to a run as is."""
 
 from __future__ import annotations
 
@@ -165,3 +166,43 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
+
+
+def _text_or_texts(value: Any) -> str | list[str]:
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(text, str) for text in value)):
+        return value
+    raise PydanticCustomError("input_type", "must be a string or a list of strings (token ids are not taken)")
+
+
+Texts = Annotated[str | list[str], PlainValidator(_text_or_texts, json_schema_input_type=str | list[str])]
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's Embeddings API; its fields beyond these (`user`) are accepted and ignored."""
+
+    model: str | None = Field(None, description="Any name: the server serves one run")
+    input: Texts = Field(description="A text, or a list of texts: one vector each")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="base64: each vector as the base64 of its float32 little-endian bytes"
+    )
+    dimensions: PositiveInt | None = Field(
+        None, description="Keep each vector's first `dimensions` components, then scale it to norm 1 (Matryoshka)"
+    )
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage

@@ -13,7 +13,17 @@ import uvicorn
 from finetune_kit.errors import UserError
 from finetune_kit.inference import open_run
 from finetune_kit.serving.app import create_app
-from finetune_kit.serving.service import CHAT, HEALTH, METRICS, MODELS, PREDICT, ServeOptions, Service
+from finetune_kit.serving.service import (
+    CHAT,
+    EMBEDDINGS,
+    HEALTH,
+    METRICS,
+    MODELS,
+    PREDICT,
+    SCORE,
+    ServeOptions,
+    Service,
+)
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -56,7 +66,15 @@ class RunServer:
 
     @property
     def routes(self) -> list[str]:
-        served = [f"POST {PREDICT}"] if self.service.batcher else [f"POST {CHAT}", f"GET {MODELS}"]
+        service = self.service
+        if service.chats:
+            served = [f"POST {CHAT}", f"GET {MODELS}"]
+        else:
+            served = [f"POST {service.route}"]
+            if service.inputs is not None and service.route != PREDICT:  # an embedding run's vectors, as predict's
+                served.append(f"POST {PREDICT}")
+            if service.embeddings is not None:
+                served.append(f"GET {MODELS}")
         return [*served, f"GET {HEALTH}", f"GET {METRICS}"]
 
     @property
@@ -75,7 +93,7 @@ class RunServer:
 
     def summary(self) -> str:
         metrics = self.service.metrics
-        ok, failed = metrics.answered((PREDICT, CHAT))
+        ok, failed = metrics.answered((PREDICT, SCORE, CHAT, EMBEDDINGS))
         text = f"served {ok} requests ({failed} refused or failed)"
         batches, rows = metrics.batches()
         if batches:

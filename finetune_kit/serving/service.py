@@ -1,8 +1,8 @@
-"""One finished run, ready to serve: its predictions behind a micro-batcher (classification, NER, reward scores) or
-the chat completions (sft, preference; replies decoded in shared batches), the metrics, and the
-energy tracker that runs for the server's lifetime. The batcher calls the run's `predict` whatever
-its backend: the PyTorch model and the run's ONNX export (`finetune-kit export`, run by ONNX
-Runtime) are two engines behind it."""
+"""One finished run, ready to serve: its predictions behind a micro-batcher (classification, NER, reward
+scores, and embeddings, which the OpenAI-style /v1/embeddings also answers) or the chat completions (sft,
+preference; replies decoded in shared batches), the metrics, and the energy tracker that runs for the
+server's lifetime. The batcher calls the run's `predict` whatever its backend: the PyTorch model and the
+run's ONNX export (`finetune-kit export`, run by ONNX Runtime) are two engines behind it."""
 
 from __future__ import annotations
 
@@ -16,18 +16,20 @@ from finetune_kit.errors import ModelError
 from finetune_kit.inference import PYTORCH, Predictor, TorchRun
 from finetune_kit.serving.batching import MicroBatcher, PredictBatch, Rows
 from finetune_kit.serving.completions import ChatCompletions
+from finetune_kit.serving.embeddings import Embeddings
 from finetune_kit.serving.metrics import ServerMetrics
 from finetune_kit.serving.schemas import PredictInputs
-from finetune_kit.tasks.base import LabelledHead, ReplyScorer
+from finetune_kit.tasks.base import Embedder, LabelledHead, ReplyScorer
 from finetune_kit.tasks.chat_decoder import ChatDecoder
 
-PREDICT, SCORE, CHAT = "/predict", "/score", "/v1/chat/completions"
+PREDICT, SCORE, CHAT, EMBEDDINGS = "/predict", "/score", "/v1/chat/completions", "/v1/embeddings"
 MODELS, HEALTH, METRICS = "/v1/models", "/health", "/metrics"
-ROUTES = (PREDICT, SCORE, CHAT, MODELS, HEALTH, METRICS)
+ROUTES = (PREDICT, SCORE, CHAT, EMBEDDINGS, MODELS, HEALTH, METRICS)
 SERVED_BY = {  # which runs each route serves, for the refusal of a route the run does not serve
     PREDICT: "classification and NER runs",
     SCORE: "reward-model runs",
     CHAT: "instruction-tuned runs (sft, preference, grpo)",
+    EMBEDDINGS: "embedding runs",
 }
 
 
@@ -51,8 +53,9 @@ class Service:
     tracker: RunTracker | None  # None when the run's recipe switches emissions off
     options: ServeOptions
     inputs: PredictInputs | None = None  # set when the run predicts labels
-    batcher: MicroBatcher | None = None  # its predictions (labels, or a reward model's scores) in batches
-    route: str = PREDICT  # the route the batcher answers
+    batcher: MicroBatcher | None = None  # its predictions (labels, a reward model's scores, vectors) in batches
+    route: str = PREDICT  # the route the batcher answers (an embedding run's /predict shares it)
+    embeddings: Embeddings | None = None  # set when the run embeds texts
     chats: ChatCompletions | None = None  # set when the run chats
     emissions: EmissionsRecord | None = None  # the final reading, once stopped
 
@@ -62,13 +65,16 @@ class Service:
         # This process's share of the machine: clients on the same machine are not the server's energy.
         tracker = RunTracker(emissions, f"serve-{name}", one_of_several_processes=True) if emissions.enabled else None
         service = cls(name, run.recipe.task, run.backend, ServerMetrics(tracker, ROUTES), tracker, options)
-        if isinstance(run.task, LabelledHead | ReplyScorer):
+        if isinstance(run.task, LabelledHead | ReplyScorer | Embedder):
             if isinstance(run.task, ReplyScorer):
                 service.route = SCORE
             else:
                 words = run.task.pipeline_tag == "token-classification"
                 columns = run.task.input_columns()
                 service.inputs = PredictInputs(columns, words, options.max_batch_size, options.max_text_chars)
+            if isinstance(run.task, Embedder):
+                service.route = EMBEDDINGS
+                service.embeddings = Embeddings.for_run(run, options.max_batch_size, options.max_text_chars)
             service.batcher = MicroBatcher(
                 batch_predictor(run),
                 options.max_batch_size,
@@ -110,7 +116,8 @@ class Service:
     def refusal(self, route: str) -> str:
         """Why this run does not answer `route`, and which route it does answer."""
         other = CHAT if self.chats else self.route
-        return f"{route}: serves {SERVED_BY[route]}; this run ({self.name}) is a {self.task} run; POST {other}"
+        article = "an" if self.task.startswith(tuple("aeiou")) else "a"
+        return f"{route}: serves {SERVED_BY[route]}; this run ({self.name}) is {article} {self.task} run; POST {other}"
 
 
 def batch_predictor(run: Predictor) -> PredictBatch:

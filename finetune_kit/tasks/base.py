@@ -174,6 +174,11 @@ class ReplyScorer:
     """For tasks whose `predict` scores a reply to a prompt (reward models): served on `/score`."""
 
 
+class Embedder:
+    """For tasks whose `predict` gives each row's `text` its vector (`{"text", "embedding"}`): served on
+    `/v1/embeddings` (OpenAI's Embeddings API) besides `/predict`."""
+
+
 class LabelledHead:
     """For tasks whose head picks one of `labels` (classification, NER): size the head from the
     labels `inspect` found, and read the names back from a trained model's config."""

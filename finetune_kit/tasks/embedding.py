@@ -21,7 +21,7 @@ from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 from finetune_kit.config.embedding import EmbeddingRecipe
 from finetune_kit.errors import DataError
 from finetune_kit.models.head import ModelHead
-from finetune_kit.tasks.base import Task, TrainerSetup
+from finetune_kit.tasks.base import Embedder, Task, TrainerSetup
 from finetune_kit.tasks.embedding_data import (
     RetrievalSet,
     canonical,
@@ -55,7 +55,7 @@ IN_BATCH_NEGATIVES = ("multiple_negatives_ranking", "cached_multiple_negatives_r
 UNIT_RANGE_LOSSES = ("cosent", "cosine")  # compare the score with a cosine similarity
 
 
-class EmbeddingTask(Task):
+class EmbeddingTask(Embedder, Task):
     name: ClassVar[str] = "embedding"
     pipeline_tag: ClassVar[str] = "sentence-similarity"
     library_name: ClassVar[str] = "sentence-transformers"
