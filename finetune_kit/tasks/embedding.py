@@ -89,7 +89,7 @@ class EmbeddingTask(Embedder, Task):
     def inspect(self, data: DatasetDict) -> None:
         cfg = self.recipe.data
         self.trains = True
-        self.layout = detect_layout(cfg, data["train"].column_names)
+        self.layout = cfg.layout = detect_layout(cfg, data["train"].column_names)  # the saved recipe says which
         layouts, _ = LOSSES[self.loss_name]
         if self.layout not in layouts:
             fits = ", ".join(name for name, (fit, _) in LOSSES.items() if self.layout in fit)
@@ -226,6 +226,20 @@ class EmbeddingTask(Embedder, Task):
             texts, batch_size=ENCODE_BATCH, convert_to_numpy=True, show_progress_bar=False
         )
         return [{"text": text, "embedding": vector.tolist()} for text, vector in zip(texts, vectors, strict=True)]
+
+    def pooling(self, model: PreTrainedModel | PeftModel) -> Any:
+        """What `predict` computes after the encoder, for an ONNX export to put in its graph: the modules that
+        follow the encoder in the pipeline `predict` builds (sentence-transformers' Pooling as 1_Pooling/config.json
+        says, Normalize when modules.json lists it), as a function of the token embeddings and attention mask."""
+        following = [module.eval() for module in list(sentence_model(model, self.recipe.training.max_length))[1:]]
+
+        def pooled(token_embeddings: Any, attention_mask: Any) -> Any:
+            features = {"token_embeddings": token_embeddings, "attention_mask": attention_mask}
+            for module in following:
+                features = module(features)
+            return features["sentence_embedding"]
+
+        return pooled
 
     def card_facts(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"layout": self.layout, "loss": self.loss_name}
