@@ -320,11 +320,11 @@ def serve(
         Backend, typer.Option(help="pytorch, or the run's ONNX export (`finetune-kit export` first): onnx, onnx-int8")
     ] = Backend.PYTORCH,
 ) -> None:
-    """Serve a finished run over HTTP: POST /predict (classification, NER; concurrent requests are
-    micro-batched), POST /score (reward models: a score per prompt and reply), POST
-    /v1/chat/completions (sft, preference, grpo; OpenAI-compatible; concurrent replies share decoding
-    passes), GET /health, GET /metrics (Prometheus: requests, latency, batch sizes,
-    energy and CO2). Ctrl-C stops."""
+    """Serve a finished run over HTTP: POST /predict (classification, NER, SetFit, embeddings; concurrent
+    requests are micro-batched), POST /score (reward models: a score per prompt and reply), POST
+    /v1/embeddings (embedding runs; OpenAI-compatible), POST /v1/chat/completions (sft, preference,
+    grpo; OpenAI-compatible; concurrent replies share decoding passes), GET /health, GET /metrics
+    (Prometheus: requests, latency, batch sizes, energy and CO2). Ctrl-C stops."""
     from finetune_kit.serving import RunServer, ServeOptions
 
     options = ServeOptions(host, port, max_batch_size, max_wait_ms, max_text_chars, max_chat_batch, backend.value)

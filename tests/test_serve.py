@@ -449,7 +449,10 @@ def test_predict_on_a_chat_run_is_refused(chatbot):
     client, _ = chatbot
     response = client.post("/predict", json={"texts": ["hello"]})
     assert response.status_code == 400
-    assert "/predict: serves classification and NER runs; this run (tiny-chat) is a sft run" in response.text
+    assert (
+        "/predict: serves classification, NER, SetFit and embedding runs; this run (tiny-chat) is a sft run"
+        in response.text
+    )
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -501,8 +504,8 @@ def test_runs_it_has_no_route_for_are_refused_at_start(tiny_gpt2, tmp_path, cli)
     result = cli("serve", run_dir, "--port", "0")
     assert result.exit_code == 2
     assert result.error_lines == [
-        f"error: {run_dir}: serve takes classification, NER, reward, sft, preference and grpo runs; "
-        "this is a causal-lm run (use finetune-kit predict or generate)"
+        f"error: {run_dir}: serve takes classification, NER, SetFit, embedding, reward, sft, preference and "
+        "grpo runs; this is a causal-lm run (use finetune-kit predict or generate)"
     ]
 
 

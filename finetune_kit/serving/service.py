@@ -26,7 +26,7 @@ PREDICT, SCORE, CHAT, EMBEDDINGS = "/predict", "/score", "/v1/chat/completions",
 MODELS, HEALTH, METRICS = "/v1/models", "/health", "/metrics"
 ROUTES = (PREDICT, SCORE, CHAT, EMBEDDINGS, MODELS, HEALTH, METRICS)
 SERVED_BY = {  # which runs each route serves, for the refusal of a route the run does not serve
-    PREDICT: "classification and NER runs",
+    PREDICT: "classification, NER, SetFit and embedding runs",
     SCORE: "reward-model runs",
     CHAT: "instruction-tuned runs (sft, preference, grpo)",
     EMBEDDINGS: "embedding runs",
@@ -92,8 +92,8 @@ class Service:
             )
         else:
             raise ModelError(
-                f"{run.run_dir}: serve takes classification, NER, reward, sft, preference and grpo runs; this is a "
-                f"{run.recipe.task} run (use finetune-kit predict or generate)"
+                f"{run.run_dir}: serve takes classification, NER, SetFit, embedding, reward, sft, preference and "
+                f"grpo runs; this is a {run.recipe.task} run (use finetune-kit predict or generate)"
             )
         return service
 
