@@ -46,6 +46,7 @@ def build_model_card(
     training_type = recipe.training_type
     base = base_model_id(recipe.model.weights_from)
     dataset_ids = recipe.card.datasets or _hub_dataset_ids(recipe)
+    library = task.card_metadata()  # the task's library's conventions: its tags, a widget
     data = ModelCardData(
         model_name=recipe.name,
         base_model=base,
@@ -54,9 +55,16 @@ def build_model_card(
         language=recipe.card.language or None,
         library_name="peft" if recipe.peft else task.library_name,
         pipeline_tag=task.pipeline_tag,
-        tags=["finetune-kit", task.name, *([recipe.peft.method] if recipe.peft else []), *recipe.card.tags],
+        tags=[
+            "finetune-kit",
+            task.name,
+            *([recipe.peft.method] if recipe.peft else []),
+            *library.pop("tags", []),
+            *recipe.card.tags,
+        ],
         eval_results=_eval_results(recipe, task, metrics, dataset_ids) or None,
         co2_eq_emissions=_co2(emissions, training_type),
+        **library,
     )
     body = "\n\n".join(
         section

@@ -128,6 +128,11 @@ class Task(ABC):
         """Task facts worth a line in the model card (labels, ...)."""
         return {}
 
+    def card_metadata(self) -> dict[str, Any]:
+        """Extra fields of the card's metadata in the conventions of the task's library (`tags` to add, a Hub
+        widget)."""
+        return {}
+
     def examples_per_row(self, rows: Dataset) -> float:
         """How many of the user's examples one preprocessed training row holds (several when packed),
         so that the speed counts examples, not rows."""

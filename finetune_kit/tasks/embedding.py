@@ -53,6 +53,7 @@ DEFAULT_LOSS = {
 }
 IN_BATCH_NEGATIVES = ("multiple_negatives_ranking", "cached_multiple_negatives_ranking")
 UNIT_RANGE_LOSSES = ("cosent", "cosine")  # compare the score with a cosine similarity
+WIDGET_CHARS = 300  # the card's widget shows the start of each document
 
 
 class EmbeddingTask(Embedder, Task):
@@ -240,6 +241,18 @@ class EmbeddingTask(Embedder, Task):
             return features["sentence_embedding"]
 
         return pooled
+
+    def card_metadata(self) -> dict[str, Any]:
+        """sentence-transformers' card conventions: its tags, and a similarity widget from a validation query."""
+        metadata: dict[str, Any] = {"tags": ["sentence-transformers", "sentence-similarity", "feature-extraction"]}
+        examples = self.evaluation_sets.get("validation")
+        if isinstance(examples, RetrievalSet) and examples.queries:
+            query = next(iter(examples.queries))
+            found = sorted(examples.relevant[query])[:1]
+            others = [doc for doc in examples.corpus if doc not in examples.relevant[query]][:2]
+            sentences = [examples.corpus[doc][:WIDGET_CHARS] for doc in found + others]
+            metadata["widget"] = [{"source_sentence": examples.queries[query], "sentences": sentences}]
+        return metadata
 
     def card_facts(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"layout": self.layout, "loss": self.loss_name}

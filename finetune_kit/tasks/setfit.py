@@ -167,6 +167,9 @@ class SetFitTask(ClassLabels, Task):
             )
         return results
 
+    def card_metadata(self) -> dict[str, Any]:
+        return {"tags": ["setfit", "sentence-transformers", "text-classification"]}
+
     def card_facts(self) -> dict[str, Any]:
         facts = super().card_facts()
         if shots := self.recipe.data.shots_per_class:

@@ -146,6 +146,9 @@ def test_a_tiny_encoder_learns_to_retrieve_and_predicts_vectors(tiny_bert, tmp_p
     assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["data"]["layout"] == "pair"  # what was detected
     card = (run_dir / "README.md").read_text()
     assert "library_name: sentence-transformers" in card and "pipeline_tag: sentence-similarity" in card
+    metadata = yaml.safe_load(card.split("---")[1])
+    assert "sentence-transformers" in metadata["tags"] and metadata["co2_eq_emissions"]["emissions"] > 0
+    assert metadata["widget"][0]["source_sentence"] in {row["anchor"] for row in opposite_pairs(30, seed=2)}
     assert (run_dir / "model" / "modules.json").is_file() and not (run_dir / "model" / "README.md").exists()
 
     result = cli("eval", run_dir, "--data", tmp_path / "pairs" / "validation.jsonl", "--output", tmp_path / "eval.json")
