@@ -1,4 +1,4 @@
-"""ONNX export of classification and NER runs, checked against PyTorch, optionally int8-quantized.
+"""ONNX export of classification, NER and embedding runs, checked against PyTorch, optionally int8-quantized.
 
 Why not optimum: every optimum-onnx release pins transformers < 4.58, and this project runs on
 transformers 5. So PyTorch's own public exporter writes the graph (`torch.onnx.export`: the

@@ -2,7 +2,8 @@
 moved in only once the fp32 graph matches PyTorch on the run's validation rows.
 
 The folder holds `model.onnx` (fp32), `model.int8.onnx` (with `--quantize int8`), the tokenizer,
-`config.json` (labels), `export.json` (the parity numbers) and a short `README.md` card.
+`config.json` (labels), `export.json` (the parity numbers) and a short `README.md` card. What the
+graph outputs and how it is checked follow what the task can do (parity.py's `parity_check`).
 """
 
 from __future__ import annotations
@@ -25,23 +26,14 @@ from finetune_kit.config.recipe import Recipe
 from finetune_kit.data import load_data
 from finetune_kit.errors import ModelError
 from finetune_kit.export.graph import export_graph
-from finetune_kit.export.parity import (
-    FP32_TOLERANCE,
-    PARITY_ROWS,
-    Parity,
-    compare,
-    labelled_batches,
-    logits_on,
-    require_fp32_parity,
-)
+from finetune_kit.export.parity import PARITY_ROWS, Parity, VectorParity, parity_check
 from finetune_kit.export.quantization import quantize_int8
-from finetune_kit.inference import GRAPHS, OnnxLogits, TorchRun, open_run, read_run, require_exportable
+from finetune_kit.inference import GRAPHS, TorchRun, open_run, read_run, require_exportable
 from finetune_kit.models.adapters import merged_model
 from finetune_kit.progress import SILENT, Progress
 from finetune_kit.runs import Layout
 from finetune_kit.runs.folder import PARTIAL_SUFFIX
 from finetune_kit.tasks import Task
-from finetune_kit.tasks.logits import torch_logits
 
 EXPORT_RECORD = "export.json"
 MEGABYTE = 1024**2
@@ -52,7 +44,8 @@ class ExportResult:
     folder: Path
     exporter: str
     merged: bool  # an adapter run, merged into its base before export
-    parity: list[Parity] = field(default_factory=list)  # fp32 first, then int8
+    output: str  # the graph's output: logits, or embedding
+    parity: list[Parity | VectorParity] = field(default_factory=list)  # fp32 first, then int8
     sizes_mb: dict[str, float] = field(default_factory=dict)  # graph file → size
 
     def lines(self) -> list[str]:
@@ -64,8 +57,8 @@ class ExportResult:
 def export_run(
     run_dir: Path, output: Path | None = None, int8: bool = False, progress: Progress = SILENT
 ) -> ExportResult:
-    """Export a classification or NER run to ONNX (an adapter run merged first), check the graph
-    against PyTorch, optionally add an int8 graph; replace an earlier export only once all passed.
+    """Export a classification, NER or embedding run to ONNX (an adapter run merged first), check the
+    graph against PyTorch, optionally add an int8 graph; replace an earlier export only once all passed.
     `progress` shows the export and the quantization, the steps a person waits for."""
     files, recipe, task = read_run(run_dir)
     require_exportable(run_dir, recipe, task)
@@ -73,8 +66,7 @@ def export_run(
     if target.exists() and any(target.iterdir()) and not (target / EXPORT_RECORD).is_file():
         raise ModelError(f"{target}: exists and holds something other than an export; choose another --output")
     run = open_run(run_dir)
-    batches = labelled_batches(run.task, run.tokenizer, _parity_rows(recipe))
-    reference = logits_on(batches, torch_logits(run.model))  # before merging: what `predict` computes
+    check = parity_check(run, _parity_rows(recipe))  # PyTorch's outputs, before merging: what `predict` computes
     model = _plain_model(run)
     staging = target.with_name(target.name + PARTIAL_SUFFIX)
     shutil.rmtree(staging, ignore_errors=True)
@@ -82,23 +74,23 @@ def export_run(
     try:
         graph = staging / GRAPHS["fp32"]
         with progress.phase("export to ONNX"):
-            result = ExportResult(target, export_graph(model, run.tokenizer, graph), isinstance(run.model, PeftModel))
-        fp32 = compare(run.task, run.tokenizer, batches, reference, logits_on(batches, OnnxLogits(graph)), "fp32")
-        require_fp32_parity(fp32, run_dir)
+            exporter = export_graph(check.exported(model), run.tokenizer, graph)
+        result = ExportResult(target, exporter, isinstance(run.model, PeftModel), check.output)
+        fp32 = check.against(graph, "fp32")
+        check.require_fp32(fp32, run_dir)
         result.parity.append(fp32)
         if int8:
             quantized = staging / GRAPHS["int8"]
             with progress.phase("quantize to int8"):
                 quantize_int8(graph, quantized)
-            candidate = logits_on(batches, OnnxLogits(quantized))
-            result.parity.append(compare(run.task, run.tokenizer, batches, reference, candidate, "int8"))
+            result.parity.append(check.against(quantized, "int8"))
         result.sizes_mb = {
             path.name: round(path.stat().st_size / MEGABYTE, 3)
             for path in sorted(staging.glob("*.onnx*"), key=_by_size)
         }
         run.tokenizer.save_pretrained(staging)
         model.config.save_pretrained(staging)
-        (staging / EXPORT_RECORD).write_text(json.dumps(_record(recipe, result), indent=2) + "\n")
+        (staging / EXPORT_RECORD).write_text(json.dumps(_record(recipe, result, check.criteria), indent=2) + "\n")
         _card(recipe, task, result).save(staging / Layout.CARD)
         _move_into_place(staging, target)
     except BaseException:
@@ -125,17 +117,17 @@ def _by_size(path: Path) -> int:
     return -path.stat().st_size
 
 
-def _record(recipe: Recipe, result: ExportResult) -> dict[str, Any]:
+def _record(recipe: Recipe, result: ExportResult, criteria: dict[str, float]) -> dict[str, Any]:
     return {
         "run": recipe.name,
         "task": recipe.task,
         "format": "onnx",
         "exporter": result.exporter,
         "adapter_merged": result.merged,
+        "output": result.output,
         "graphs": {p.precision: GRAPHS[p.precision] for p in result.parity},
         "sizes_mb": result.sizes_mb,
-        "parity": {"split": "validation", "fp32_tolerance": FP32_TOLERANCE}
-        | {p.precision: p.to_dict() for p in result.parity},
+        "parity": {"split": "validation"} | criteria | {p.precision: p.to_dict() for p in result.parity},
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
     }
 
@@ -159,7 +151,7 @@ def _card(recipe: Recipe, task: Task, result: ExportResult) -> ModelCard:
         "```python\nimport onnxruntime\nfrom transformers import AutoTokenizer\n\n"
         'tokenizer = AutoTokenizer.from_pretrained(".")\n'
         f'session = onnxruntime.InferenceSession("{GRAPHS["fp32"]}")\n'
-        'logits = session.run(["logits"], dict(tokenizer(["..."], return_tensors="np")))[0]\n```\n'
+        f'{result.output} = session.run(["{result.output}"], dict(tokenizer(["..."], return_tensors="np")))[0]\n```\n'
     )
 
 

@@ -9,6 +9,8 @@ the TorchScript tracer's graph of the eager attention code, not torch.export's g
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 from onnxruntime.transformers.optimizer import optimize_model
@@ -25,9 +27,10 @@ def fusable(config: PretrainedConfig) -> bool:
 def fuse_layers(graph: Path, config: PretrainedConfig) -> None:
     """Rewrite `graph` in place with fused operators. Fewer than one attention per layer means the
     pattern was not recognised (ValueError): the caller then exports the unfused way."""
-    optimized = optimize_model(
-        str(graph), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # its shape inference prints failures it recovers from
+        optimized = optimize_model(
+            str(graph), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
+        )
     attentions = optimized.get_fused_operator_statistics().get("Attention", 0)
     if attentions < config.num_hidden_layers:
         raise ValueError(f"fused attention in {attentions} of {config.num_hidden_layers} layers")

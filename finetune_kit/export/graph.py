@@ -1,5 +1,5 @@
-"""A classification or NER model → one ONNX graph: the tokenizer's tensors in (dynamic batch and
-sequence axes), `logits` out."""
+"""A classification or NER model, or an encoder with its pooling (`PooledEncoder`) → one ONNX graph:
+the tokenizer's tensors in (dynamic batch and sequence axes), `logits` or `embedding` out."""
 
 from __future__ import annotations
 
@@ -10,21 +10,48 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.errors import ModelError, first_line
 from finetune_kit.export.fusion import fusable, fuse_layers
-from finetune_kit.inference.onnx_run import LOGITS
+from finetune_kit.inference.onnx_run import EMBEDDING, LOGITS, Pooling
 
 DYNAMO, TORCHSCRIPT = "torch.export (dynamo)", "TorchScript"
 FUSED = "TorchScript, layers fused by ONNX Runtime"
 TORCHSCRIPT_OPSET = 18  # what `quantize_dynamic` and current ONNX Runtime handle; dynamo picks its own
+# An encoder with its pooling is traced at 17: from 18 on, reductions take their axes as an input, which ONNX
+# Runtime's symbolic shape inference cannot read (a normalization's ReduceL2), and without shapes its optimizer
+# leaves each layer's skip connection and layer norm unfused.
+POOLED_OPSET = 17
 # Two rows of different lengths: padding and a batch above 1, so no axis is fixed to its example size.
 _EXAMPLE = ["finetune kit exports this model", "to onnx"]
 _SINGLE_FILE_LIMIT = 2 * 1024**3  # protobuf's cap on one .onnx file; heavier weights go to model.onnx.data
 
 
-def export_graph(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> str:
+class PooledEncoder(nn.Module):
+    """An encoder followed by a task's pooling, as one module to export: the tokenizer's tensors in, one
+    vector per row out. It answers for its encoder where the exporter asks (`config`, the attention)."""
+
+    def __init__(self, encoder: PreTrainedModel, pooling: Pooling) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.config = encoder.config
+
+    def set_attn_implementation(self, implementation: str) -> None:
+        self.encoder.set_attn_implementation(implementation)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        return self.pooling(self.encoder(**inputs).last_hidden_state, attention_mask)
+
+
+def export_graph(model: PreTrainedModel | PooledEncoder, tokenizer: PreTrainedTokenizerBase, target: Path) -> str:
     """Write the graph to `target` and name the exporter that made it. A BERT-like encoder is traced
     with its eager attention and its layers fused by ONNX Runtime (fusion.py): the fastest graph on a
     CPU, int8 above all. Other models, or one whose layers do not fuse, go through torch.export
@@ -34,7 +61,8 @@ def export_graph(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tar
     model.eval()
     example = _example_inputs(model, tokenizer)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    options = {"input_names": list(example), "output_names": [LOGITS], "external_data": weights >= _SINGLE_FILE_LIMIT}
+    output = EMBEDDING if isinstance(model, PooledEncoder) else LOGITS
+    options = {"input_names": list(example), "output_names": [output], "external_data": weights >= _SINGLE_FILE_LIMIT}
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" and the like
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and exporter notes a user cannot act on
@@ -68,29 +96,34 @@ def export_graph(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tar
     return TORCHSCRIPT
 
 
-def _trace(model: PreTrainedModel, example: dict[str, torch.Tensor], target: Path, options: dict[str, Any]) -> None:
+def _trace(model: nn.Module, example: dict[str, torch.Tensor], target: Path, options: dict[str, Any]) -> None:
+    (output,) = options["output_names"]
     torch.onnx.export(
         model,
         (),
         target,
         kwargs=example,
-        dynamic_axes={name: {0: "batch", 1: "sequence"} for name in example} | {LOGITS: _logits_axes(model, example)},
-        opset_version=TORCHSCRIPT_OPSET,
+        dynamic_axes={name: {0: "batch", 1: "sequence"} for name in example} | {output: _output_axes(model, example)},
+        opset_version=POOLED_OPSET if isinstance(model, PooledEncoder) else TORCHSCRIPT_OPSET,
         dynamo=False,
         **options,
     )
 
 
-def _logits_axes(model: PreTrainedModel, example: dict[str, torch.Tensor]) -> dict[int, str]:
-    """A label per row (classification) or per token (NER): which logits axes vary."""
+def _output_axes(model: nn.Module, example: dict[str, torch.Tensor]) -> dict[int, str]:
+    """Logits per row (classification) or per token (NER), or a vector per row: which axes vary."""
     with torch.no_grad():
-        per_token = model(**example).logits.dim() == 3
+        output = model(**example)
+    per_token = getattr(output, "logits", output).dim() == 3
     return {0: "batch", 1: "sequence"} if per_token else {0: "batch"}
 
 
-def _example_inputs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
+def _example_inputs(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
     """The tensors the tokenizer gives that the model's forward takes, in the forward's order: the
     TorchScript tracer names its graph inputs in that order."""
     encoded = tokenizer(_EXAMPLE, padding=True, return_tensors="pt")
     parameters = inspect.signature(model.forward).parameters
-    return {name: encoded[name].to(model.device) for name in parameters if name in encoded}
+    if isinstance(model, PooledEncoder):  # what both the wrapper and its encoder take
+        parameters = {name: None for name in parameters if name in inspect.signature(model.encoder.forward).parameters}
+    device = next(model.parameters()).device
+    return {name: encoded[name].to(device) for name in parameters if name in encoded}
