@@ -255,7 +255,7 @@ def test_other_tasks_are_refused_and_generate_reports_energy_per_token(tiny_gpt2
         refused = cli(*command)
         assert refused.exit_code == 2
         assert refused.error_lines == [
-            f"error: {run_dir}: ONNX export covers classification and NER runs; this is a causal-lm run "
+            f"error: {run_dir}: ONNX export covers classification, NER and embedding runs; this is a causal-lm run "
             "(use the PyTorch backend)"
         ]
     assert not (run_dir / "onnx").exists() and not (run_dir / "onnx.partial").exists()

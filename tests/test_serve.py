@@ -483,7 +483,8 @@ def test_serve_refuses_what_it_cannot_serve_in_one_line(classification_run, chat
         f"run `finetune-kit export {classification_run} --format onnx` first"
     ]
     result = cli("serve", chat_run, "--port", "0", "--backend", "onnx")
-    assert result.exit_code == 2 and "ONNX export covers classification and NER runs" in result.error_lines[0]
+    assert result.exit_code == 2
+    assert "ONNX export covers classification, NER and embedding runs" in result.error_lines[0]
     result = cli("serve", classification_run, "--backend", "tpu")
     assert result.exit_code == 2 and "'tpu' is not one of" in " ".join(result.stderr.split())
 

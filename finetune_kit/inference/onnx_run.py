@@ -124,7 +124,7 @@ def require_exportable(run_dir: Path, recipe: Recipe, task: Task) -> None:
     of its encoder's token embeddings pooled into one vector per text."""
     if not isinstance(task, PredictsFromLogits | PoolsTokenEmbeddings):
         raise ModelError(
-            f"{run_dir}: ONNX export covers classification and NER runs; this is a {recipe.task} run "
+            f"{run_dir}: ONNX export covers classification, NER and embedding runs; this is a {recipe.task} run "
             "(use the PyTorch backend)"
         )
 

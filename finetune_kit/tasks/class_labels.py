@@ -36,6 +36,16 @@ class ClassLabels(LabelledHead):
                     f"labels are: {', '.join(self.labels)}"
                 )
 
+    def ranked(self, text: str, probabilities: Any) -> dict[str, Any]:
+        """One prediction as `predict` prints it: the label, its probability, every label's, most likely first."""
+        order = probabilities.argsort()[::-1]
+        return {
+            "text": text,
+            "label": self.labels[order[0]],
+            "score": round(float(probabilities[order[0]]), 6),
+            "scores": {self.labels[i]: round(float(probabilities[i]), 6) for i in order},
+        }
+
     def label_ids(self, values: list[Any]) -> list[int]:
         ids = {name: i for i, name in enumerate(self.labels)}
         return [ids[self.label_name(value, "data", 0)] for value in values]

@@ -125,16 +125,8 @@ class ClassificationTask(ClassLabels, PredictsFromLogits, Task):
                 padding=True,
                 return_tensors="pt",
             )
-            for text, probabilities in zip(texts[batch], softmax(logits_of(encoded)), strict=True):
-                ranked = probabilities.argsort()[::-1]
-                results.append(
-                    {
-                        "text": text,
-                        "label": self.labels[ranked[0]],
-                        "score": round(float(probabilities[ranked[0]]), 6),
-                        "scores": {self.labels[i]: round(float(probabilities[i]), 6) for i in ranked},
-                    }
-                )
+            probabilities = softmax(logits_of(encoded))
+            results += [self.ranked(text, row) for text, row in zip(texts[batch], probabilities, strict=True)]
         return results
 
     def input_columns(self) -> list[str]:

@@ -154,18 +154,7 @@ class SetFitTask(ClassLabels, Task):
             self._classifier = (model, _load_classifier(model))
         texts = list(rows[self.recipe.data.text_column])
         probabilities = self._classifier[1].predict_proba(texts, batch_size=ENCODE_BATCH, as_numpy=True)
-        results = []
-        for text, row in zip(texts, probabilities, strict=True):
-            ranked = np.argsort(row)[::-1]
-            results.append(
-                {
-                    "text": text,
-                    "label": self.labels[ranked[0]],
-                    "score": round(float(row[ranked[0]]), 6),
-                    "scores": {self.labels[i]: round(float(row[i]), 6) for i in ranked},
-                }
-            )
-        return results
+        return [self.ranked(text, row) for text, row in zip(texts, probabilities, strict=True)]
 
     def card_metadata(self) -> dict[str, Any]:
         return {"tags": ["setfit", "sentence-transformers", "text-classification"]}

@@ -217,21 +217,12 @@ def test_setfit_learns_labels_from_a_few_shots_and_predicts_like_a_classifier(ti
 def test_a_killed_embedding_run_resumes_from_its_checkpoint_with_both_sessions_energy(
     tiny_bert, tmp_path, write_recipe
 ):
-    from tests.training.test_resume import start_training, wait_for
+    from tests.training.test_resume import killed_then_resumed
 
     run_dir = tmp_path / "runs" / "embedding"
     recipe = embedding_recipe(tiny_bert, tmp_path, run_dir)
     recipe["training"] |= {"max_steps": 60, "eval_strategy": "steps", "eval_steps": 10, "save_steps": 10}
-    path = write_recipe(recipe)
-    process = start_training(path)
-    partial = run_dir.with_name("embedding.partial")
-    wait_for(lambda: (partial / "checkpoints" / "checkpoint-10" / "trainer_state.json").is_file(), process)
-    process.kill()
-    process.wait()
-    assert not run_dir.exists()
-    resumed = start_training(path, "--resume")
-    _, stderr = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, stderr[-2000:]
+    killed_then_resumed(write_recipe(recipe), run_dir, step=10)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 60 and metrics["validation"]["ndcg@10"] > metrics["before_training"]["ndcg@10"]
     assert json.loads((run_dir / "emissions.json").read_text())["sessions"] == 2

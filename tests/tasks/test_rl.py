@@ -150,22 +150,13 @@ def test_grpo_bad_input_exits_2_in_one_line_and_writes_nothing(
 
 
 def test_a_killed_grpo_run_resumes_with_its_whole_reward_curve_and_energy(tiny_chat_llama, tmp_path, write_recipe):
-    from tests.training.test_resume import start_training, wait_for
+    from tests.training.test_resume import killed_then_resumed
 
     (tmp_path / "my_rewards.py").write_text(SHORT_REPLIES)
     run_dir = tmp_path / "runs" / "grpo"
     recipe = grpo_recipe(tiny_chat_llama, tmp_path, run_dir, [{"function": str(tmp_path / "my_rewards.py:short")}])
     recipe["training"] |= {"max_steps": 40, "eval_strategy": "steps", "eval_steps": 4, "save_steps": 4}
-    path = write_recipe(recipe)
-    process = start_training(path)
-    partial = run_dir.with_name("grpo.partial")
-    wait_for(lambda: (partial / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file(), process)
-    process.kill()
-    process.wait()
-    assert not run_dir.exists()
-    resumed = start_training(path, "--resume")
-    _, stderr = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, stderr[-2000:]
+    killed_then_resumed(write_recipe(recipe), run_dir, step=4)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     steps = [step for step, _ in metrics["rewards"]["short"]["curve"]]
     assert steps[0] == 2 and steps == sorted(set(steps)) and steps[-1] == 40  # the first session's points kept

@@ -34,6 +34,19 @@ def wait_for(condition, process, timeout=180.0):
     pytest.fail("timed out waiting for the run to reach the point of the kill")
 
 
+def killed_then_resumed(recipe_path, run_dir, step: int) -> None:
+    """Train, SIGKILL the process once checkpoint `step` is complete, check that nothing looks finished, resume."""
+    process = start_training(recipe_path)
+    partial = run_dir.with_name(run_dir.name + ".partial")
+    wait_for(lambda: (partial / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").is_file(), process)
+    process.kill()
+    process.wait()
+    assert not run_dir.exists()
+    resumed = start_training(recipe_path, "--resume")
+    _, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr[-2000:]
+
+
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_bert, tmp_path, write_recipe):
     data = {
         "train": write_jsonl(tmp_path / "train.jsonl", toy_sentiment_rows(3000, seed=1)),
