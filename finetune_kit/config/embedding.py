@@ -120,4 +120,8 @@ class SetFitRecipe(Recipe):
             )
         if self.model.checkpoint is None:
             raise ValueError("task setfit: start from a pretrained sentence encoder (model.checkpoint)")
+        if self.peft is not None:
+            raise ValueError(
+                "peft: SetFit fine-tunes the whole encoder on a few rows, then fits its head; remove the peft section"
+            )
         return self

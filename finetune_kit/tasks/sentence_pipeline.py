@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from peft import PeftModel
+from peft import PeftModel, set_peft_model_state_dict
+from peft.utils import SAFETENSORS_WEIGHTS_NAME
+from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from torch import nn
 from transformers import PreTrainedModel, Trainer
@@ -65,6 +67,15 @@ class SentenceTrainer(SentenceTransformerTrainer):
         masks = [value for key, value in inputs.items() if key.endswith("attention_mask")]
         self.state.num_input_tokens_seen += int(sum(int(mask.sum()) for mask in masks))
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def _load_from_checkpoint(self, checkpoint_path: str) -> None:
+        """A resume or the best checkpoint: an adapter run's checkpoints hold the adapter alone, which
+        sentence-transformers' loader (a whole model) cannot read."""
+        encoder = self.model[0].auto_model
+        if isinstance(encoder, PeftModel):
+            set_peft_model_state_dict(encoder, load_file(Path(checkpoint_path) / SAFETENSORS_WEIGHTS_NAME))
+            return
+        super()._load_from_checkpoint(checkpoint_path)
 
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
         super()._save(output_dir, state_dict)

@@ -12,7 +12,7 @@ import yaml
 from datasets import Dataset, DatasetDict
 
 from finetune_kit.config.loading import validate_recipe
-from finetune_kit.errors import DataError
+from finetune_kit.errors import DataError, RecipeError
 from finetune_kit.tasks import build_task
 from finetune_kit.tasks.sentence_pipeline import plain_metric_name
 from tests.builders import FILLER, NEGATIVE, POSITIVE, write_jsonl
@@ -90,6 +90,14 @@ def test_a_query_pointing_outside_the_corpus_is_named(tmp_path):
     data["test"] = data["train"]
     with pytest.raises(DataError, match=r"row 1 \(id q1\) points to corpus id 'd9', which data.test_retrieval.corpus"):
         task.inspect(data)
+
+
+@unit
+def test_setfit_refuses_an_adapter():
+    with pytest.raises(RecipeError, match="peft: SetFit fine-tunes the whole encoder"):
+        validate_recipe(
+            {"task": "setfit", "model": {"checkpoint": "x"}, "data": {"train": "t.jsonl"}, "peft": {"method": "lora"}}
+        )
 
 
 @unit
@@ -214,14 +222,16 @@ def test_setfit_learns_labels_from_a_few_shots_and_predicts_like_a_classifier(ti
     assert json.loads((run_dir.parent / "eval.json").read_text())["accuracy"] == metrics["validation"]["accuracy"]
 
 
+@pytest.mark.parametrize("peft", [None, {"method": "lora"}], ids=["full", "lora"])
 def test_a_killed_embedding_run_resumes_from_its_checkpoint_with_both_sessions_energy(
-    tiny_bert, tmp_path, write_recipe
+    peft, tiny_bert, tmp_path, write_recipe
 ):
     from tests.training.test_resume import killed_then_resumed
 
     run_dir = tmp_path / "runs" / "embedding"
     recipe = embedding_recipe(tiny_bert, tmp_path, run_dir)
     recipe["training"] |= {"max_steps": 60, "eval_strategy": "steps", "eval_steps": 10, "save_steps": 10}
+    recipe["peft"] = peft  # an adapter run's checkpoints hold the adapter alone: resumed and reloaded as best too
     killed_then_resumed(write_recipe(recipe), run_dir, step=10)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 60 and metrics["validation"]["ndcg@10"] > metrics["before_training"]["ndcg@10"]
