@@ -9,13 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import joblib
 import numpy as np
 from datasets import Dataset, DatasetDict
-from peft import PeftModel
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
 from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
 from setfit import SetFitModel
+from setfit.modeling import MODEL_HEAD_NAME
 from setfit.sampler import ContrastiveDataset
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
@@ -105,7 +106,7 @@ class SetFitTask(ClassLabels, Task):
     def trainer(
         self,
         *,
-        model: PreTrainedModel | PeftModel,
+        model: PreTrainedModel,  # SetFit refuses an adapter (SetFitRecipe)
         args: Any,
         train_dataset: Dataset | None,
         eval_dataset: Dataset | None,
@@ -142,16 +143,18 @@ class SetFitTask(ClassLabels, Task):
         classifier.fit(texts, ids, num_epochs=1, show_progress_bar=False)
         return classifier
 
-    def _saved_head(self, model: PreTrainedModel | PeftModel) -> HeadFor:
-        saved = _load_classifier(model)
-        return lambda sentence: SetFitModel(model_body=sentence, model_head=saved.model_head, labels=self.labels)
+    def _saved_head(self, model: PreTrainedModel) -> HeadFor:
+        """The head a finished run saved beside its encoder, around the encoder already loaded."""
+        head = joblib.load(Path(model.name_or_path) / MODEL_HEAD_NAME)
+        return lambda sentence: SetFitModel(model_body=sentence, model_head=head, labels=self.labels)
 
     # -- inference ----------------------------------------------------------------------------
     def predict(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> list[dict]:
         """Each text's label, its probability, and every label's probability, most likely first."""
         del tokenizer
         if self._classifier is None or self._classifier[0] is not model:
-            self._classifier = (model, _load_classifier(model))
+            sentence = sentence_model(model, self.recipe.training.max_length)
+            self._classifier = (model, self._saved_head(model)(sentence))
         texts = list(rows[self.recipe.data.text_column])
         probabilities = self._classifier[1].predict_proba(texts, batch_size=ENCODE_BATCH, as_numpy=True)
         return [self.ranked(text, row) for text, row in zip(texts, probabilities, strict=True)]
@@ -176,12 +179,6 @@ def _pairs(texts: list[str], ids: list[int], per_text: int, strategy: str) -> Da
             "label": [float(pair["label"]) for pair in pairs],
         }
     )
-
-
-def _load_classifier(model: PreTrainedModel | PeftModel) -> SetFitModel:
-    """The run's SetFit model (its folder holds the encoder and `model_head.pkl`)."""
-    source = model.get_base_model() if isinstance(model, PeftModel) else model
-    return SetFitModel.from_pretrained(source.name_or_path, device=str(source.device))
 
 
 class ClassifierEvaluator(SentenceEvaluator):
