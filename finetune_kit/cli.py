@@ -338,6 +338,39 @@ def serve(
 
 
 @app.command()
+def studio(
+    runs: Annotated[
+        list[Path] | None,
+        typer.Option("--runs", help="Folder of run folders to show (repeatable); new runs go to the first"),
+    ] = None,
+    recipes: Annotated[
+        list[Path] | None, typer.Option("--recipes", help="Folder of recipes the New run page offers (repeatable)")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; any other than loopback asks for a token")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port)")] = 7860,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FINETUNE_KIT_STUDIO_TOKEN", help="Token the browser must give (default beyond loopback: random)"
+        ),
+    ] = None,
+) -> None:
+    """A local web UI: runs and their live curves, metric against CO2, new runs from a recipe form (estimate,
+    start, stop), chat with a tuned model, Hub search and push. Ctrl-C stops the studio, not its runs."""
+    from finetune_kit.studio import StudioSettings
+    from finetune_kit.studio.server import StudioServer
+
+    settings = StudioSettings.create(runs or [Path("runs")], recipes or [Path("recipes")], host, port, token)
+    server = StudioServer(settings)
+    console.print(f"finetune-kit studio at {server.settings.url}", markup=False, highlight=False)
+    if settings.token and token is None:
+        console.print("[yellow]listening beyond this machine: open the address above, token included[/]")
+    server.run()
+
+
+@app.command()
 def merge(
     run_dir: RunDirArg,
     output: Annotated[Path, typer.Option(help="Folder for the merged checkpoint (new or empty)")],

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ class Layout:
     EMISSION_READINGS = "emissions.readings"  # one file per (session, process)
     BASELINE = "baseline_metrics.json"  # metrics before training, kept until metrics.json holds them
     ESTIMATE = "estimate.json"  # a budgeted run's pre-run estimate, kept (for a resume) until metrics.json holds it
+    PROCESS = "process.json"  # the process building the run: its pid and host, so readers tell running from killed
+    STOPPED = "stopped.json"  # a run stopped on request (SIGTERM): its step and time; --resume continues it
     # What a published run carries next to its model files:
     RESULTS = (CARD, RECIPE, METRICS, EMISSIONS, LOG, CURVE_IMAGE)
     EVALUATIONS = "eval"  # `finetune-kit eval` results, one JSON per data file
@@ -144,6 +147,7 @@ class RunFolder:
                 raise UserError(f"output_dir: {final} is already complete; nothing to resume")
             if run.last_checkpoint() is None:
                 run._start_over()
+            run.mark_process()
             return run
         if run.partial.exists():
             if not overwrite:
@@ -155,7 +159,12 @@ class RunFolder:
         if run.final.exists() and not overwrite:
             raise UserError(f"output_dir: {final} already holds a run; pass --overwrite or choose another output_dir")
         run.partial.mkdir(parents=True)
+        run.mark_process()
         return run
+
+    def mark_process(self) -> None:
+        """Who builds the run now; a reader finding this pid gone (and no stopped.json) knows the run was killed."""
+        self.files.write_json(Layout.PROCESS, {"pid": os.getpid(), "host": socket.gethostname()})
 
     def _start_over(self) -> None:
         """Nothing to resume from (killed before its first checkpoint was whole): train from the
@@ -241,8 +250,8 @@ class RunFolder:
             self.partial.rename(self.final)
         for name in (Layout.CHECKPOINTS, Layout.EMISSION_READINGS):
             shutil.rmtree(self.final / name, ignore_errors=True)
-        (self.final / Layout.BASELINE).unlink(missing_ok=True)
-        (self.final / Layout.ESTIMATE).unlink(missing_ok=True)
+        for name in (Layout.BASELINE, Layout.ESTIMATE, Layout.PROCESS):
+            (self.final / name).unlink(missing_ok=True)
         return self.final
 
 

@@ -1,0 +1,41 @@
+"""The studio's web app: the API routes of each part, the pages, and the token check when one is set."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from finetune_kit.studio import chat_routes, hub_routes, launch_routes, runs_routes
+from finetune_kit.studio.access import require_token
+from finetune_kit.studio.folders import Folders
+from finetune_kit.studio.settings import StudioSettings
+
+STATIC = files("finetune_kit.studio") / "static"
+PAGES = {"/": "runs.html", "/run": "run.html", "/compare": "compare.html", "/new": "new.html", "/chat": "chat.html"}
+PAGES["/hub"] = "hub.html"
+
+
+def create_app(settings: StudioSettings) -> FastAPI:
+    app = FastAPI(title="finetune-kit studio", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.folders = Folders(settings.runs, settings.recipes)
+    for module in (runs_routes, launch_routes, chat_routes, hub_routes):
+        app.include_router(module.router, prefix="/api")
+    for route, page in PAGES.items():
+        app.add_api_route(route, _page(page), methods=["GET"], include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    if settings.token:
+        require_token(app, settings.token)
+    return app
+
+
+def _page(name: str):
+    path = str(STATIC / name)
+
+    async def page() -> FileResponse:
+        return FileResponse(path, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    return page

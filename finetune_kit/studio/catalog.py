@@ -1,0 +1,236 @@
+"""What the runs page lists: one summary per run folder, read from the small files every run writes (metrics,
+emissions, the log's last lines), never from the model. Summaries are cached by the files' modification
+times, so listing hundreds of runs again costs a `stat` per file."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from finetune_kit.emissions.tracker import EmissionsRecord, sum_processes, sum_records
+from finetune_kit.runs.folder import PARTIAL_SUFFIX, Layout
+from finetune_kit.studio.folders import Folders
+from finetune_kit.tasks import TASKS
+
+RUNNING, FINISHED, STOPPED_ON_BUDGET, STOPPED, FAILED = "running", "finished", "stopped on budget", "stopped", "failed"
+FINAL_STATUSES = (FINISHED, STOPPED_ON_BUDGET, STOPPED, FAILED)
+SWEEP_STUDY = "study.db"  # what makes a folder of runs a sweep (finetune_kit.sweep keeps its study there)
+SEARCH_DEPTH = 2  # runs folder / sweep folder / trial
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class RunSummary:
+    id: str
+    name: str
+    folder: str
+    sweep: str | None
+    task: str | None
+    base_model: str | None
+    main_metric: str | None
+    metric: float | None
+    greater_is_better: bool
+    emissions_g: float | None
+    energy_kwh: float | None
+    duration_s: float | None
+    status: str
+    started: float | None
+    updated: float
+    chat: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_folders(root: Path, depth: int = SEARCH_DEPTH) -> list[Path]:
+    """Every folder under `root` holding a run's recipe, finished or partial; hidden folders are skipped."""
+    found: list[Path] = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        path = Path(entry.path)
+        if (path / Layout.RECIPE).is_file():
+            found.append(path)
+        elif depth > 1:
+            found += run_folders(path, depth - 1)
+    return found
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _last_lines(path: Path, limit: int = 64 * 1024) -> list[dict[str, Any]]:
+    """The log's last entries (its tail only: a long run's log is read in full by the run page, not here)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - limit))
+            lines = handle.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue  # the first, cut line of the tail, or a line being written
+    return entries
+
+
+def process_alive(folder: Path) -> bool:
+    """Whether the process that wrote the partial folder's process.json still runs on this machine."""
+    process = read_json(folder / Layout.PROCESS)
+    if not isinstance(process, dict) or process.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(process["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
+def _partial_emissions(folder: Path) -> EmissionsRecord | None:
+    """What a run still being built has spent: the latest reading of each process, sessions added up."""
+    readings = folder / Layout.EMISSION_READINGS
+    if not readings.is_dir():
+        return None
+    sessions: dict[str, list[EmissionsRecord]] = {}
+    for file in readings.glob("*.json"):
+        data = read_json(file)
+        if isinstance(data, dict):
+            sessions.setdefault(file.stem.rsplit("-process", 1)[0], []).append(EmissionsRecord.from_dict(data))
+    return sum_records([sum_processes(records) for records in sessions.values()]) if sessions else None
+
+
+def _has_chat_template(model_dir: Path) -> bool:
+    if (model_dir / "chat_template.jinja").is_file():
+        return True
+    config = read_json(model_dir / "tokenizer_config.json")
+    return isinstance(config, dict) and bool(config.get("chat_template"))
+
+
+def _main_metric_name(task: str | None) -> str | None:
+    """The task's metric, when it does not depend on the data (an embedding run's does: read from its metrics)."""
+    name = getattr(TASKS.get(task or ""), "main_metric", None)
+    return name if isinstance(name, str) else None
+
+
+def _finished_metric(metrics: dict[str, Any]) -> float | None:
+    main = metrics.get("main_metric")
+    for split in ("validation", "test"):
+        value = (metrics.get(split) or {}).get(main)
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def _logged_metric(entries: list[dict[str, Any]], main: str | None) -> float | None:
+    key = f"eval_{main}"
+    return next((float(e[key]) for e in reversed(entries) if isinstance(e.get(key), int | float)), None)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+class Catalog:
+    """The run summaries of the studio's folders, re-read only where a file changed."""
+
+    WATCHED = (Layout.RECIPE, Layout.METRICS, Layout.EMISSIONS, Layout.LOG, Layout.STOPPED, Layout.PROCESS)
+
+    def __init__(self, folders: Folders) -> None:
+        self.folders = folders
+        self._cache: dict[Path, tuple[tuple[float, ...], RunSummary]] = {}
+
+    def runs(self) -> list[RunSummary]:
+        """Every run, newest first. A run being rebuilt (`--overwrite`) shows once: its partial folder."""
+        by_id: dict[str, RunSummary] = {}
+        for root in self.folders.runs:
+            for folder in run_folders(root):
+                summary = self.summary(folder)
+                if summary.id not in by_id or folder.name.endswith(PARTIAL_SUFFIX):
+                    by_id[summary.id] = summary
+        return sorted(by_id.values(), key=lambda s: s.started or s.updated, reverse=True)
+
+    def summary(self, folder: Path) -> RunSummary:
+        stamp = tuple(_mtime(folder / name) for name in (*self.WATCHED, Layout.EMISSION_READINGS))
+        cached = self._cache.get(folder)
+        partial = folder.name.endswith(PARTIAL_SUFFIX)
+        if cached and cached[0] == stamp and not (partial and cached[1].status == RUNNING):
+            return cached[1]
+        summary = self._read(folder, partial, max(stamp))
+        self._cache[folder] = (stamp, summary)
+        return summary
+
+    def _read(self, folder: Path, partial: bool, updated: float) -> RunSummary:
+        recipe = _recipe(folder)
+        task = recipe.get("task")
+        model = recipe.get("model") or {}
+        lineage = read_json(folder / Layout.MODEL / Layout.LINEAGE) or {}
+        base_model = lineage.get("base_model") or model.get("checkpoint") or model.get("weights_from")
+        metrics = None if partial else read_json(folder / Layout.METRICS)
+        entries = _last_lines(folder / Layout.LOG)
+        if isinstance(metrics, dict):
+            main, metric = metrics.get("main_metric"), _finished_metric(metrics)
+            record = EmissionsRecord.from_dict(e) if (e := read_json(folder / Layout.EMISSIONS)) else None
+            status = STOPPED_ON_BUDGET if "stopped_on_budget" in metrics else FINISHED
+        else:
+            main = _main_metric_name(task)
+            metric, record = _logged_metric(entries, main), _partial_emissions(folder)
+            status = self._partial_status(folder) if partial else FAILED
+        task_class = TASKS.get(task or "")
+        return RunSummary(
+            id=self.folders.run_id(folder),
+            name=recipe.get("name") or folder.name.removesuffix(PARTIAL_SUFFIX),
+            folder=self.folders.run_id(folder).split("/", 1)[1],
+            sweep=folder.parent.name if (folder.parent / SWEEP_STUDY).is_file() else None,
+            task=task,
+            base_model=base_model,
+            main_metric=main,
+            metric=metric,
+            greater_is_better=getattr(task_class, "greater_is_better", True),
+            emissions_g=record.emissions_g if record else None,
+            energy_kwh=record.energy_kwh if record else None,
+            duration_s=round(record.duration_s, 1) if record else None,
+            status=status,
+            started=_started(folder, entries),
+            updated=updated,
+            chat=status in (FINISHED, STOPPED_ON_BUDGET) and _has_chat_template(folder / Layout.MODEL),
+        )
+
+    @staticmethod
+    def _partial_status(folder: Path) -> str:
+        if (folder / Layout.STOPPED).is_file():
+            return STOPPED
+        return RUNNING if process_alive(folder) else FAILED
+
+
+def _recipe(folder: Path) -> dict[str, Any]:
+    try:
+        data = yaml.load((folder / Layout.RECIPE).read_text(encoding="utf-8"), Loader=SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _started(folder: Path, entries: list[dict[str, Any]]) -> float | None:
+    """When the run began: its recipe is the first file it writes."""
+    return _mtime(folder / Layout.RECIPE) or (entries[0].get("time") if entries else None)
