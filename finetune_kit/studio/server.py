@@ -30,3 +30,7 @@ class StudioServer:
         """Serve until Ctrl-C; runs the studio launched keep going (each is its own process)."""
         with contextlib.suppress(KeyboardInterrupt):
             self._server.run(sockets=[self.listener])
+
+    def stop(self) -> None:
+        """End `run()` from another thread (tests, an embedding application)."""
+        self._server.should_exit = True
