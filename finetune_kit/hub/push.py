@@ -1,7 +1,7 @@
 """Publish a finished run folder to the Hub in one commit: weights, tokenizer, card, recipe, results.
 
-The token comes from huggingface_hub itself (HF_TOKEN, or a saved `hf auth login`); it is never
-printed, logged or written by this module.
+The token comes from huggingface_hub itself (HF_TOKEN, or a saved `hf auth login`), or from the `api`
+a caller builds with its own token (the studio); it is never printed, logged or written by this module.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def push_run(
     private: bool = False,
     revision: str | None = None,
     commit_message: str | None = None,
+    api: HfApi | None = None,
 ) -> str:
     """Create the repo if needed and upload everything in a single commit; returns the commit URL."""
     run = FinishedRun.open(run_dir)
@@ -34,7 +35,7 @@ def push_run(
     operations = _operations(run)
     card = ModelCard.load(run.card)
     check_card_metadata(card, run.card)
-    api = HfApi()
+    api = api or HfApi()
     try:
         card.validate()  # the Hub's own metadata check, before anything is created
         api.create_repo(repo_id, private=private, exist_ok=True)

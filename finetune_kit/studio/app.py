@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from finetune_kit.serving.errors import validation_message
 from finetune_kit.studio import chat_routes, hub_routes, launch_routes, runs_routes
 from finetune_kit.studio.access import require_token
 from finetune_kit.studio.folders import Folders
@@ -27,6 +29,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
     for route, page in PAGES.items():
         app.add_api_route(route, _page(page), methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.add_exception_handler(RequestValidationError, _one_line)
     if settings.token:
         require_token(app, settings.token)
     return app
@@ -39,3 +42,9 @@ def _page(name: str):
         return FileResponse(path, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
     return page
+
+
+async def _one_line(request: Request, err: RequestValidationError) -> JSONResponse:
+    """FastAPI's own validation errors in the studio's shape: one line, and the field it names."""
+    field, message = validation_message(err)
+    return JSONResponse({"detail": message, "error": {"field": field, "message": message}}, status_code=422)
