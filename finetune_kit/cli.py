@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -89,18 +90,31 @@ def train(
     from finetune_kit.commands.train import train as run_training
     from finetune_kit.config import load_recipe
     from finetune_kit.console import get_console, run_summary, stop_bars
+    from finetune_kit.training import RunStopped
 
     started = time.perf_counter()
     loaded = load_recipe(recipe, overrides)
     get_console().print(f"[bold]finetune-kit[/] {loaded.task} · {loaded.model.description} → {loaded.run_dir}")
     try:
         result = run_training(loaded, resume=resume, overwrite=overwrite, force=force)
+    except RunStopped as stopped:  # SIGTERM: the studio's Stop
+        stop_bars()
+        command = shlex.join(["finetune-kit", "train", str(recipe), *_set_options(overrides), "--resume"])
+        errors.print(
+            f"stopped at step {stopped.step}; continue with: {command}", markup=False, highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(130) from None
     except KeyboardInterrupt:
         stop_bars()
         errors.print(f"interrupted; continue with: finetune-kit train {recipe} --resume")
         raise typer.Exit(130) from None
     if result.is_main:
         console.print(run_summary(result.metrics, result.emissions, result.run_dir, time.perf_counter() - started))
+
+
+def _set_options(overrides: list[str] | None) -> list[str]:
+    """The `--set` options as given: the command that continues a run names the same output folder."""
+    return [part for item in overrides or [] for part in ("--set", item)]
 
 
 @app.command()

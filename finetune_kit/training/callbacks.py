@@ -1,12 +1,16 @@
-"""Trainer callbacks of the toolkit's own: JSON-lines log, throughput, emissions."""
+"""Trainer callbacks of the toolkit's own: JSON-lines log, throughput, emissions, stop on request."""
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -168,3 +172,45 @@ def _summed_across_processes(args: TrainingArguments, *values: float) -> tuple[f
     totals = torch.tensor(values, dtype=torch.float64, device=args.device)
     torch.distributed.all_reduce(totals)
     return tuple(float(total) for total in totals)
+
+
+class RunStopped(KeyboardInterrupt):
+    """Training stopped on request (SIGTERM) with a checkpoint kept: the run folder stays partial for `--resume`.
+    An interrupt the process was asked for, so no `except Exception` swallows it, and what handles Ctrl-C around a
+    run (a sweep's "continue with --resume") handles it too."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"stopped at step {step}")
+        self.step = step
+
+
+class StopOnRequest(TrainerCallback):
+    """SIGTERM (the studio's Stop, a scheduler taking the machine back) ends training at the end of the current
+    step with a checkpoint saved, so `--resume` continues where it stopped. A second SIGTERM kills at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.step: int | None = None  # the step training stopped at, once it did
+
+    @contextmanager
+    def listening(self, args: TrainingArguments) -> Iterator[None]:
+        """SIGTERM asks for the stop while inside. Only in a run of one process, on the main thread (where Python
+        runs signal handlers): the ranks of a distributed run could not agree on the step to stop at."""
+        if args.world_size > 1 or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGTERM, self._request)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _request(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the next one ends the process as SIGTERM always did
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
+        if self.requested and state.global_step < state.max_steps:  # the last step: the run just finishes
+            self.step = state.global_step
+            control.should_save = True
+            control.should_training_stop = True

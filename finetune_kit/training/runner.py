@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from datasets import DatasetDict
@@ -45,7 +46,7 @@ from finetune_kit.runs.folder import checkpoint_step, read_lineage
 from finetune_kit.tasks import SamplesDuringTraining, Task, build_task
 from finetune_kit.training.arguments import SHUFFLED_GROUPS, build_training_arguments, require_compiling_pays
 from finetune_kit.training.batching import LengthGroupedBatches
-from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, Throughput
+from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, RunStopped, StopOnRequest, Throughput
 from finetune_kit.training.mfu import matmul_peak_flops, model_flops_utilization
 from finetune_kit.training.precision import Resolved, autocast, resolve_precision
 from finetune_kit.training.tracking import ExperimentTracking
@@ -140,11 +141,15 @@ def train(
 ) -> RunResult:
     """One prepared run, in one process or as one rank of several (torchrun / accelerate launch): every
     rank trains and measures its emissions; only the main one writes the run folder. `calibrated` is a
-    budgeted run's estimate made before it; `extra_callbacks` join the run's own (a sweep's pruning)."""
+    budgeted run's estimate made before it; `extra_callbacks` join the run's own (a sweep's pruning). A SIGTERM
+    stops training at the end of its step and raises `RunStopped`, the folder left partial (see `keep_stopped`)."""
     run = open_run(prepared, resume=resume, overwrite=overwrite, calibrated=calibrated, hooks=hooks)
-    with run.tracking:
-        trainer = build(run, extra_callbacks)
+    stop = StopOnRequest()
+    with run.tracking, stop.listening(run.args):
+        trainer = build(run, [*extra_callbacks, stop])
         fit(run, trainer)
+        if stop.step is not None:
+            keep_stopped(run, stop.step)
         return finish(run, trainer)
 
 
@@ -183,6 +188,7 @@ def open_run(
         folder.record_recipe(recipe.model_dump(mode="json"), resume)
         if checkpoint is not None:
             folder.drop_log_after(checkpoint_step(checkpoint))
+        folder.path(Layout.STOPPED).unlink(missing_ok=True)  # a run stopped on request goes on
     estimate = _estimate(folder, calibrated)
     emissions = _emissions_callback(recipe, folder, args, FinishCost.for_run(prepared.data, args, estimate))
     if emissions:
@@ -272,6 +278,15 @@ def finish(run: OpenRun, trainer: Trainer) -> RunResult:
         return RunResult(recipe.run_dir, metrics, record, is_main=False)
     _save(run, metrics, record)
     return RunResult(run.folder.finalize(), metrics, record)
+
+
+def keep_stopped(run: OpenRun, step: int) -> NoReturn:
+    """Training stopped on request: this session's energy is saved (a resume adds it up) and `stopped.json` says
+    when, so readers tell a stopped run from a killed one; the folder stays partial, its checkpoint kept."""
+    if run.emissions:
+        run.emissions.stop()
+    run.folder.files.write_json(Layout.STOPPED, {"step": step, "time": round(time.time(), 3)})
+    raise RunStopped(step)
 
 
 def _emissions_callback(
