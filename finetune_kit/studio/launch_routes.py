@@ -1,5 +1,147 @@
-"""Studio routes that launch recipes as CLI processes and stop them."""
+"""The launch API: the recipes and their forms, the check of a form (the CLI's), and the jobs that estimate, train
+and export, started only once the check passed, and stopped by request."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from finetune_kit.studio.folders import Folders
+from finetune_kit.studio.launcher import TRAIN, Busy, Job, Jobs
+from finetune_kit.studio.recipe_form import Checked, FieldError, check, recipe_form, recipe_summary
+from finetune_kit.studio.state import FoldersDep, SettingsDep
 
 router = APIRouter()
+_creating = threading.Lock()
+
+
+def jobs(request: Request) -> Jobs:
+    """The studio's job registry, made on first use; new runs and job logs go to the first runs folder."""
+    state = request.app.state
+    with _creating:
+        if not hasattr(state, "jobs"):
+            state.jobs = Jobs(state.settings.runs[0])
+    return state.jobs
+
+
+JobsDep = Annotated[Jobs, Depends(jobs)]
+
+
+class Launch(BaseModel):
+    overrides: dict[str, Any] = Field(default_factory=dict, description="`--set` values by dotted field")
+
+
+@router.get("/recipes")
+def list_recipes(where: FoldersDep) -> dict[str, Any]:
+    """Every `*.yaml` under the recipe folders (hidden ones skipped); one that cannot be read says why."""
+    recipes = []
+    for root in where.recipes:
+        for file in _recipe_files(root):
+            ident = where.recipe_id(file)
+            recipes.append({"id": ident, "file": f"{root.name}/{ident.split('/', 1)[1]}", **recipe_summary(file)})
+    return {"recipes": sorted(recipes, key=lambda recipe: recipe["id"])}
+
+
+@router.get("/recipes/{recipe_id:path}")
+def recipe_detail(recipe_id: str, where: FoldersDep) -> Any:
+    try:
+        return {"id": recipe_id, **recipe_form(where.recipe_path(recipe_id))}
+    except FieldError as err:
+        return JSONResponse(err.to_dict(), status_code=422)
+
+
+@router.post("/recipes/{recipe_id:path}/validate")
+def validate(recipe_id: str, launch: Launch, where: FoldersDep, settings: SettingsDep) -> Any:
+    try:
+        checked = check(where.recipe_path(recipe_id), launch.overrides, settings.runs[0])
+    except FieldError as err:
+        return JSONResponse(err.to_dict(), status_code=422)
+    return {"ok": True, "run_id": where.run_id(checked.output_dir), "output_dir": _shown(where, checked)}
+
+
+@router.post("/recipes/{recipe_id:path}/estimate", status_code=202)
+def estimate(recipe_id: str, launch: Launch, where: FoldersDep, settings: SettingsDep, registry: JobsDep) -> Any:
+    recipe = where.recipe_path(recipe_id)
+    try:
+        checked = check(recipe, launch.overrides, settings.runs[0])
+    except FieldError as err:
+        return JSONResponse(err.to_dict(), status_code=422)
+    return registry.estimate(recipe, checked, where.run_id(checked.output_dir), recipe_id).to_dict()
+
+
+@router.post("/recipes/{recipe_id:path}/train", status_code=202)
+def train(recipe_id: str, launch: Launch, where: FoldersDep, settings: SettingsDep, registry: JobsDep) -> Any:
+    recipe = where.recipe_path(recipe_id)
+    try:
+        checked = check(recipe, launch.overrides, settings.runs[0])
+    except FieldError as err:
+        return JSONResponse(err.to_dict(), status_code=422)
+    try:
+        return registry.train(recipe, checked, where.run_id(checked.output_dir), recipe_id).to_dict()
+    except Busy as err:
+        raise HTTPException(409, str(err)) from None
+
+
+@router.get("/jobs")
+def list_jobs(registry: JobsDep) -> dict[str, Any]:
+    return {"jobs": [job.to_dict() for job in registry.all()]}
+
+
+@router.get("/jobs/{job_id}")
+def job_detail(job_id: str, registry: JobsDep) -> dict[str, Any]:
+    return _job(registry, job_id).to_dict()
+
+
+@router.post("/jobs/{job_id}/stop")
+def stop_job(job_id: str, registry: JobsDep) -> dict[str, Any]:
+    return registry.stop(_job(registry, job_id)).to_dict()
+
+
+@router.post("/runs/{run_id:path}/stop")
+def stop_run(run_id: str, where: FoldersDep, registry: JobsDep) -> dict[str, Any]:
+    where.run_path(run_id)  # 404 outside the folders
+    job = registry.running(TRAIN, run_id)
+    if job is None:
+        raise HTTPException(409, f"no training of run {run_id} started by this studio is running")
+    return registry.stop(job).to_dict()
+
+
+@router.post("/runs/{run_id:path}/export", status_code=202)
+def export(run_id: str, where: FoldersDep, registry: JobsDep) -> dict[str, Any]:
+    final = where.run_path(run_id)
+    if where.live_folder(run_id) != final:  # 404 when there is no such run
+        raise HTTPException(409, f"run {run_id} is not finished; export a finished run")
+    try:
+        return registry.export(final, run_id).to_dict()
+    except Busy as err:
+        raise HTTPException(409, str(err)) from None
+
+
+def _job(registry: Jobs, job_id: str) -> Job:
+    job = registry.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id!r} in this studio")
+    return job
+
+
+def _recipe_files(root: Path) -> list[Path]:
+    """`*.yaml` files under `root`, hidden folders and files skipped, none that leads outside it."""
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in files:
+            path = Path(folder) / name
+            if name.endswith(".yaml") and not name.startswith(".") and path.resolve().is_relative_to(root):
+                found.append(path)
+    return found
+
+
+def _shown(where: Folders, checked: Checked) -> str:
+    """The run folder as the runs page shows it: inside the runs folder."""
+    return where.run_id(checked.output_dir).split("/", 1)[1]

@@ -1,0 +1,108 @@
+"""Runs launched through the studio's API as real `finetune-kit` processes: one trained to the end; one stopped
+(SIGTERM) at a step with its checkpoint kept, then continued by the command it printed, both sessions' energy
+counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from finetune_kit.runs.folder import Layout
+from finetune_kit.studio import StudioSettings, create_app
+from tests.builders import REPO, classification_recipe, toy_sentiment_rows, write_jsonl
+
+
+@pytest.fixture
+def studio(tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[TestClient, Path]:
+    """A studio over a recipe of a tiny local model (`0/toy.yaml`); jobs inherit the test's environment."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    data = {
+        "train": write_jsonl(tmp_path / "data" / "train.jsonl", toy_sentiment_rows(800, seed=1)),
+        "validation": write_jsonl(tmp_path / "data" / "validation.jsonl", toy_sentiment_rows(40, seed=2)),
+    }
+    recipe = classification_recipe(tiny_bert, data, Path("runs/toy"), epochs=1, logging_steps=2)
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "toy.yaml").write_text(yaml.safe_dump(recipe))
+    runs = tmp_path / "runs"
+    return TestClient(create_app(StudioSettings.create([runs], [tmp_path / "recipes"]))), runs
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def finished_job(client: TestClient, job: dict) -> dict:
+    wait_for(lambda: client.get(f"/api/jobs/{job['id']}").json()["status"] != "running")
+    return client.get(f"/api/jobs/{job['id']}").json()
+
+
+def test_a_run_estimated_then_launched_from_the_form_trains_to_the_end_in_the_runs_folder(studio) -> None:
+    client, runs = studio
+    overrides = {"name": "ignored", "output_dir": "anywhere/launched", "training.max_steps": "30"}
+    estimate = finished_job(
+        client, client.post("/api/recipes/0/toy.yaml/estimate", json={"overrides": overrides}).json()
+    )
+    assert estimate["status"] == "done" and estimate["result"]["co2_g"] > 0, estimate["output_tail"]
+    assert not (runs / "launched").exists() and not (runs / "launched.partial").exists()  # an estimate writes no run
+
+    started = client.post("/api/recipes/0/toy.yaml/train", json={"overrides": overrides})
+    assert started.status_code == 202
+    job = started.json()
+    assert job["kind"] == "train" and job["status"] == "running" and job["run_id"] == "0/launched"
+    again = client.post("/api/recipes/0/toy.yaml/train", json={"overrides": overrides})
+    assert again.status_code in (409, 422)  # the job is running, or it already made its folder
+
+    job = finished_job(client, job)
+
+    assert job["status"] == "done" and job["returncode"] == 0, job["output_tail"]
+    metrics = json.loads((runs / "launched" / Layout.METRICS).read_text())
+    assert metrics["train"]["steps"] == 30
+    log = (runs / ".studio" / "jobs" / f"{job['id']}.log").read_text()
+    assert log.startswith("$ finetune-kit train ") and "--set training.max_steps=30" in log
+    assert [run["id"] for run in client.get("/api/jobs").json()["jobs"]] == [job["id"], estimate["id"]]
+    assert client.get("/api/runs/0/launched").json()["estimate"] == estimate["result"]  # the run page shows it
+
+
+def test_stop_through_the_api_keeps_a_checkpoint_and_the_printed_command_finishes_the_run(studio) -> None:
+    client, runs = studio
+    job = client.post("/api/recipes/0/toy.yaml/train", json={"overrides": {"training.epochs": "2"}}).json()
+    partial = runs / "toy.partial"
+    wait_for(lambda: (partial / Layout.LOG).is_file())  # a step logged: training is under way
+
+    assert client.post("/api/runs/0/toy/stop").json()["id"] == job["id"]
+    job = finished_job(client, job)
+
+    assert job["status"] == "stopped" and job["returncode"] == 130, job["output_tail"]
+    stopped = json.loads((partial / Layout.STOPPED).read_text())
+    assert 2 <= stopped["step"] < 200 and stopped["time"] > 0
+    assert (partial / Layout.CHECKPOINTS / f"checkpoint-{stopped['step']}" / "trainer_state.json").is_file()
+    assert list((partial / Layout.EMISSION_READINGS).glob("*.json"))  # this session's energy is on disk
+    assert not (partial / Layout.METRICS).exists() and not (runs / "toy").exists()
+    assert client.post("/api/runs/0/toy/stop").status_code == 409  # nothing left to stop
+    summary = next(run for run in client.get("/api/runs").json()["runs"] if run["id"] == "0/toy")
+    assert summary["status"] == "stopped"
+
+    line = next(line for line in job["output_tail"].splitlines() if line.startswith("stopped at step"))
+    said, command = line.split("; continue with: ")
+    assert said == f"stopped at step {stopped['step']}"
+    program, *arguments = shlex.split(command)
+    assert program == "finetune-kit" and arguments[-1] == "--resume"
+    resumed = subprocess.run([sys.executable, "-m", "finetune_kit", *arguments], env=os.environ, capture_output=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not partial.exists() and not (runs / "toy" / Layout.STOPPED).exists()
+    assert json.loads((runs / "toy" / Layout.METRICS).read_text())["train"]["steps"] == 200
+    assert json.loads((runs / "toy" / Layout.EMISSIONS).read_text())["sessions"] == 2
