@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from finetune_kit.serving.errors import validation_message
 from finetune_kit.studio import chat_routes, hub_routes, launch_routes, runs_routes
 from finetune_kit.studio.access import require_token
+from finetune_kit.studio.catalog import Catalog
 from finetune_kit.studio.folders import Folders
 from finetune_kit.studio.settings import StudioSettings
 
@@ -24,6 +25,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
     app = FastAPI(title="finetune-kit studio", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.folders = Folders(settings.runs, settings.recipes)
+    app.state.catalog = Catalog(app.state.folders)
     for module in (runs_routes, launch_routes, chat_routes, hub_routes):
         app.include_router(module.router, prefix="/api")
     for route, page in PAGES.items():

@@ -28,8 +28,7 @@ from finetune_kit.errors import UserError, first_line
 from finetune_kit.inference import generated_tokens, with_generation_overrides
 from finetune_kit.runs import Layout
 from finetune_kit.studio.catalog import RunSummary
-from finetune_kit.studio.runs_routes import catalog
-from finetune_kit.studio.state import folders
+from finetune_kit.studio.state import catalog, folders
 
 router = APIRouter()
 

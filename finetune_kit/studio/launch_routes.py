@@ -12,10 +12,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from finetune_kit.studio.folders import Folders
+from finetune_kit.studio.catalog import FAILED, STOPPED
+from finetune_kit.studio.folders import PARTIAL_SUFFIX, Folders
 from finetune_kit.studio.launcher import TRAIN, Busy, Job, Jobs
 from finetune_kit.studio.recipe_form import Checked, FieldError, check, recipe_form, recipe_summary
-from finetune_kit.studio.state import FoldersDep, SettingsDep
+from finetune_kit.studio.state import CatalogDep, FoldersDep, SettingsDep
 
 router = APIRouter()
 _creating = threading.Lock()
@@ -110,6 +111,19 @@ def stop_run(run_id: str, where: FoldersDep, registry: JobsDep) -> dict[str, Any
     if job is None:
         raise HTTPException(409, f"no training of run {run_id} started by this studio is running")
     return registry.stop(job).to_dict()
+
+
+@router.post("/runs/{run_id:path}/resume", status_code=202)
+def resume(run_id: str, where: FoldersDep, registry: JobsDep, runs: CatalogDep) -> dict[str, Any]:
+    """Continue a stopped or killed run from its last checkpoint."""
+    folder = where.live_folder(run_id)
+    status = runs.summary(folder).status
+    if status not in (STOPPED, FAILED) or not folder.name.endswith(PARTIAL_SUFFIX):
+        raise HTTPException(409, f"run {run_id} is {status}; only a stopped or failed run resumes")
+    try:
+        return registry.resume(folder, run_id).to_dict()
+    except Busy as err:
+        raise HTTPException(409, str(err)) from None
 
 
 @router.post("/runs/{run_id:path}/export", status_code=202)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from finetune_kit.errors import first_line
+from finetune_kit.runs.folder import Layout
 from finetune_kit.studio.estimates import EstimateStore
 from finetune_kit.studio.recipe_form import Checked
 
@@ -100,6 +101,11 @@ class Jobs:
                 store.save(checked.output_dir, self.runs_root, job.result)
 
         return self._start(ESTIMATE, ["estimate", str(recipe), "--json", *_sets(checked)], run_id, recipe_id, keep)
+
+    def resume(self, partial: Path, run_id: str) -> Job:
+        """`train --resume` of a stopped or killed run, from the resolved recipe it saved (the same values, the
+        same run folder): it continues from the last checkpoint, its earlier sessions' energy counted."""
+        return self._start(TRAIN, ["train", str(partial / Layout.RECIPE), "--resume"], run_id, None)
 
     def export(self, run_dir: Path, run_id: str) -> Job:
         return self._start(EXPORT, ["export", str(run_dir)], run_id, None)

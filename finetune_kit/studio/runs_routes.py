@@ -6,30 +6,21 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import markdown
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from finetune_kit.runs.folder import Layout
 from finetune_kit.studio.catalog import FINAL_STATUSES, Catalog, RunSummary, read_json
 from finetune_kit.studio.estimates import EstimateStore
 from finetune_kit.studio.folders import Folders
-from finetune_kit.studio.state import FoldersDep
+from finetune_kit.studio.state import CatalogDep, FoldersDep
 
 router = APIRouter()
 POLL_S = 0.5  # how often an open run page's stream looks for new log lines: a step shows within a second
 SAMPLES_SHOWN = 8
-
-
-def catalog(request: Request) -> Catalog:
-    if not hasattr(request.app.state, "catalog"):
-        request.app.state.catalog = Catalog(request.app.state.folders)
-    return request.app.state.catalog
-
-
-CatalogDep = Annotated[Catalog, Depends(catalog)]
 
 
 @router.get("/runs")

@@ -1,4 +1,4 @@
-"""What every route reads from the app: the settings and the folders. Set once by `create_app`."""
+"""What every route reads from the app: the settings, the folders and the run catalog. Set once by `create_app`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from finetune_kit.studio.catalog import Catalog
 from finetune_kit.studio.folders import Folders
 from finetune_kit.studio.settings import StudioSettings
 
@@ -18,5 +19,10 @@ def folders(request: Request) -> Folders:
     return request.app.state.folders
 
 
+def catalog(request: Request) -> Catalog:
+    return request.app.state.catalog
+
+
 SettingsDep = Annotated[StudioSettings, Depends(settings)]
 FoldersDep = Annotated[Folders, Depends(folders)]
+CatalogDep = Annotated[Catalog, Depends(catalog)]

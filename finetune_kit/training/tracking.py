@@ -102,7 +102,9 @@ class ExperimentTracking:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         if self._open:
-            self._close("KILLED" if kind is KeyboardInterrupt else "FAILED")
+            self._close(
+                "KILLED" if kind is not None and issubclass(kind, KeyboardInterrupt) else "FAILED"
+            )  # a stop too
 
     def _open_mlflow_run(self) -> None:
         import mlflow

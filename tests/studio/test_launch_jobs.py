@@ -1,14 +1,11 @@
 """Runs launched through the studio's API as real `finetune-kit` processes: one trained to the end; one stopped
-(SIGTERM) at a step with its checkpoint kept, then continued by the command it printed, both sessions' energy
+(SIGTERM) at a step with its checkpoint kept, then continued through the API, both sessions' energy
 counted."""
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -101,8 +98,11 @@ def test_stop_through_the_api_keeps_a_checkpoint_and_the_printed_command_finishe
     assert said == f"stopped at step {stopped['step']}"
     program, *arguments = shlex.split(command)
     assert program == "finetune-kit" and arguments[-1] == "--resume"
-    resumed = subprocess.run([sys.executable, "-m", "finetune_kit", *arguments], env=os.environ, capture_output=True)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert client.post("/api/runs/0/elsewhere/resume").status_code == 404
+
+    resumed = finished_job(client, client.post("/api/runs/0/toy/resume").json())  # the page's Resume button
+    assert resumed["status"] == "done", resumed["output_tail"]
     assert not partial.exists() and not (runs / "toy" / Layout.STOPPED).exists()
     assert json.loads((runs / "toy" / Layout.METRICS).read_text())["train"]["steps"] == 200
     assert json.loads((runs / "toy" / Layout.EMISSIONS).read_text())["sessions"] == 2
+    assert client.post("/api/runs/0/toy/resume").status_code == 409  # finished: nothing to resume
