@@ -100,9 +100,9 @@ function renderProgress() {
     ? DASH
     : `${esc(num(state.lastStep))}${isNumber(state.lastEpoch) ? ` <small class="muted">epoch ${esc(state.lastEpoch.toFixed(2))}</small>` : ""}`;
   const s = state.summary;
-  if (s && s.status === "running" && isNumber(state.liveGrams) && !(isNumber(s.emissions_g) && s.emissions_g >= state.liveGrams)) {
-    $("#stat-co2").textContent = grams(state.liveGrams);
-  }
+  // The log's latest grams while the summary has none yet, or an older reading (live, or a stopped run's log).
+  const logged = s && isNumber(state.liveGrams) && (!isNumber(s.emissions_g) || (s.status === "running" && state.liveGrams > s.emissions_g));
+  if (logged) $("#stat-co2").textContent = grams(state.liveGrams);
 }
 
 function renderSummary() {
