@@ -7,7 +7,7 @@
 //   #live-note shown while the event stream is open
 //   #estimate-vs-actual (table#estimate-table), #emissions-breakdown (table#emissions-table), #metrics, #samples,
 //   #card (the rendered model card), #recipe-yaml
-//   #stop-button (while running), #chat-button (a chat-capable finished run), #export-button + #export-status,
+//   #stop-button (while running), #resume-button (a stopped or failed run: train --resume), #chat-button (a chat-capable finished run), #export-button + #export-status,
 //   #push-repo, #push-private, #push-button, #push-result
 //   #run-notice (what a stopped, failed or budget-stopped run means), #compare-link
 //   #run-error (load failure), #run-waiting (a run whose folder is not there yet: the page waits on the job New run
@@ -41,6 +41,7 @@ const state = {
   reconnect: null,
   metricKey: null,
   liveGrams: null,
+  resuming: false,
 };
 
 const valueText = (v) => num(v);
@@ -125,6 +126,7 @@ function renderSummary() {
   $("#stat-metric-label").textContent = s.main_metric ? `${s.main_metric} ${s.greater_is_better ? "↑" : "↓"}` : "Main metric";
   $("#stat-metric").textContent = num(s.metric);
   $("#stop-button").hidden = s.status !== "running";
+  $("#resume-button").hidden = !["stopped", "failed"].includes(s.status) || state.resuming;
   const chat = $("#chat-button");
   chat.hidden = !s.chat;
   chat.href = `/chat?model=${qid(s.id)}`;
@@ -337,6 +339,58 @@ async function reloaded() {
 }
 
 // ---- actions ------------------------------------------------------------------------------------------
+/** Charts and counters back to nothing, then the whole log again (a resumed run may have started its log over). */
+async function reloadLog() {
+  for (const chart of Object.values(charts)) chart.setSeries([]);
+  Object.assign(state, { entries: 0, lastStep: null, lastEpoch: null, liveGrams: null });
+  const log = await get(`/api/runs/${idPath(id)}/log`);
+  for (const entry of log.entries || []) addEntry(entry);
+  renderProgress();
+}
+
+$("#resume-button").addEventListener("click", async (e) => {
+  const button = e.currentTarget;
+  let job;
+  await busy(button, async () => {
+    try {
+      job = await post(`/api/runs/${idPath(id)}/resume`);
+    } catch (err) {
+      toast(messageOf(err), "error");
+    }
+  });
+  if (!job) return;
+  state.resuming = true;
+  button.hidden = true;
+  const notice = $("#run-notice");
+  notice.innerHTML = '<span class="spinner"></span> Resuming from the last checkpoint…';
+  notice.hidden = false;
+  try {
+    // Until the run's own process says it is running (or the job ends first).
+    for (;;) {
+      const [detail, current] = await Promise.all([get(`/api/runs/${idPath(id)}`), get(`/api/jobs/${encodeURIComponent(job.id)}`)]);
+      if (detail.summary.status === "running") {
+        state.detail = detail;
+        state.summary = detail.summary;
+        break;
+      }
+      if (current.status !== "running") {
+        notice.innerHTML = `<span class="bad-text">The resume ended (${esc(current.status)}${isNumber(current.returncode) ? `, exit ${esc(current.returncode)}` : ""}).</span>`;
+        if (current.output_tail) notice.insertAdjacentHTML("beforeend", `<pre class="output">${esc(current.output_tail)}</pre>`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    renderDetail();
+    await reloadLog();
+    connect();
+  } catch (err) {
+    toast(messageOf(err), "error");
+  } finally {
+    state.resuming = false;
+    $("#resume-button").hidden = !["stopped", "failed"].includes(state.summary?.status);
+  }
+});
+
 $("#stop-button").addEventListener("click", async (e) => {
   const button = e.currentTarget;
   await busy(button, async () => {
