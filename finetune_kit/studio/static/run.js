@@ -232,7 +232,9 @@ function renderMetrics() {
     return;
   }
   const splits = ["before_training", "validation", "test"].filter((k) => m[k] && typeof m[k] === "object");
-  const keys = [...new Set(splits.flatMap((k) => Object.keys(m[k]).filter((name) => isNumber(m[k][name]))))];
+  // Scores only: the evaluation's speed and counters are the Trainer's, not the model's.
+  const speed = /^(runtime|samples_per_second|steps_per_second|epoch|num_input_tokens_seen|model_preparation_time)$/;
+  const keys = [...new Set(splits.flatMap((k) => Object.keys(m[k]).filter((name) => isNumber(m[k][name]) && !speed.test(name))))];
   const main = m.main_metric;
   keys.sort((a, b) => (a === main ? -1 : b === main ? 1 : 0));
   let out = "";
