@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import markdown
-from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, StreamingResponse
 
 from finetune_kit.runs.folder import Layout
 from finetune_kit.studio.catalog import FINAL_STATUSES, Catalog, RunSummary, read_json
@@ -45,6 +45,15 @@ async def run_events(
     )
 
 
+@router.get("/runs/{run_id:path}/training_curve.png")
+def training_curve(run_id: str, where: FoldersDep) -> FileResponse:
+    """The curve image the model card links to (the only file of a run served as it is)."""
+    image = where.live_folder(run_id) / Layout.CURVE_IMAGE
+    if not image.is_file():
+        raise HTTPException(404, f"run {run_id} has no {Layout.CURVE_IMAGE}")
+    return FileResponse(image, media_type="image/png")
+
+
 @router.get("/runs/{run_id:path}")
 def run_detail(run_id: str, where: FoldersDep, runs: CatalogDep) -> dict[str, Any]:
     folder = where.live_folder(run_id)
@@ -56,7 +65,7 @@ def run_detail(run_id: str, where: FoldersDep, runs: CatalogDep) -> dict[str, An
         "metrics": metrics,
         "emissions": read_json(folder / Layout.EMISSIONS),
         "estimate": _estimate(folder, metrics, where, run_id),
-        "card_html": _card_html(folder / Layout.CARD),
+        "card_html": _card_html(folder / Layout.CARD, f"/api/runs/{run_id}/"),
         "samples": _samples(metrics or {}),
     }
 
@@ -71,13 +80,15 @@ def _estimate(folder: Path, metrics: dict[str, Any] | None, where: Folders, run_
     return EstimateStore(root).load(where.run_path(run_id), root)
 
 
-def _card_html(card: Path) -> str | None:
-    """The model card without its YAML header (the Hub shows that as tags), rendered as the Hub renders it."""
+def _card_html(card: Path, run_url: str) -> str | None:
+    """The model card without its YAML header (the Hub shows that as tags), rendered as the Hub renders it;
+    the curve image it links beside it is fetched from the run."""
     if not card.is_file():
         return None
     text = card.read_text(encoding="utf-8")
     if text.startswith("---\n"):
         text = text.split("\n---\n", 1)[-1]
+    text = text.replace(f"]({Layout.CURVE_IMAGE})", f"]({run_url}{Layout.CURVE_IMAGE})")
     return markdown.markdown(text, extensions=["tables", "fenced_code"])
 
 

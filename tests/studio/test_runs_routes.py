@@ -70,6 +70,14 @@ def test_run_detail_carries_recipe_metrics_emissions_and_the_card(runs_root: Pat
     assert detail["metrics"]["main_metric"] == "accuracy"
     assert detail["emissions"]["emissions_g"] == pytest.approx(detail["summary"]["emissions_g"])
     assert "<h" in detail["card_html"] and "co2_eq_emissions" not in detail["card_html"]  # header stripped
+    assert 'src="/api/runs/0/toy/training_curve.png"' in detail["card_html"]
+
+
+def test_the_card_curve_image_is_served_and_no_other_file(runs_root: Path, tmp_path: Path) -> None:
+    client = client_for(runs_root, tmp_path)
+    image = client.get("/api/runs/0/toy/training_curve.png")
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    assert client.get("/api/runs/0/toy/model.safetensors").status_code == 404
 
 
 def test_statuses_of_runs_being_built_stopped_killed_or_stopped_on_budget(runs_root: Path, tmp_path: Path) -> None:
