@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from finetune_kit.config.loading import validate_recipe
@@ -164,7 +165,8 @@ class RunFolder:
 
     def mark_process(self) -> None:
         """Who builds the run now; a reader finding this pid gone (and no stopped.json) knows the run was killed."""
-        self.files.write_json(Layout.PROCESS, {"pid": os.getpid(), "host": socket.gethostname()})
+        started = psutil.Process().create_time()  # with the pid: a pid reused by a later process is not this one
+        self.files.write_json(Layout.PROCESS, {"pid": os.getpid(), "host": socket.gethostname(), "started": started})
 
     def _start_over(self) -> None:
         """Nothing to resume from (killed before its first checkpoint was whole): train from the

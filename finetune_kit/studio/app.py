@@ -11,14 +11,20 @@ from fastapi.staticfiles import StaticFiles
 
 from finetune_kit.serving.errors import validation_message
 from finetune_kit.studio import chat_routes, hub_routes, launch_routes, runs_routes
-from finetune_kit.studio.access import require_token
+from finetune_kit.studio.access import guard
 from finetune_kit.studio.catalog import Catalog
 from finetune_kit.studio.folders import Folders
 from finetune_kit.studio.settings import StudioSettings
 
 STATIC = files("finetune_kit.studio") / "static"
-PAGES = {"/": "runs.html", "/run": "run.html", "/compare": "compare.html", "/new": "new.html", "/chat": "chat.html"}
-PAGES["/hub"] = "hub.html"
+PAGES = {
+    "/": "runs.html",
+    "/run": "run.html",
+    "/compare": "compare.html",
+    "/new": "new.html",
+    "/chat": "chat.html",
+    "/hub": "hub.html",
+}
 
 
 def create_app(settings: StudioSettings) -> FastAPI:
@@ -32,8 +38,7 @@ def create_app(settings: StudioSettings) -> FastAPI:
         app.add_api_route(route, _page(page), methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_exception_handler(RequestValidationError, _one_line)
-    if settings.token:
-        require_token(app, settings.token)
+    guard(app, settings)
     return app
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from finetune_kit.emissions.tracker import EmissionsRecord, sum_processes, sum_records
@@ -22,6 +24,7 @@ RUNNING, FINISHED, STOPPED_ON_BUDGET, STOPPED, FAILED = "running", "finished", "
 FINAL_STATUSES = (FINISHED, STOPPED_ON_BUDGET, STOPPED, FAILED)
 SWEEP_STUDY = "study.db"  # what makes a folder of runs a sweep (finetune_kit.sweep keeps its study there)
 SEARCH_DEPTH = 2  # runs folder / sweep folder / trial
+OTHER_HOST_QUIET_S = 300  # a run another machine builds counts as running while it wrote within this
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -56,8 +59,8 @@ def run_folders(root: Path, depth: int = SEARCH_DEPTH) -> list[Path]:
     except OSError:
         return found
     for entry in entries:
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue
+        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            continue  # a link is not followed: it could lead out of the runs folder
         path = Path(entry.path)
         if (path / Layout.RECIPE).is_file():
             found.append(path)
@@ -66,15 +69,36 @@ def run_folders(root: Path, depth: int = SEARCH_DEPTH) -> list[Path]:
     return found
 
 
-def read_json(path: Path) -> Any:
+def read_text(folder: Path, name: str) -> str | None:
+    """A file of a run folder; None where it is missing, unreadable or a link leading out of the folder."""
+    file = Folders.run_file(folder, name)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return file.read_text(encoding="utf-8") if file else None
+    except (OSError, UnicodeDecodeError):
         return None
 
 
-def _last_lines(path: Path, limit: int = 64 * 1024) -> list[dict[str, Any]]:
+def read_json(folder: Path, name: str) -> Any:
+    try:
+        return json.loads(text) if (text := read_text(folder, name)) is not None else None
+    except ValueError:
+        return None
+
+
+def read_recipe(folder: Path) -> dict[str, Any]:
+    """The run's saved recipe as plain data (empty where unreadable): read without validating, fast."""
+    try:
+        data = yaml.load(read_text(folder, Layout.RECIPE) or "", Loader=SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _last_lines(folder: Path, limit: int = 64 * 1024) -> list[dict[str, Any]]:
     """The log's last entries (its tail only: a long run's log is read in full by the run page, not here)."""
+    path = Folders.run_file(folder, Layout.LOG)
+    if path is None:
+        return []
     try:
         with path.open("rb") as handle:
             handle.seek(max(0, path.stat().st_size - limit))
@@ -90,18 +114,22 @@ def _last_lines(path: Path, limit: int = 64 * 1024) -> list[dict[str, Any]]:
     return entries
 
 
-def process_alive(folder: Path) -> bool:
-    """Whether the process that wrote the partial folder's process.json still runs on this machine."""
-    process = read_json(folder / Layout.PROCESS)
-    if not isinstance(process, dict) or process.get("host") != socket.gethostname():
+def process_alive(folder: Path, updated: float) -> bool:
+    """Whether the process that wrote the partial folder's process.json still builds it: on this machine, the
+    same process (its pid, started when it says: a pid reused later is not it); on another machine, one that
+    wrote to the folder lately (a shared file system; there is no asking the other machine)."""
+    process = read_json(folder, Layout.PROCESS)
+    if not isinstance(process, dict):
         return False
+    if process.get("host") != socket.gethostname():
+        return time.time() - updated < OTHER_HOST_QUIET_S
     try:
-        os.kill(int(process["pid"]), 0)
-    except ProcessLookupError:
+        started = psutil.Process(int(process["pid"])).create_time()
+    except (psutil.NoSuchProcess, ValueError, KeyError):
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True  # someone else's process: it exists
-    return True
+    return "started" not in process or abs(started - float(process["started"])) < 1.0
 
 
 def _partial_emissions(folder: Path) -> EmissionsRecord | None:
@@ -111,16 +139,16 @@ def _partial_emissions(folder: Path) -> EmissionsRecord | None:
         return None
     sessions: dict[str, list[EmissionsRecord]] = {}
     for file in readings.glob("*.json"):
-        data = read_json(file)
+        data = read_json(folder, f"{Layout.EMISSION_READINGS}/{file.name}")
         if isinstance(data, dict):
             sessions.setdefault(file.stem.rsplit("-process", 1)[0], []).append(EmissionsRecord.from_dict(data))
     return sum_records([sum_processes(records) for records in sessions.values()]) if sessions else None
 
 
-def _has_chat_template(model_dir: Path) -> bool:
-    if (model_dir / "chat_template.jinja").is_file():
+def _has_chat_template(folder: Path) -> bool:
+    if Folders.run_file(folder, f"{Layout.MODEL}/chat_template.jinja"):
         return True
-    config = read_json(model_dir / "tokenizer_config.json")
+    config = read_json(folder, f"{Layout.MODEL}/tokenizer_config.json")
     return isinstance(config, dict) and bool(config.get("chat_template"))
 
 
@@ -181,21 +209,21 @@ class Catalog:
         return summary
 
     def _read(self, folder: Path, partial: bool, updated: float) -> RunSummary:
-        recipe = _recipe(folder)
+        recipe = read_recipe(folder)
         task = recipe.get("task")
         model = recipe.get("model") or {}
-        lineage = read_json(folder / Layout.MODEL / Layout.LINEAGE) or {}
+        lineage = read_json(folder, f"{Layout.MODEL}/{Layout.LINEAGE}") or {}
         base_model = lineage.get("base_model") or model.get("checkpoint") or model.get("weights_from")
-        metrics = None if partial else read_json(folder / Layout.METRICS)
-        entries = _last_lines(folder / Layout.LOG)
+        metrics = None if partial else read_json(folder, Layout.METRICS)
+        entries = _last_lines(folder)
         if isinstance(metrics, dict):
             main, metric = metrics.get("main_metric"), _finished_metric(metrics)
-            record = EmissionsRecord.from_dict(e) if (e := read_json(folder / Layout.EMISSIONS)) else None
+            record = EmissionsRecord.from_dict(e) if (e := read_json(folder, Layout.EMISSIONS)) else None
             status = STOPPED_ON_BUDGET if "stopped_on_budget" in metrics else FINISHED
         else:
             main = _main_metric_name(task)
             metric, record = _logged_metric(entries, main), _partial_emissions(folder)
-            status = self._partial_status(folder) if partial else FAILED
+            status = self._partial_status(folder, updated) if partial else FAILED
         task_class = TASKS.get(task or "")
         return RunSummary(
             id=self.folders.run_id(folder),
@@ -213,22 +241,14 @@ class Catalog:
             status=status,
             started=_started(folder, entries),
             updated=updated,
-            chat=status in (FINISHED, STOPPED_ON_BUDGET) and _has_chat_template(folder / Layout.MODEL),
+            chat=status in (FINISHED, STOPPED_ON_BUDGET) and _has_chat_template(folder),
         )
 
     @staticmethod
-    def _partial_status(folder: Path) -> str:
-        if (folder / Layout.STOPPED).is_file():
+    def _partial_status(folder: Path, updated: float) -> str:
+        if Folders.run_file(folder, Layout.STOPPED):
             return STOPPED
-        return RUNNING if process_alive(folder) else FAILED
-
-
-def _recipe(folder: Path) -> dict[str, Any]:
-    try:
-        data = yaml.load((folder / Layout.RECIPE).read_text(encoding="utf-8"), Loader=SafeLoader)
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return RUNNING if process_alive(folder, updated) else FAILED
 
 
 def _started(folder: Path, entries: list[dict[str, Any]]) -> float | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,7 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -27,8 +25,9 @@ from finetune_kit.emissions.inference import InferenceMeter
 from finetune_kit.errors import UserError, first_line
 from finetune_kit.inference import generated_tokens, with_generation_overrides
 from finetune_kit.runs import Layout
-from finetune_kit.studio.catalog import RunSummary
-from finetune_kit.studio.state import catalog, folders
+from finetune_kit.studio.catalog import RunSummary, read_recipe
+from finetune_kit.studio.sse import event, event_stream
+from finetune_kit.studio.state import catalog, folders, shared
 
 router = APIRouter()
 
@@ -112,10 +111,7 @@ class ChatHost:
 
 
 def chat_host(request: Request) -> ChatHost:
-    state = request.app.state
-    if getattr(state, "chat_host", None) is None:
-        state.chat_host = ChatHost()
-    return state.chat_host
+    return shared(request, "chat_host", ChatHost)
 
 
 def _chat_runs(request: Request) -> list[RunSummary]:
@@ -124,9 +120,8 @@ def _chat_runs(request: Request) -> list[RunSummary]:
 
 def _base_checkpoint(run_dir: Path) -> str | None:
     """The checkpoint a run's recipe starts from; None when it starts from random weights."""
-    try:
-        model = (yaml.safe_load((run_dir / Layout.RECIPE).read_text(encoding="utf-8")) or {}).get("model") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
+    model = read_recipe(run_dir).get("model")
+    if not isinstance(model, dict):
         return None
     checkpoint = model.get("checkpoint")
     return checkpoint if isinstance(checkpoint, str) and not model.get("random_init") else None
@@ -159,10 +154,6 @@ def _target(request: Request, ident: str) -> ChatTarget:
     if not any(summary.id == ident for summary in runs):
         raise HTTPException(404, f"run {ident!r} is not a finished run with a chat template")
     return ChatTarget(str(path), (ident, (path / Layout.RECIPE).stat().st_mtime))
-
-
-def _event(name: str, data: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
 @router.post("/chat")
@@ -211,10 +202,10 @@ async def chat(body: ChatRequest, request: Request) -> StreamingResponse:
         try:
             while True:
                 name, data = await events.get()
-                yield _event(name, data)
+                yield event(name, data)
                 if name != "token":
                     return
         finally:
             gone.set()
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return event_stream(stream())

@@ -1,6 +1,8 @@
 """Ids for the runs and recipes the studio serves, and the only way from an id back to a path: an id names a
 root folder by its position and a path inside it, and a path that resolves outside that root (`..`, an
-absolute path, a symbolic link leading out) is not found."""
+absolute path, a symbolic link leading out, the run's `.partial` sibling among them) or names a hidden folder
+(the studio's own `.studio/`) is not found. Files inside a run are opened through `run_file`, which refuses a
+link leading out of the run."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from fastapi import HTTPException
 
-PARTIAL_SUFFIX = ".partial"
+from finetune_kit.runs.folder import PARTIAL_SUFFIX, Layout
 
 
 class OutsideFolders(HTTPException):
@@ -19,13 +21,20 @@ class OutsideFolders(HTTPException):
 def _inside(roots: tuple[Path, ...], ident: str, kind: str) -> Path:
     head, _, rest = ident.partition("/")
     relative = PurePosixPath(rest)
-    if not head.isdigit() or int(head) >= len(roots) or not rest or relative.is_absolute() or ".." in relative.parts:
+    hidden = any(part.startswith(".") for part in relative.parts)
+    if not head.isdigit() or int(head) >= len(roots) or not rest or relative.is_absolute() or hidden:
         raise OutsideFolders(kind, ident)
     root = roots[int(head)]
     path = (root / relative).resolve()
     if not path.is_relative_to(root):
         raise OutsideFolders(kind, ident)
     return path
+
+
+def _resolved_inside(path: Path, root: Path) -> Path | None:
+    """The path itself where it is (or leads) inside `root`; None where it is missing or leads out."""
+    resolved = path.resolve()
+    return resolved if path.exists() and resolved.is_relative_to(root) else None
 
 
 def _ident(roots: tuple[Path, ...], path: Path) -> str:
@@ -54,14 +63,21 @@ class Folders:
         return path
 
     def live_folder(self, ident: str) -> Path:
-        """The folder holding the run now: the partial one while it is built (or after it stopped), else the final."""
+        """The folder holding the run now: the partial one while it is built (or after it stopped), else the
+        final; either only where it is a run folder inside the run's root."""
         final = self.run_path(ident)
-        partial = final.with_name(final.name + PARTIAL_SUFFIX)
-        if partial.is_dir():
-            return partial
-        if final.is_dir():
-            return final
+        root = self.runs[int(ident.split("/", 1)[0])]
+        for candidate in (final.with_name(final.name + PARTIAL_SUFFIX), final):
+            folder = _resolved_inside(candidate, root)
+            if folder is not None and folder.is_dir() and (folder / Layout.RECIPE).is_file():
+                return candidate
         raise OutsideFolders("run", ident)
+
+    @staticmethod
+    def run_file(folder: Path, name: str) -> Path | None:
+        """A file of a run folder, None where it is missing or a link leading out of the folder."""
+        found = _resolved_inside(folder / name, folder.resolve())
+        return found if found is not None and found.is_file() else None
 
     def recipe_id(self, file: Path) -> str:
         return _ident(self.recipes, file)

@@ -18,7 +18,7 @@ from finetune_kit.errors import UserError, first_line
 from finetune_kit.hub.errors import HUB_ERRORS, HubError, describe_hub_error
 from finetune_kit.hub.push import push_run
 from finetune_kit.hub.search import search_models
-from finetune_kit.studio.state import folders
+from finetune_kit.studio.state import folders, shared
 
 router = APIRouter()
 
@@ -35,10 +35,7 @@ class HubLogin:
 
 
 def hub_login(request: Request) -> HubLogin:
-    state = request.app.state
-    if getattr(state, "hub_login", None) is None:
-        state.hub_login = HubLogin()
-    return state.hub_login
+    return shared(request, "hub_login", HubLogin)
 
 
 class TokenRequest(BaseModel):

@@ -8,19 +8,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import markdown
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, StreamingResponse
+from markdown_it import MarkdownIt
 
 from finetune_kit.runs.folder import Layout
-from finetune_kit.studio.catalog import FINAL_STATUSES, Catalog, RunSummary, read_json
+from finetune_kit.studio.catalog import FINAL_STATUSES, Catalog, read_json, read_text
 from finetune_kit.studio.estimates import EstimateStore
-from finetune_kit.studio.folders import Folders
+from finetune_kit.studio.folders import Folders, OutsideFolders
+from finetune_kit.studio.sse import event, event_stream
 from finetune_kit.studio.state import CatalogDep, FoldersDep
 
 router = APIRouter()
 POLL_S = 0.5  # how often an open run page's stream looks for new log lines: a step shows within a second
 SAMPLES_SHOWN = 8
+# CommonMark with tables, raw HTML escaped and unsafe link schemes (javascript:, data:, ...) refused: a card
+# holds user text (the run's name, its dataset), and the page shows it.
+CARD_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 @router.get("/runs")
@@ -30,7 +34,7 @@ def list_runs(runs: CatalogDep) -> dict[str, Any]:
 
 @router.get("/runs/{run_id:path}/log")
 def run_log(run_id: str, where: FoldersDep) -> dict[str, Any]:
-    return {"entries": _log_entries(where.live_folder(run_id) / Layout.LOG, 0)[0]}
+    return {"entries": LogTail(where.live_folder(run_id)).read()[0]}
 
 
 @router.get("/runs/{run_id:path}/events")
@@ -38,18 +42,14 @@ async def run_events(
     run_id: str, request: Request, where: FoldersDep, runs: CatalogDep, after: int = 0
 ) -> StreamingResponse:
     where.live_folder(run_id)  # 404 now, not inside the stream
-    return StreamingResponse(
-        _events(run_id, after, request, where, runs),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return event_stream(_events(run_id, after, request, where, runs))
 
 
 @router.get("/runs/{run_id:path}/training_curve.png")
 def training_curve(run_id: str, where: FoldersDep) -> FileResponse:
     """The curve image the model card links to (the only file of a run served as it is)."""
-    image = where.live_folder(run_id) / Layout.CURVE_IMAGE
-    if not image.is_file():
+    image = Folders.run_file(where.live_folder(run_id), Layout.CURVE_IMAGE)
+    if image is None:
         raise HTTPException(404, f"run {run_id} has no {Layout.CURVE_IMAGE}")
     return FileResponse(image, media_type="image/png")
 
@@ -57,15 +57,14 @@ def training_curve(run_id: str, where: FoldersDep) -> FileResponse:
 @router.get("/runs/{run_id:path}")
 def run_detail(run_id: str, where: FoldersDep, runs: CatalogDep) -> dict[str, Any]:
     folder = where.live_folder(run_id)
-    summary = runs.summary(folder)
-    metrics = read_json(folder / Layout.METRICS)
+    metrics = read_json(folder, Layout.METRICS)
     return {
-        "summary": summary.to_dict(),
-        "recipe": (folder / Layout.RECIPE).read_text(encoding="utf-8"),
+        "summary": runs.summary(folder).to_dict(),
+        "recipe": read_text(folder, Layout.RECIPE) or "",
         "metrics": metrics,
-        "emissions": read_json(folder / Layout.EMISSIONS),
+        "emissions": read_json(folder, Layout.EMISSIONS),
         "estimate": _estimate(folder, metrics, where, run_id),
-        "card_html": _card_html(folder / Layout.CARD, f"/api/runs/{run_id}/"),
+        "card_html": _card_html(read_text(folder, Layout.CARD), f"/api/runs/{run_id}/"),
         "samples": _samples(metrics or {}),
     }
 
@@ -74,22 +73,21 @@ def _estimate(folder: Path, metrics: dict[str, Any] | None, where: Folders, run_
     """A budgeted run's own estimate, else the one the studio made before starting it."""
     if metrics and metrics.get("estimate"):
         return metrics["estimate"]
-    if saved := read_json(folder / Layout.ESTIMATE):
+    if saved := read_json(folder, Layout.ESTIMATE):
         return saved
     root = where.runs[int(run_id.split("/", 1)[0])]
     return EstimateStore(root).load(where.run_path(run_id), root)
 
 
-def _card_html(card: Path, run_url: str) -> str | None:
+def _card_html(card: str | None, run_url: str) -> str | None:
     """The model card without its YAML header (the Hub shows that as tags), rendered as the Hub renders it;
     the curve image it links beside it is fetched from the run."""
-    if not card.is_file():
+    if card is None:
         return None
-    text = card.read_text(encoding="utf-8")
-    if text.startswith("---\n"):
-        text = text.split("\n---\n", 1)[-1]
-    text = text.replace(f"]({Layout.CURVE_IMAGE})", f"]({run_url}{Layout.CURVE_IMAGE})")
-    return markdown.markdown(text, extensions=["tables", "fenced_code"])
+    if card.startswith("---\n"):
+        card = card.split("\n---\n", 1)[-1]
+    card = card.replace(f"]({Layout.CURVE_IMAGE})", f"]({run_url}{Layout.CURVE_IMAGE})")
+    return CARD_MARKDOWN.render(card)
 
 
 def _samples(metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -98,34 +96,73 @@ def _samples(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return [row for row in rows if isinstance(row, dict)][:SAMPLES_SHOWN]
 
 
-def _log_entries(log: Path, skip: int) -> tuple[list[dict[str, Any]], int]:
-    """The log's entries after the first `skip` complete lines, and how many complete lines it holds now."""
-    try:
-        lines = log.read_text(encoding="utf-8").split("\n")
-    except OSError:
-        return [], skip
-    complete = lines[:-1]  # the last piece is empty, or a line still being written
-    return [json.loads(line) for line in complete[skip:] if line], max(skip, len(complete))
+class LogTail:
+    """Reads a run's log from where the last read stopped (a byte offset: an open page costs what was added,
+    not the whole log), complete lines only. The log may move with its folder (`.partial` to final) or be
+    written anew (a resume drops the steps after its checkpoint; `--overwrite` starts over): `reset` says so."""
 
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.offset, self.lines = folder, 0, 0
 
-def _event(kind: str, data: dict[str, Any]) -> str:
-    return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+    def read(self) -> tuple[list[dict[str, Any]], bool]:
+        """New entries, and whether the log was written anew since the last read (start over from them)."""
+        file = Folders.run_file(self.folder, Layout.LOG)
+        if file is None:
+            return [], False
+        with file.open("rb") as handle:
+            reset = handle.seek(0, 2) < self.offset
+            if reset:
+                self.offset = self.lines = 0
+            handle.seek(self.offset)
+            added = handle.read()
+        complete = added[: added.rfind(b"\n") + 1]  # a line still being written waits for the next read
+        self.offset += len(complete)
+        entries = []
+        for line in complete.decode("utf-8", errors="replace").splitlines():
+            self.lines += 1
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue  # a damaged line is skipped, not the stream
+        return entries, reset
+
+    def skip(self, count: int) -> None:
+        """Start after the first `count` complete lines: those the page already has."""
+        file = Folders.run_file(self.folder, Layout.LOG)
+        if file is None:
+            return
+        with file.open("rb") as handle:
+            while self.lines < count and (line := handle.readline()).endswith(b"\n"):
+                self.offset += len(line)
+                self.lines += 1
 
 
 async def _events(run_id: str, seen: int, request: Request, where: Folders, runs: Catalog) -> AsyncIterator[str]:
     """New log lines and status changes until the run's status is final. The run folder may move from
     `.partial` to its final name meanwhile: the id stays, and so does the count of lines already sent."""
+    tail: LogTail | None = None
     shown: dict[str, Any] | None = None
     while not await request.is_disconnected():
-        folder = where.live_folder(run_id)
-        entries, seen = _log_entries(folder / Layout.LOG, seen)
+        try:
+            folder = where.live_folder(run_id)
+        except OutsideFolders:  # gone for a moment (replaced by --overwrite), or deleted: look again
+            await asyncio.sleep(POLL_S)
+            continue
+        if tail is None:
+            tail = LogTail(folder)
+            tail.skip(seen)
+        elif tail.folder != folder:  # moved into place: the same file under another name
+            tail.folder = folder
+        entries, reset = tail.read()
+        if reset:
+            yield event("reset", {})
         for entry in entries:
-            yield _event("log", entry)
-        summary: RunSummary = runs.summary(folder)
+            yield event("log", entry)
+        summary = runs.summary(folder)
         state = {"status": summary.status, "emissions_g": summary.emissions_g, "metric": summary.metric}
         if state != shown:
             shown = state
-            yield _event("status", summary.to_dict())
+            yield event("status", summary.to_dict())
         if summary.status in FINAL_STATUSES:
             return
         await asyncio.sleep(POLL_S)

@@ -50,6 +50,8 @@ class StudioSettings:
             if folder.exists() and not folder.is_dir():
                 raise UserError(f"--runs {folder}: not a folder")
             folder.mkdir(parents=True, exist_ok=True)
+        if token is not None and not token.strip():
+            raise UserError("--token: empty; give a token, or leave the option out for a random one")
         if token is None and not is_loopback(host):
             token = secrets.token_urlsafe(24)
         return cls(
@@ -62,6 +64,6 @@ class StudioSettings:
 
     @property
     def url(self) -> str:
-        shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else f"[{self.host}]" if ":" in self.host else self.host
         query = f"/?token={self.token}" if self.token else "/"
         return f"http://{shown}:{self.port}{query}"

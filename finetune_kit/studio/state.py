@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import threading
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
 from finetune_kit.studio.catalog import Catalog
 from finetune_kit.studio.folders import Folders
 from finetune_kit.studio.settings import StudioSettings
+
+T = TypeVar("T")
+_making = threading.Lock()
 
 
 def settings(request: Request) -> StudioSettings:
@@ -17,6 +22,15 @@ def settings(request: Request) -> StudioSettings:
 
 def folders(request: Request) -> Folders:
     return request.app.state.folders
+
+
+def shared(request: Request, name: str, make: Callable[[], T]) -> T:
+    """The app's one `name` object (a part's own state: the job registry, the chat model, the Hub login),
+    made on first use; two first requests at once still make one."""
+    with _making:
+        if getattr(request.app.state, name, None) is None:
+            setattr(request.app.state, name, make())
+        return getattr(request.app.state, name)
 
 
 def catalog(request: Request) -> Catalog:

@@ -21,6 +21,7 @@ from finetune_kit.runs.folder import Layout
 from finetune_kit.studio import StudioSettings, create_app
 from finetune_kit.studio.chat_routes import ChatHost
 from tests.builders import toy_chat_rows, train_run, write_jsonl
+from tests.studio.clients import LOOPBACK_URL, studio_client
 
 QUESTION = [{"role": "user", "content": "Sentiment of: a warm and funny film"}]
 
@@ -73,7 +74,7 @@ def test_lists_finished_chat_runs_and_the_checkpoint_each_started_from(app, tiny
     unfinished = tmp_path / "runs" / "later.partial"
     unfinished.mkdir()
     shutil.copy(tmp_path / "runs" / "tiny-chat" / Layout.RECIPE, unfinished)
-    models = TestClient(app).get("/api/chat/models").json()["models"]
+    models = TestClient(app, base_url=LOOPBACK_URL).get("/api/chat/models").json()["models"]
     assert models == [
         {"id": "0/tiny-chat", "label": "tiny-chat", "kind": "run"},
         {"id": f"base:{tiny_chat_llama}", "label": str(tiny_chat_llama), "kind": "base"},
@@ -81,7 +82,7 @@ def test_lists_finished_chat_runs_and_the_checkpoint_each_started_from(app, tiny
 
 
 def test_a_reply_streams_as_tokens_then_done_with_its_seconds_and_grams(app) -> None:
-    client = TestClient(app)
+    client = TestClient(app, base_url=LOOPBACK_URL)
     streamed = ask(client, "0/tiny-chat", max_new_tokens=8)
     names = [name for name, _ in streamed]
     assert names[-1] == "done" and set(names[:-1]) == {"token"} and len(names) > 2
@@ -92,7 +93,7 @@ def test_a_reply_streams_as_tokens_then_done_with_its_seconds_and_grams(app) -> 
 
 
 def test_the_base_checkpoint_replaces_the_run_and_back(app, tiny_chat_llama) -> None:
-    client = TestClient(app)
+    client = TestClient(app, base_url=LOOPBACK_URL)
     first = ask(client, "0/tiny-chat")[-1]
     assert ask(client, f"base:{tiny_chat_llama}")[-1][0] == "done"
     again = ask(client, "0/tiny-chat")[-1]
@@ -103,10 +104,12 @@ def test_a_model_that_fails_to_load_is_one_error_event(app, tmp_path) -> None:
     broken = tmp_path / "runs" / "broken"
     shutil.copytree(tmp_path / "runs" / "tiny-chat", broken)
     (broken / Layout.MODEL / "model.safetensors").unlink()
-    streamed = ask(TestClient(app), "0/broken")
+    streamed = ask(TestClient(app, base_url=LOOPBACK_URL), "0/broken")
     assert [name for name, _ in streamed] == ["error"]
     assert "\n" not in streamed[0][1]["detail"] and streamed[0][1]["detail"]
-    assert ask(TestClient(app), "0/tiny-chat")[-1][0] == "done"  # the failure left the studio usable
+    assert (
+        ask(TestClient(app, base_url=LOOPBACK_URL), "0/tiny-chat")[-1][0] == "done"
+    )  # the failure left the studio usable
 
 
 @pytest.mark.unit
@@ -117,7 +120,7 @@ def test_a_model_that_fails_to_load_is_one_error_event(app, tmp_path) -> None:
 def test_only_listed_models_load(model: str, tmp_path: Path) -> None:
     (tmp_path / "runs" / "tiny-chat").mkdir(parents=True)
     (tmp_path / "recipes").mkdir()
-    client = TestClient(create_app(StudioSettings.create([tmp_path / "runs"], [tmp_path / "recipes"])))
+    client = studio_client(StudioSettings.create([tmp_path / "runs"], [tmp_path / "recipes"]))
     response = client.post("/api/chat", json={"model": model, "messages": QUESTION})
     assert response.status_code == 404 and isinstance(response.json()["detail"], str)
 
@@ -125,7 +128,9 @@ def test_only_listed_models_load(model: str, tmp_path: Path) -> None:
 def test_a_third_request_while_one_generates_and_one_waits_is_refused(app) -> None:
     app.state.chat_host = host = ChatHost()
     assert host.reserve() and host.reserve()
-    response = TestClient(app).post("/api/chat", json={"model": "0/tiny-chat", "messages": QUESTION})
+    response = TestClient(app, base_url=LOOPBACK_URL).post(
+        "/api/chat", json={"model": "0/tiny-chat", "messages": QUESTION}
+    )
     assert response.status_code == 409 and "another reply" in response.json()["detail"]
 
 

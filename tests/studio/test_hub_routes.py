@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from finetune_kit.studio import StudioSettings, create_app
+from finetune_kit.studio import StudioSettings
 from tests.builders import classification_recipe, toy_sentiment_rows, train_run, write_jsonl
 from tests.conftest import HUB_PORT
 from tests.hub_server import HubServer
+from tests.studio.clients import studio_client
 
 TOKEN = "hf_studioTESTtoken7777secret"
 REPO = "alice/studio-toy"
@@ -46,7 +47,7 @@ def runs_root(finished_run: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def client(runs_root: Path, tmp_path: Path) -> TestClient:
     (tmp_path / "recipes").mkdir()
-    return TestClient(create_app(StudioSettings.create([runs_root], [tmp_path / "recipes"])))
+    return studio_client(StudioSettings.create([runs_root], [tmp_path / "recipes"]))
 
 
 def one_line(response) -> str:

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from finetune_kit.errors import UserError
 from finetune_kit.runs.folder import Layout
-from finetune_kit.studio import StudioSettings, create_app
+from finetune_kit.studio import StudioSettings
 from tests.builders import classification_recipe, train_run
+from tests.studio.clients import studio_client
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def runs_root(finished_run: Path, tmp_path: Path) -> Path:
 
 def client_for(runs_root: Path, tmp_path: Path, **options) -> TestClient:
     (tmp_path / "recipes").mkdir(exist_ok=True)
-    return TestClient(create_app(StudioSettings.create([runs_root], [tmp_path / "recipes"], **options)))
+    return studio_client(StudioSettings.create([runs_root], [tmp_path / "recipes"], **options))
 
 
 def as_partial(runs_root: Path, name: str, **files: dict) -> Path:
@@ -78,6 +80,18 @@ def test_the_card_curve_image_is_served_and_no_other_file(runs_root: Path, tmp_p
     image = client.get("/api/runs/0/toy/training_curve.png")
     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
     assert client.get("/api/runs/0/toy/model.safetensors").status_code == 404
+
+
+def test_a_hostile_card_is_shown_as_text_not_run(runs_root: Path, tmp_path: Path) -> None:
+    card = runs_root / "toy" / Layout.CARD
+    card.write_text(
+        card.read_text()
+        + '\n<script>alert(1)</script> <img src=x onerror="alert(2)">\n[click](javascript:alert(3)) '
+        + "[also](&#1;javascript:alert(4))\n"
+    )
+    shown = client_for(runs_root, tmp_path).get("/api/runs/0/toy").json()["card_html"]
+    assert "<script" not in shown and "<img src=x" not in shown and 'href="javascript' not in shown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown  # the text stays readable
 
 
 def test_statuses_of_runs_being_built_stopped_killed_or_stopped_on_budget(runs_root: Path, tmp_path: Path) -> None:
@@ -121,6 +135,43 @@ def test_nothing_outside_the_runs_folders_is_served(runs_root: Path, tmp_path: P
     response = client_for(runs_root, tmp_path).get(path)
     assert 400 <= response.status_code < 500
     assert "task: classification" not in response.text
+
+
+def test_links_leading_out_of_a_run_or_the_runs_folder_are_not_followed(runs_root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(runs_root / "toy", outside)
+    (outside / Layout.RECIPE).write_text("task: classification\nname: SECRET-OUTSIDE\n")
+    (runs_root / "linked.partial").symlink_to(outside)  # a partial sibling leading out
+    (runs_root / "linked").mkdir()
+    (runs_root / "toy" / Layout.CURVE_IMAGE).unlink()
+    (runs_root / "toy" / Layout.CURVE_IMAGE).symlink_to(outside / Layout.RECIPE)  # a file leading out
+    (runs_root / ".studio" / "x").mkdir(parents=True)
+    client = client_for(runs_root, tmp_path)
+    for path in ("/api/runs/0/linked", "/api/runs/0/linked/log", "/api/runs/0/.studio", "/api/runs/0/.studio/x"):
+        assert client.get(path).status_code == 404, path
+    assert client.get("/api/runs/0/toy/training_curve.png").status_code == 404
+    assert "SECRET-OUTSIDE" not in client.get("/api/runs").text
+
+
+def test_a_pid_reused_by_another_process_is_not_the_run(runs_root: Path, tmp_path: Path) -> None:
+    host = os.uname().nodename
+    as_partial(runs_root, "reused", process_json={"pid": os.getpid(), "host": host, "started": 12.0})
+    as_partial(runs_root, "elsewhere", process_json={"pid": 1, "host": "another-machine"})
+    statuses = {run["id"]: run["status"] for run in client_for(runs_root, tmp_path).get("/api/runs").json()["runs"]}
+    assert statuses["0/reused"] == "failed"
+    assert statuses["0/elsewhere"] == "running"  # another machine's run, written to just now
+
+
+def test_pages_of_other_sites_cannot_reach_the_studio(runs_root: Path, tmp_path: Path) -> None:
+    client = client_for(runs_root, tmp_path)
+    page = client.get("/")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    rebound = client.get("/api/runs", headers={"Host": "attacker.example:7860"})  # DNS rebinding
+    assert rebound.status_code == 400 and "toy" not in rebound.text
+    posted = client.post("/api/runs/0/toy/export", headers={"Origin": "http://attacker.example"})
+    assert posted.status_code == 403
+    with pytest.raises(UserError, match="--token"):
+        StudioSettings.create([runs_root], [tmp_path / "recipes"], host="0.0.0.0", token="")
 
 
 def test_a_logged_step_reaches_the_open_stream_and_it_ends_when_the_run_moves_into_place(
