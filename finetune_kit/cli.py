@@ -89,32 +89,35 @@ def train(
         _configure_output(verbose, quiet)
     from finetune_kit.commands.train import train as run_training
     from finetune_kit.config import load_recipe
-    from finetune_kit.console import get_console, run_summary, stop_bars
-    from finetune_kit.training import RunStopped
+    from finetune_kit.console import get_console, run_summary
+    from finetune_kit.training import RunStopped, StopOnRequest
 
     started = time.perf_counter()
     loaded = load_recipe(recipe, overrides)
     get_console().print(f"[bold]finetune-kit[/] {loaded.task} · {loaded.model.description} → {loaded.run_dir}")
+    stop = StopOnRequest()  # SIGTERM (the studio's Stop) ends training at the step's end, a checkpoint kept
     try:
-        result = run_training(loaded, resume=resume, overwrite=overwrite, force=force)
+        with stop.listening():
+            result = run_training(loaded, resume=resume, overwrite=overwrite, force=force, extra_callbacks=[stop])
     except RunStopped as stopped:  # SIGTERM: the studio's Stop
-        stop_bars()
-        command = shlex.join(["finetune-kit", "train", str(recipe), *_set_options(overrides), "--resume"])
-        errors.print(
-            f"stopped at step {stopped.step}; continue with: {command}", markup=False, highlight=False, soft_wrap=True
-        )
+        _say_how_to_continue(f"stopped at step {stopped.step}", recipe, overrides)
         raise typer.Exit(130) from None
     except KeyboardInterrupt:
-        stop_bars()
-        errors.print(f"interrupted; continue with: finetune-kit train {recipe} --resume")
+        _say_how_to_continue("interrupted", recipe, overrides)
         raise typer.Exit(130) from None
     if result.is_main:
         console.print(run_summary(result.metrics, result.emissions, result.run_dir, time.perf_counter() - started))
 
 
-def _set_options(overrides: list[str] | None) -> list[str]:
-    """The `--set` options as given: the command that continues a run names the same output folder."""
-    return [part for item in overrides or [] for part in ("--set", item)]
+def _say_how_to_continue(what: str, recipe: Path, overrides: list[str] | None) -> None:
+    """The run ended early: `what` happened, and the command that resumes it, with the `--set` options as given
+    (the same output folder)."""
+    from finetune_kit.console import stop_bars
+
+    stop_bars()
+    options = [part for item in overrides or [] for part in ("--set", item)]
+    command = shlex.join(["finetune-kit", "train", str(recipe), *options, "--resume"])
+    errors.print(f"{what}; continue with: {command}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -29,7 +29,10 @@ JOBS_FOLDER = ".studio/jobs"
 TAIL_LINES = 200
 TRAIN, ESTIMATE, EXPORT = "train", "estimate", "export"
 RUNNING, DONE, FAILED, STOPPED = "running", "done", "failed", "stopped"
-STOPPED_CODES = (130, -signal.SIGTERM)  # `train` stopped at a step end; another command ended by the signal
+# The exit codes of a job stopped on request: `train` stops at a step end with a checkpoint kept and exits 130 (a
+# train killed by the signal, its second one or one before its handler was set, failed: its run page says so);
+# the other commands end by the signal.
+STOPPED_CODES = {TRAIN: (130,), ESTIMATE: (130, -signal.SIGTERM), EXPORT: (130, -signal.SIGTERM)}
 
 
 class Busy(Exception):
@@ -45,8 +48,9 @@ class Job:
     run_id: str | None = None
     recipe_id: str | None = None
     started: float = field(default_factory=time.time)
-    ended: float | None = None  # set once the process ended and its result is read
+    ended: float | None = None  # set once the process ended and its result is read, or reading it failed
     result: dict[str, Any] | None = None
+    error: str | None = None  # why the studio could not follow the job to its end
     stop_requested: bool = False
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     stdout: list[str] = field(default_factory=list)  # kept whole for `estimate --json` only
@@ -57,9 +61,9 @@ class Job:
         if self.ended is None:
             return RUNNING
         code = self.process.returncode
-        if self.stop_requested and code in STOPPED_CODES:
+        if self.stop_requested and code in STOPPED_CODES[self.kind]:
             return STOPPED
-        return DONE if code == 0 else FAILED
+        return DONE if code == 0 and self.error is None else FAILED
 
     def to_dict(self) -> dict[str, Any]:
         with self.lock:
@@ -87,11 +91,11 @@ class Jobs:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
-    def train(self, recipe: Path, checked: Checked, run_id: str, recipe_id: str) -> Job:
+    def train(self, checked: Checked, run_id: str, recipe_id: str) -> Job:
         """`train` into the checked run folder; refused (`Busy`) while the studio trains that run already."""
-        return self._start(TRAIN, ["train", str(recipe), *_sets(checked)], run_id, recipe_id)
+        return self._start(TRAIN, ["train", str(checked.source), *_sets(checked)], run_id, recipe_id)
 
-    def estimate(self, recipe: Path, checked: Checked, run_id: str, recipe_id: str) -> Job:
+    def estimate(self, checked: Checked, run_id: str, recipe_id: str) -> Job:
         """`estimate --json`; its result is kept for the run page of the run it estimates."""
         store = EstimateStore(self.runs_root)
 
@@ -100,7 +104,8 @@ class Jobs:
                 job.result = json.loads("\n".join(job.stdout))
                 store.save(checked.output_dir, self.runs_root, job.result)
 
-        return self._start(ESTIMATE, ["estimate", str(recipe), "--json", *_sets(checked)], run_id, recipe_id, keep)
+        arguments = ["estimate", str(checked.source), "--json", *_sets(checked)]
+        return self._start(ESTIMATE, arguments, run_id, recipe_id, keep)
 
     def resume(self, partial: Path, run_id: str) -> Job:
         """`train --resume` of a stopped or killed run, from the resolved recipe it saved (the same values, the
@@ -165,20 +170,25 @@ def _sets(checked: Checked) -> list[str]:
 
 
 def _follow(job: Job, command: str, finished: Callable[[Job], None] | None) -> None:
-    """Reads both outputs to the end, then the result; `ended` is set last, so a finished job has its result."""
-    with job.log.open("w", encoding="utf-8") as log:
-        log.write(f"$ {command}\n")
-        errors = threading.Thread(target=_read, args=(job, job.process.stderr, log, False), daemon=True)
-        errors.start()
-        _read(job, job.process.stdout, log, keep=job.kind == ESTIMATE)
-        errors.join()
-        job.process.wait()
-        if finished is not None:
-            try:
+    """Reads both outputs to the end, then the result; `ended` is set last, so a finished job has its result, and
+    set whatever fails on the way (the log unwritable, the result unreadable), so no job stays running for ever:
+    one the studio could not follow fails, the reason last in its output."""
+    try:
+        with job.log.open("w", encoding="utf-8") as log:
+            log.write(f"$ {command}\n")
+            errors = threading.Thread(target=_read, args=(job, job.process.stderr, log, False), daemon=True)
+            errors.start()
+            _read(job, job.process.stdout, log, keep=job.kind == ESTIMATE)
+            errors.join()
+            job.process.wait()
+            if finished is not None:
                 finished(job)
-            except (OSError, ValueError) as err:  # unreadable output: said where the output is shown
-                _line(job, log, f"studio: {first_line(err)}")
-    job.ended = time.time()
+    except Exception as err:
+        job.error = f"studio: {first_line(err)}"
+        with job.lock:
+            job.tail.append(job.error)
+    finally:
+        job.ended = time.time()
 
 
 def _read(job: Job, stream: IO[str] | None, log: IO[str], keep: bool) -> None:

@@ -1,6 +1,7 @@
 """The New run page's form, read off the recipe file and its task's recipe class, and the check of what the form
 sends: the CLI's own (`--set` overrides through `load_recipe`, then the data files as `train` reads them first), so
-the page shows the CLI's one-line error beside the field it names."""
+the page shows the CLI's one-line error beside the field it names; and, the studio's own rule, no file or folder
+outside its folders given through the form."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,18 @@ NOT_IN_FORM = ("task", "sweep")  # the task picks the recipe class; `train` igno
 SCALARS = {bool: "boolean", int: "integer", float: "number", str: "string", Path: "string"}
 FIELD_PATH = re.compile(r"[\w.*-]+")  # how the CLI's messages begin: the dotted field, then ": "
 MISSING = object()
+# The fields whose text names a file or folder the run reads (or, for MLflow's store, writes). The schema types them
+# `str` (a local path, or else a Hub id), so it cannot tell them from other text: they are named here. Fields typed
+# `Path` are read off the schema (`_path_typed`). A `*` part is any position in a list.
+PATH_FIELDS = (
+    "model.checkpoint",  # `model.weights_from` is this one
+    *(f"data.{source}{part}" for source in ("train", "validation", "test", "test_references") for part in ("", ".hub")),
+    *(f"data.{split}_retrieval.{file}" for split in ("validation", "test") for file in ("queries", "corpus")),
+    "grpo.rewards.*.run",
+    "grpo.rewards.*.function",  # file.py:name, imported and run
+    "training.tracking_uri",  # a path, or a file: or sqlite: URI
+)
+HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*/[A-Za-z0-9_][\w.-]*")  # namespace/name; `..` cannot begin a part
 
 
 class FieldError(Exception):
@@ -45,6 +58,7 @@ class FieldError(Exception):
 class Checked:
     """A recipe and overrides that passed the CLI's checks: what a launched process is given."""
 
+    source: Path  # the recipe file
     recipe: Recipe
     overrides: list[str]  # `--set` values, the run folder last
     output_dir: Path
@@ -75,16 +89,17 @@ def recipe_form(path: Path) -> dict[str, Any]:
     return {"name": raw["name"], "task": raw["task"], "yaml": text, "fields": fields, "sections": sections}
 
 
-def check(path: Path, overrides: Mapping[str, Any], runs_root: Path) -> Checked:
-    """The recipe with the form's overrides, as `train` would load it, writing its run into `runs_root` (the
-    name kept, the folder forced there), and the data files it names; a problem is a `FieldError`."""
+def check(path: Path, overrides: Mapping[str, Any], runs: Sequence[Path], recipes: Sequence[Path]) -> Checked:
+    """The recipe with the form's overrides, as `train` would load it, writing its run into the first of `runs`
+    (the name kept, the folder forced there), and the data files it names; a problem is a `FieldError`. A file or
+    folder the overrides name must be inside `runs` or `recipes`; the recipe file's own values are trusted."""
     given = [f"{key}={_as_text(value)}" for key, value in overrides.items()]
     recipe = _loaded(path, given, overrides)
     name = recipe.run_dir.name
     field = "output_dir" if recipe.output_dir is not None else "name"
     if not name or name.startswith(".") or name.endswith(PARTIAL_SUFFIX):
         raise FieldError(field, f"{field}: '{name}' cannot name a run folder; choose a plain name")
-    output_dir = runs_root / name
+    output_dir = runs[0] / name
     if output_dir.exists():
         raise FieldError(field, f"{field}: a run named '{name}' already exists; choose another {field}")
     if output_dir.with_name(name + PARTIAL_SUFFIX).exists():
@@ -95,11 +110,92 @@ def check(path: Path, overrides: Mapping[str, Any], runs_root: Path) -> Checked:
         )
     final = [*given, f"output_dir={json.dumps(str(output_dir))}"]  # JSON is YAML: any path reads back whole
     recipe = _loaded(path, final, overrides)
+    _check_paths(recipe, load_recipe_file(path), (*runs, *recipes), recipes[0])
     try:
         _check_data_files(recipe)
     except UserError as err:
         raise _field_error(err, path, overrides) from None
-    return Checked(recipe, final, output_dir)
+    return Checked(path, recipe, final, output_dir)
+
+
+def _check_paths(recipe: Recipe, own: dict[str, Any], roots: tuple[Path, ...], home: Path) -> None:
+    """Every path field whose value is not the recipe file's own must name no local path outside `roots`: `train`
+    would read (or write) it wherever it is. Checked before the data files, so no answer tells whether an outside
+    file exists."""
+    own_values = dict(_leaves(own))
+    fields = [*PATH_FIELDS, *_path_typed(type(recipe))]
+    for key, value in _leaves(recipe.model_dump(mode="json")):
+        if not isinstance(value, str) or own_values.get(key) == value or not any(_is(key, f) for f in fields):
+            continue
+        local = _local_path(key, value)
+        if local is not None and not _inside(local, roots):
+            raise FieldError(key, f"{key}: {value} is outside the studio's folders; put the file under {home}")
+
+
+def _local_path(key: str, value: str) -> Path | None:
+    """The file or folder a path field's value names on this machine, relative ones as `train` reads them (from the
+    working directory); None for a Hub id (`namespace/name`, or a plain name that is no file here) or a server."""
+    if key.endswith(".function"):
+        return _expanded(value.rsplit(":", 1)[0])
+    if key == "training.tracking_uri":
+        scheme, colon, rest = value.partition(":")
+        if not colon:
+            return _expanded(value)
+        if scheme in ("file", "sqlite"):  # file:///abs; sqlite:///relative.db, sqlite:////abs.db
+            rest = rest.removeprefix("//")
+            return Path(rest.removeprefix("/") if scheme == "sqlite" else rest)
+        return None  # a tracking server
+    path = _expanded(value)
+    looks_local = value.startswith(("/", "./", "../", "~")) or value in (".", "..")
+    if looks_local or path.exists() or ("/" in value and not HUB_ID.fullmatch(value)):
+        return path
+    return None
+
+
+def _expanded(text: str) -> Path:
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # `~someone` with no such user: the text as it stands
+        return Path(text)
+
+
+def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
+    """Whether the path, its links followed, is inside one of the roots."""
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte: nowhere inside
+        return False
+    return any(resolved.is_relative_to(root) for root in roots)
+
+
+def _leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """The dotted path of every value inside sections and lists (`grpo.rewards.0.function`)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
+    if items is None:
+        yield prefix.removesuffix("."), value
+        return
+    for name, item in items:
+        yield from _leaves(item, f"{prefix}{name}.")
+
+
+def _is(key: str, pattern: str) -> bool:
+    """Whether a dotted value path is the field a pattern names (`*`: any list position)."""
+    parts, wanted = key.split("."), pattern.split(".")
+    return len(parts) == len(wanted) and all(w in ("*", part) for part, w in zip(parts, wanted, strict=True))
+
+
+def _path_typed(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    """The dotted fields the schema types `Path`, in sections and in lists of sections."""
+    for name, info in model.model_fields.items():
+        for member in _members(info.annotation):
+            if member is Path:
+                yield f"{prefix}{name}"
+            elif _is_model(member):
+                yield from _path_typed(member, f"{prefix}{name}.")
+            elif typing.get_origin(member) in (list, tuple):
+                for item in typing.get_args(member):
+                    if _is_model(_strip(item)):
+                        yield from _path_typed(_strip(item), f"{prefix}{name}.*.")
 
 
 def _loaded(path: Path, given: list[str], overrides: Mapping[str, Any]) -> Recipe:

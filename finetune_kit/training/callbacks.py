@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -185,18 +186,21 @@ class RunStopped(KeyboardInterrupt):
 
 
 class StopOnRequest(TrainerCallback):
-    """SIGTERM (the studio's Stop, a scheduler taking the machine back) ends training at the end of the current
-    step with a checkpoint saved, so `--resume` continues where it stopped. A second SIGTERM kills at once."""
+    """A stop asked for (`request`) ends training at the end of the current step with a checkpoint saved, so
+    `--resume` continues where it stopped: given to `train` among its `extra_callbacks`, which then keeps the
+    run folder stopped and raises `RunStopped`. The process's entry point decides what asks: `listening` makes
+    it SIGTERM (the studio's Stop, a scheduler taking the machine back), a second one killing at once."""
 
     def __init__(self) -> None:
         self.requested = False
         self.step: int | None = None  # the step training stopped at, once it did
 
     @contextmanager
-    def listening(self, args: TrainingArguments) -> Iterator[None]:
+    def listening(self) -> Iterator[None]:
         """SIGTERM asks for the stop while inside. Only in a run of one process, on the main thread (where Python
         runs signal handlers): the ranks of a distributed run could not agree on the step to stop at."""
-        if args.world_size > 1 or threading.current_thread() is not threading.main_thread():
+        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # set by torchrun and accelerate launch
+        if distributed or threading.current_thread() is not threading.main_thread():
             yield
             return
         previous = signal.signal(signal.SIGTERM, self._request)
@@ -214,3 +218,11 @@ class StopOnRequest(TrainerCallback):
             self.step = state.global_step
             control.should_save = True
             control.should_training_stop = True
+
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
+        """The Trainer ends the epoch of a stopped run too, where an epoch strategy asks for an evaluation and a
+        save: the stop's checkpoint is saved already, and an evaluation mid-epoch would enter the log and the best
+        metric as no uninterrupted run's would. Runs after the Trainer's own flow callback."""
+        if self.step is not None:
+            control.should_evaluate = False
+            control.should_save = False

@@ -141,15 +141,17 @@ def train(
 ) -> RunResult:
     """One prepared run, in one process or as one rank of several (torchrun / accelerate launch): every
     rank trains and measures its emissions; only the main one writes the run folder. `calibrated` is a
-    budgeted run's estimate made before it; `extra_callbacks` join the run's own (a sweep's pruning). A SIGTERM
-    stops training at the end of its step and raises `RunStopped`, the folder left partial (see `keep_stopped`)."""
+    budgeted run's estimate made before it; `extra_callbacks` join the run's own (a sweep's pruning). Training
+    stopped by a `StopOnRequest` among them (the CLI's, on SIGTERM) raises `RunStopped`, the folder left partial
+    (see `keep_stopped`)."""
     run = open_run(prepared, resume=resume, overwrite=overwrite, calibrated=calibrated, hooks=hooks)
-    stop = StopOnRequest()
-    with run.tracking, stop.listening(run.args):
-        trainer = build(run, [*extra_callbacks, stop])
+    stops = [callback for callback in extra_callbacks if isinstance(callback, StopOnRequest)]
+    with run.tracking:
+        trainer = build(run, extra_callbacks)
         fit(run, trainer)
-        if stop.step is not None:
-            keep_stopped(run, stop.step)
+        stopped_at = next((stop.step for stop in stops if stop.step is not None), None)
+        if stopped_at is not None:
+            keep_stopped(run, stopped_at)
         return finish(run, trainer)
 
 

@@ -1,6 +1,6 @@
 """Runs launched through the studio's API as real `finetune-kit` processes: one trained to the end; one stopped
 (SIGTERM) at a step with its checkpoint kept, then continued through the API, both sessions' energy
-counted."""
+counted; and a job whose end the studio cannot read, which ends all the same."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import yaml
 from fastapi.testclient import TestClient
 
 from finetune_kit.runs.folder import Layout
-from finetune_kit.studio import StudioSettings, create_app
+from finetune_kit.studio import StudioSettings
+from finetune_kit.studio.launcher import EXPORT, Job, Jobs
 from tests.builders import REPO, classification_recipe, toy_sentiment_rows, write_jsonl
+from tests.studio.clients import studio_client
 
 
 @pytest.fixture
@@ -32,7 +34,7 @@ def studio(tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "toy.yaml").write_text(yaml.safe_dump(recipe))
     runs = tmp_path / "runs"
-    return TestClient(create_app(StudioSettings.create([runs], [tmp_path / "recipes"]))), runs
+    return studio_client(StudioSettings.create([runs], [tmp_path / "recipes"])), runs
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 180.0) -> None:
@@ -74,7 +76,9 @@ def test_a_run_estimated_then_launched_from_the_form_trains_to_the_end_in_the_ru
     assert client.get("/api/runs/0/launched").json()["estimate"] == estimate["result"]  # the run page shows it
 
 
-def test_stop_through_the_api_keeps_a_checkpoint_and_the_printed_command_finishes_the_run(studio) -> None:
+def test_stop_through_the_api_keeps_a_checkpoint_says_the_resume_command_and_resume_through_the_api_finishes(
+    studio,
+) -> None:
     client, runs = studio
     job = client.post("/api/recipes/0/toy.yaml/train", json={"overrides": {"training.epochs": "2"}}).json()
     partial = runs / "toy.partial"
@@ -96,8 +100,8 @@ def test_stop_through_the_api_keeps_a_checkpoint_and_the_printed_command_finishe
     line = next(line for line in job["output_tail"].splitlines() if line.startswith("stopped at step"))
     said, command = line.split("; continue with: ")
     assert said == f"stopped at step {stopped['step']}"
-    program, *arguments = shlex.split(command)
-    assert program == "finetune-kit" and arguments[-1] == "--resume"
+    program, *arguments = shlex.split(command)  # for a terminal, with the job's `--set` options (not run here)
+    assert program == "finetune-kit" and arguments[-1] == "--resume" and "training.epochs=2" in arguments
     assert client.post("/api/runs/0/elsewhere/resume").status_code == 404
 
     resumed = finished_job(client, client.post("/api/runs/0/toy/resume").json())  # the page's Resume button
@@ -106,3 +110,18 @@ def test_stop_through_the_api_keeps_a_checkpoint_and_the_printed_command_finishe
     assert json.loads((runs / "toy" / Layout.METRICS).read_text())["train"]["steps"] == 200
     assert json.loads((runs / "toy" / Layout.EMISSIONS).read_text())["sessions"] == 2
     assert client.post("/api/runs/0/toy/resume").status_code == 409  # finished: nothing to resume
+
+
+def test_a_job_whose_result_cannot_be_kept_still_ends_failed_saying_why(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    registry = Jobs(tmp_path)
+
+    def unexpected(job: Job) -> None:
+        raise RuntimeError("the result could not be kept")
+
+    job = registry._start(EXPORT, ["--help"], "0/x", None, unexpected)  # a quick command that succeeds
+    wait_for(lambda: job.ended is not None, timeout=60)
+
+    assert job.process.returncode == 0 and job.status == "failed"
+    assert job.to_dict()["output_tail"].endswith("studio: the result could not be kept")
+    assert registry.running(EXPORT, "0/x") is None  # the run is free again
