@@ -80,13 +80,24 @@ def train(
     force: Annotated[
         bool, typer.Option(help="Train even when the estimate made first exceeds the recipe's emissions budget")
     ] = False,
+    start_when: Annotated[
+        Path | None,
+        typer.Option(
+            "--start-when",
+            metavar="FORECAST.csv",
+            help="Wait for the lowest-intensity window of this grid forecast (time, g CO2eq/kWh) that fits the "
+            "run's estimated duration, then train",
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune a model as the recipe says; write the run folder. With an emissions budget, the run is
-    estimated first (`finetune-kit estimate`) and refused when the estimate exceeds it."""
+    estimated first (`finetune-kit estimate`) and refused when the estimate exceeds it; with --start-when, it is
+    estimated and waits for the forecast's lowest-intensity window of its duration."""
     if verbose or quiet:  # also accepted after the command: `finetune-kit train RECIPE --quiet`
         _configure_output(verbose, quiet)
+    from finetune_kit.commands.train import WaitCancelled
     from finetune_kit.commands.train import train as run_training
     from finetune_kit.config import load_recipe
     from finetune_kit.console import get_console, run_summary
@@ -98,7 +109,12 @@ def train(
     stop = StopOnRequest()  # SIGTERM (the studio's Stop) ends training at the step's end, a checkpoint kept
     try:
         with stop.listening():
-            result = run_training(loaded, resume=resume, overwrite=overwrite, force=force, extra_callbacks=[stop])
+            result = run_training(
+                loaded, resume=resume, overwrite=overwrite, force=force, start_when=start_when, extra_callbacks=[stop]
+            )
+    except WaitCancelled:
+        errors.print("cancelled while waiting for the window; nothing was trained or written", highlight=False)
+        raise typer.Exit(130) from None
     except RunStopped as stopped:  # SIGTERM: the studio's Stop
         _say_how_to_continue(f"stopped at step {stopped.step}", recipe, overrides)
         raise typer.Exit(130) from None
@@ -153,24 +169,36 @@ def estimate(
     overrides: SetOpt = None,
     steps: Annotated[int, typer.Option(min=1, help="Training steps timed (after 3 warm-up steps)")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    where: Annotated[
+        bool, typer.Option("--where", help="Also the run's grams in every grid region codecarbon knows, lowest first")
+    ] = False,
+    where_all: Annotated[
+        bool, typer.Option("--where-all", help="As --where, every region in the table (not the lowest 15)")
+    ] = False,
 ) -> None:
     """Predict a run's wall time, kWh and grams CO2eq from a short calibration on this machine: real
     training steps, one evaluation, one generation batch and one save, timed under codecarbon. Writes nothing."""
-    from finetune_kit.commands.estimate_report import estimate_table, summary_line
+    from finetune_kit.commands.estimate_report import estimate_table, placement_line, placement_table, summary_line
     from finetune_kit.config import load_recipe
     from finetune_kit.console import ConsoleReport
     from finetune_kit.estimate.budget import estimate_run
+    from finetune_kit.estimate.regions import place
     from finetune_kit.training import prepare
 
     if as_json:
         _configure_output(verbose=False, quiet=True)  # stdout carries the JSON alone
     loaded = load_recipe(recipe, overrides)
     result, calibration = estimate_run(prepare(loaded), steps, ConsoleReport())
+    placement = place(result.kwh, loaded.emissions) if where or where_all else None
     if as_json:
-        console.print_json(json.dumps({**result.to_dict(), "calibration": calibration.to_dict()}))
+        extra = {"where": placement.to_dict()} if placement else {}
+        console.print_json(json.dumps({**result.to_dict(), "calibration": calibration.to_dict(), **extra}))
         return
     console.print(estimate_table(result))
     console.print(summary_line(result, loaded.emissions), highlight=False)
+    if placement:
+        console.print(placement_table(placement, every=where_all))
+        console.print(placement_line(placement), highlight=False)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def build_model_card(
             _intended_use(recipe, task),
             _hyperparameters(recipe, metrics),
             _training_curve(task, log, has_curve),
-            _environmental_impact(emissions, training_type),
+            _environmental_impact(emissions, training_type, metrics.get("start_window")),
             _inference_line(inference or {}),
             _chain_note(chain or []),
             _sweep_note(sweep or {}),
@@ -323,18 +324,35 @@ def _training_curve(task: Task, log: list[dict[str, Any]], has_curve: bool) -> s
     return "## Training results\n\n" + image + header + "\n".join(rows)
 
 
-def _environmental_impact(emissions: EmissionsRecord | None, training_type: str) -> str:
+def _environmental_impact(
+    emissions: EmissionsRecord | None, training_type: str, start_window: dict[str, Any] | None = None
+) -> str:
+    start = [_start_line(start_window)] if start_window else []
     if emissions is None:
-        return "## Environmental impact\n\nEmissions were not measured for this run."
+        return "\n\n".join(["## Environmental impact", "Emissions were not measured for this run.", *start])
+    facts = [
+        f"CO2 emitted: {emissions.emissions_g:.3f} g CO2eq",
+        f"energy consumed: {emissions.energy_kwh:.6f} kWh",
+        f"duration: {emissions.duration_s:.0f} s over {emissions.sessions} session(s)",
+        f"hardware: {emissions.hardware}",
+        f"location: {emissions.location}",
+        f"training type: {training_type}",
+        *start,
+    ]
     return (
-        "## Environmental impact\n\n"
-        "Measured with [codecarbon](https://codecarbon.io) (offline tracker).\n\n"
-        f"- CO2 emitted: {emissions.emissions_g:.3f} g CO2eq\n"
-        f"- energy consumed: {emissions.energy_kwh:.6f} kWh\n"
-        f"- duration: {emissions.duration_s:.0f} s over {emissions.sessions} session(s)\n"
-        f"- hardware: {emissions.hardware}\n"
-        f"- location: {emissions.location}\n"
-        f"- training type: {training_type}"
+        "## Environmental impact\n\nMeasured with [codecarbon](https://codecarbon.io) (offline tracker).\n\n"
+        + "\n".join(f"- {fact}" for fact in facts)
+    )
+
+
+def _start_line(window: dict[str, Any]) -> str:
+    """When a scheduled run (`train --start-when`) started, and the forecast's mean intensity there against starting
+    at once: what the wait saved."""
+    start = datetime.fromisoformat(window["start"]).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"started at {start} in the lowest-intensity window of {window['forecast']}: {window['g_per_kwh']:g} g "
+        f"CO2eq/kWh vs {window['baseline_g_per_kwh']:g} {window['baseline']} (the forecast's figures; the grams "
+        "above use codecarbon's average for the location)"
     )
 
 
