@@ -1,6 +1,8 @@
 // The studio's fetch wrapper: JSON in and out, and one readable line for every failure.
 // A 4xx/5xx body is {"detail": "<one line>"} or, for a recipe field, {"error": {"field", "message"}};
 // both become an ApiError whose .message is that line (and .field the field it names, if any).
+// Every request goes through send(): a request that is not a GET carries `X-Studio: 1`, which the studio asks of
+// every state-changing request (a page elsewhere cannot send that header without the studio's consent: CSRF).
 
 export class ApiError extends Error {
   constructor(message, { status = 0, field = null, body = null } = {}) {
@@ -45,12 +47,24 @@ async function readBody(response) {
   }
 }
 
+/** The header every state-changing request carries (the studio refuses one without it). */
+const STUDIO_HEADER = { "X-Studio": "1" };
+
+/** The failure of a response that is not ok, as an ApiError. */
+async function failure(response) {
+  const data = await readBody(response);
+  const field = data && data.error && typeof data.error === "object" ? data.error.field || null : null;
+  return new ApiError(errorText(data, response.status, response.statusText), { status: response.status, field, body: data });
+}
+
 /**
- * fetch + JSON. `body` (an object) is sent as JSON. Resolves to the parsed body; rejects with an ApiError.
- * Options: method, body, signal, headers.
+ * The studio's one fetch: `body` (an object) sent as JSON, X-Studio on anything but GET/HEAD, a network failure
+ * as an ApiError. Resolves to the Response once it is ok; rejects with an ApiError otherwise.
  */
-export async function api(path, { method, body, signal, headers } = {}) {
-  const init = { method: method || (body === undefined ? "GET" : "POST"), signal, headers: { Accept: "application/json", ...headers } };
+async function send(path, { method, body, signal, headers, accept = "application/json" } = {}) {
+  const verb = (method || (body === undefined ? "GET" : "POST")).toUpperCase();
+  const init = { method: verb, signal, headers: { Accept: accept, ...headers } };
+  if (verb !== "GET" && verb !== "HEAD") Object.assign(init.headers, STUDIO_HEADER);
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -62,12 +76,16 @@ export async function api(path, { method, body, signal, headers } = {}) {
     if (err && err.name === "AbortError") throw err;
     throw new ApiError("the studio cannot be reached (is it still running?)", { status: 0 });
   }
-  const data = await readBody(response);
-  if (!response.ok) {
-    const field = data && data.error && typeof data.error === "object" ? data.error.field || null : null;
-    throw new ApiError(errorText(data, response.status, response.statusText), { status: response.status, field, body: data });
-  }
-  return data;
+  if (!response.ok) throw await failure(response);
+  return response;
+}
+
+/**
+ * fetch + JSON. `body` (an object) is sent as JSON. Resolves to the parsed body; rejects with an ApiError.
+ * Options: method, body, signal, headers.
+ */
+export async function api(path, options = {}) {
+  return readBody(await send(path, options));
 }
 
 export const get = (path, opts) => api(path, { ...opts, method: "GET" });
@@ -118,23 +136,7 @@ export async function pollJob(jobId, { onUpdate, every = 1000, signal, retries =
  * Calls onEvent(name, data) for each event; `data` is parsed JSON when it is JSON. Resolves when the stream ends.
  */
 export async function postEvents(path, body, { onEvent, signal } = {}) {
-  let response;
-  try {
-    response = await fetch(path, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-      body: JSON.stringify(body),
-      signal,
-    });
-  } catch (err) {
-    if (err && err.name === "AbortError") throw err;
-    throw new ApiError("the studio cannot be reached (is it still running?)");
-  }
-  if (!response.ok) {
-    const data = await readBody(response);
-    const field = data && data.error && typeof data.error === "object" ? data.error.field || null : null;
-    throw new ApiError(errorText(data, response.status, response.statusText), { status: response.status, field, body: data });
-  }
+  const response = await send(path, { method: "POST", body, signal, accept: "text/event-stream" });
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";

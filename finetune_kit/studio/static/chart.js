@@ -3,10 +3,10 @@
 // redraw when it resizes, and show the values under the pointer. The <svg> carries data-points (how many points
 // are drawn) and, for a scatter, data-front (how many lie on the front); the container carries the same.
 
+import { esc } from "./format.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 export const PALETTE = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#4b5563", "#ea580c", "#0d9488", "#9333ea"];
-
-const escText = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 
 /** About `count` round tick values covering [min, max]. */
 export function niceTicks(min, max, count = 5) {
@@ -277,7 +277,7 @@ export class LineChart extends Frame {
     this.setCount(all.length);
     this.box = box;
     this.legend.innerHTML = this.series.length > 1 || this.options.alwaysLegend
-      ? this.series.map((s) => `<span class="legend-item"><i style="background:${escText(s.color)}"${s.dashed ? ' class="dashed"' : ""}></i>${escText(s.name)}</span>`).join("")
+      ? this.series.map((s) => `<span class="legend-item"><i style="background:${esc(s.color)}"${s.dashed ? ' class="dashed"' : ""}></i>${esc(s.name)}</span>`).join("")
       : "";
   }
 
@@ -301,11 +301,11 @@ export class LineChart extends Frame {
     const xt = this.options.xText;
     const vt = this.options.valueText;
     const body = shown
-      .map(([s, p]) => `<div><i style="background:${escText(s.color)}"></i>${escText(s.name)}: <b>${escText(vt(p[1]))}</b>${p[0] !== nearestX ? ` <small>(${escText(this.options.xLabel || "x")} ${escText(xt(p[0]))})</small>` : ""}</div>`)
+      .map(([s, p]) => `<div><i style="background:${esc(s.color)}"></i>${esc(s.name)}: <b>${esc(vt(p[1]))}</b>${p[0] !== nearestX ? ` <small>(${esc(this.options.xLabel || "x")} ${esc(xt(p[0]))})</small>` : ""}</div>`)
       .join("");
     const rect = this.svg.getBoundingClientRect();
     const cRect = this.container.getBoundingClientRect();
-    this.showTooltip(`<div class="chart-tooltip-head">${escText(this.options.xLabel || "x")} ${escText(xt(nearestX))}</div>${body}`, (lx * rect.width) / this.width + rect.left - cRect.left, (py * rect.height) / this.options.height + rect.top - cRect.top);
+    this.showTooltip(`<div class="chart-tooltip-head">${esc(this.options.xLabel || "x")} ${esc(xt(nearestX))}</div>${body}`, (lx * rect.width) / this.width + rect.left - cRect.left, (py * rect.height) / this.options.height + rect.top - cRect.top);
   }
 }
 
@@ -425,10 +425,10 @@ export class ScatterChart extends Frame {
     const cRect = this.container.getBoundingClientRect();
     const o = this.options;
     this.showTooltip(
-      `<div class="chart-tooltip-head">${escText(p.label || "")}</div>
-       <div>${escText(o.yLabel || "y")}: <b>${escText(o.valueText(p.y))}</b></div>
-       <div>${escText(o.xLabel || "x")}: <b>${escText(o.xText(p.x))}</b></div>
-       ${p.note ? `<div><small>${escText(p.note)}</small></div>` : ""}${p.front ? '<div class="on-front">on the Pareto front</div>' : ""}`,
+      `<div class="chart-tooltip-head">${esc(p.label || "")}</div>
+       <div>${esc(o.yLabel || "y")}: <b>${esc(o.valueText(p.y))}</b></div>
+       <div>${esc(o.xLabel || "x")}: <b>${esc(o.xText(p.x))}</b></div>
+       ${p.note ? `<div><small>${esc(p.note)}</small></div>` : ""}${p.front ? '<div class="on-front">on the Pareto front</div>' : ""}`,
       (cx * rect.width) / this.width + rect.left - cRect.left,
       (cy * rect.height) / this.options.height + rect.top - cRect.top,
     );

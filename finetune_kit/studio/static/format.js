@@ -8,17 +8,6 @@ export function esc(value) {
   return String(value).replace(/[&<>"'`]/g, (c) => ESCAPES[c]);
 }
 
-/** A tagged template that escapes every interpolated value, except those wrapped with raw(). */
-export function html(strings, ...values) {
-  let out = strings[0];
-  values.forEach((value, i) => {
-    out += (value && value.__raw !== undefined ? value.__raw : Array.isArray(value) ? value.map((v) => (v && v.__raw !== undefined ? v.__raw : esc(v))).join("") : esc(value)) + strings[i + 1];
-  });
-  return out;
-}
-
-export const raw = (text) => ({ __raw: String(text) });
-
 export const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
 
 export const DASH = "–";
@@ -82,16 +71,6 @@ export function shortDate(unix) {
   return `${month} ${d.getDate()}${year}, ${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-/** "3 min ago" style, for times within a few days; else the date. */
-export function ago(unix) {
-  if (!isNumber(unix)) return DASH;
-  const s = Date.now() / 1000 - unix;
-  if (s < 0 || s > 3 * 86400) return date(unix);
-  if (s < 60) return `${Math.round(s)} s ago`;
-  if (s < 3600) return `${Math.round(s / 60)} min ago`;
-  return `${Math.round(s / 3600)} h ago`;
-}
-
 const STATUS_CLASS = {
   running: "running",
   finished: "finished",
@@ -109,28 +88,101 @@ export function statusBadge(status) {
 
 export const FINAL_STATUSES = ["finished", "stopped on budget", "stopped", "failed"];
 
-/**
- * HTML the server rendered (a model card) without what could run: scripts, frames, event handlers, javascript:
- * links. The card is the run's own README, shown as the Hub shows it.
- */
-export function cleanHtml(text) {
-  const template = document.createElement("template");
-  template.innerHTML = String(text ?? "");
-  for (const node of template.content.querySelectorAll("script, iframe, object, embed, frame, frameset, base, meta, link, style, form")) node.remove();
-  for (const node of template.content.querySelectorAll("*")) {
-    for (const attr of [...node.attributes]) {
-      const name = attr.name.toLowerCase();
-      const value = attr.value.trim().toLowerCase();
-      if (name.startsWith("on") || ((name === "href" || name === "src" || name === "xlink:href" || name === "action" || name === "formaction") && /^(javascript|vbscript|data:text\/html)/.test(value.replace(/\s+/g, "")))) {
-        node.removeAttribute(attr.name);
+// ---- the model card ---------------------------------------------------------------------------------------
+// The server renders the card with raw HTML escaped and unsafe links refused; the page keeps its own guard all the
+// same. The HTML is parsed inside a <template> (inert: nothing runs, nothing loads), then rebuilt node by node into
+// fresh elements: only the tags and attributes below, every other attribute dropped. The rebuilt nodes are
+// appended as they are, never serialised and parsed again (which would leave room for mutation XSS).
+
+const CARD_TAGS = new Set([
+  "h1", "h2", "h3", "h4", "h5", "h6", "p", "a", "ul", "ol", "li",
+  "table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption",
+  "code", "pre", "em", "strong", "img", "blockquote", "hr", "br",
+]);
+/** Elements whose content is not text for a person: dropped with everything in them. */
+const CARD_DROPPED = new Set([
+  "script", "style", "template", "noscript", "iframe", "frame", "frameset", "object", "embed", "applet",
+  "svg", "math", "textarea", "title", "select", "option", "button", "form", "input", "head", "meta", "link",
+  "base", "noembed", "noframes", "xmp", "plaintext", "audio", "video", "source", "track", "canvas", "portal",
+]);
+const XHTML = "http://www.w3.org/1999/xhtml";
+const SCHEME = /^[a-z][a-z0-9+.-]*:/i;
+// Whitespace, C0 and C1 controls: the URL parser strips or skips them, which is how "\x01javascript:" slips by.
+const UNSAFE_URL_CHARS = /[\u0000-\u0020\u007f-\u009f\u00a0\u1680\u2000-\u200f\u2028\u2029\u202f\u205f\u3000\ufeff\\]/;
+
+/** A link a card may hold: http:, https:, relative, or #fragment. */
+function safeHref(value) {
+  const text = String(value ?? "");
+  if (!text || UNSAFE_URL_CHARS.test(text)) return null;
+  if (SCHEME.test(text) && !/^https?:/i.test(text)) return null;
+  try {
+    const url = new URL(text, location.href);
+    return url.protocol === "http:" || url.protocol === "https:" ? text : null;
+  } catch {
+    return null;
+  }
+}
+
+/** An image a card may show: relative to the studio, or one of its /api/ paths; never another site. */
+function safeSrc(value) {
+  const text = String(value ?? "");
+  if (!text || UNSAFE_URL_CHARS.test(text) || SCHEME.test(text) || text.startsWith("//")) return null;
+  if (text.startsWith("/") && !text.startsWith("/api/")) return null;
+  try {
+    return new URL(text, location.href).origin === location.origin ? text : null;
+  } catch {
+    return null;
+  }
+}
+
+/** One parsed node as a fresh, allowed node (or a fragment of its allowed children; or null). */
+function cardNode(node) {
+  if (node.nodeType === Node.TEXT_NODE) return document.createTextNode(node.data);
+  if (node.nodeType !== Node.ELEMENT_NODE) return null; // comments, processing instructions
+  const tag = node.localName;
+  if (node.namespaceURI !== XHTML || CARD_DROPPED.has(tag)) return null;
+  const children = document.createDocumentFragment();
+  for (const child of node.childNodes) {
+    const clean = cardNode(child);
+    if (clean) children.append(clean);
+  }
+  if (!CARD_TAGS.has(tag)) return children; // an unknown wrapper (div, span, details...): its text stays
+  const el = document.createElement(tag);
+  if (tag === "a") {
+    const href = safeHref(node.getAttribute("href"));
+    if (href !== null) {
+      el.setAttribute("href", href);
+      if (/^https?:/i.test(href) || href.startsWith("//")) {
+        el.setAttribute("target", "_blank");
+        el.setAttribute("rel", "noopener noreferrer");
       }
     }
-    if (node.tagName === "A" && node.getAttribute("href")?.startsWith("http")) {
-      node.setAttribute("target", "_blank");
-      node.setAttribute("rel", "noopener noreferrer");
-    }
+  } else if (tag === "img") {
+    const src = safeSrc(node.getAttribute("src"));
+    if (src === null) return document.createTextNode(node.getAttribute("alt") || "");
+    el.setAttribute("src", src);
+    el.setAttribute("alt", node.getAttribute("alt") || "");
+  } else if (tag === "th" || tag === "td") {
+    // A table column's alignment, the one style markdown writes, kept as a class.
+    const align = /^\s*text-align\s*:\s*(left|center|right)\s*;?\s*$/i.exec(node.getAttribute("style") || "");
+    if (align) el.className = `align-${align[1].toLowerCase()}`;
   }
-  return template.innerHTML;
+  if (tag !== "img" && tag !== "br" && tag !== "hr") el.append(children);
+  return el;
+}
+
+/**
+ * The model card's HTML as a DocumentFragment of allowed nodes, to append (`box.replaceChildren(cardFragment(x))`).
+ */
+export function cardFragment(text) {
+  const template = document.createElement("template");
+  template.innerHTML = String(text ?? "");
+  const out = document.createDocumentFragment();
+  for (const node of template.content.childNodes) {
+    const clean = cardNode(node);
+    if (clean) out.append(clean);
+  }
+  return out;
 }
 
 /** The query string's value, or null. */

@@ -5,8 +5,9 @@
 //   #hub-token-input (password), #hub-token-save, #hub-token-forget, #hub-token-status ("token set for <user>" or
 //                            "no token set"; data-set="true|false"), #hub-token-error
 //   #push-run (finished runs), #push-repo, #push-private, #push-button, #push-result
-import { ApiError, del, get, idPath, messageOf, post } from "./api.js";
+import { del, get, messageOf, post } from "./api.js";
 import { $, DASH, busy, esc, grams, num } from "./format.js";
+import { pushForm } from "./push.js";
 
 // ---- search ------------------------------------------------------------------------------------------
 function resultRow(m) {
@@ -120,26 +121,9 @@ $("#hub-token-forget").addEventListener("click", async () => {
 });
 
 // ---- push --------------------------------------------------------------------------------------------
-$("#push-form").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const result = $("#push-result");
-  const run = $("#push-run").value;
-  const repo = $("#push-repo").value.trim();
-  if (!run || !repo) {
-    result.innerHTML = '<span class="bad-text">Choose a run and a repository (user/name).</span>';
-    return;
-  }
-  await busy($("#push-button"), async () => {
-    result.innerHTML = '<span class="spinner"></span> pushing…';
-    try {
-      const answer = await post(`/api/runs/${idPath(run)}/push`, { repo_id: repo, private: $("#push-private").checked });
-      result.innerHTML = `<span class="ok-text">pushed</span>: <a href="${esc(answer.url)}" target="_blank" rel="noopener noreferrer">${esc(answer.url)}</a>`;
-    } catch (err) {
-      result.innerHTML = err instanceof ApiError && err.status === 401
-        ? '<span class="bad-text">No Hugging Face token set: set it above, then push again.</span>'
-        : `<span class="bad-text">${esc(messageOf(err))}</span>`;
-    }
-  });
+pushForm({
+  runId: () => $("#push-run").value,
+  noToken: '<span class="bad-text">No Hugging Face token set: set it above, then push again.</span>',
 });
 
 async function init() {

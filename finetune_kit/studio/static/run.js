@@ -7,15 +7,17 @@
 //   #live-note shown while the event stream is open
 //   #estimate-vs-actual (table#estimate-table), #emissions-breakdown (table#emissions-table), #metrics, #samples,
 //   #card (the rendered model card), #recipe-yaml
-//   #stop-button (while running), #resume-button (a stopped or failed run: train --resume), #chat-button (a chat-capable finished run), #export-button + #export-status,
+//   #stop-button (while a train job of this studio runs the run), #resume-button (a stopped or failed run: train --resume), #chat-button (a chat-capable finished run), #export-button + #export-status,
 //   #push-repo, #push-private, #push-button, #push-result
-//   #run-notice (what a stopped, failed or budget-stopped run means), #compare-link
+//   #run-notice (what a stopped, failed or budget-stopped run means; how to stop a run started outside the studio;
+//     a refused resume's one line, in #resume-refused), #compare-link
 //   #run-error (load failure), #run-waiting (a run whose folder is not there yet: the page waits on the job New run
 //     started, kept in sessionStorage "studio-job:<run id>" or given as ?job=ID, or else a few seconds)
 import { ApiError, get, idPath, messageOf, pollJob, post } from "./api.js";
 import { LineChart } from "./chart.js";
-import { $, DASH, FINAL_STATUSES, busy, cleanHtml, date, duration, esc, grams, isNumber, kwh, num, param, qid, statusBadge } from "./format.js";
+import { $, DASH, FINAL_STATUSES, busy, cardFragment, date, duration, esc, grams, isNumber, kwh, num, param, qid, statusBadge } from "./format.js";
 import { toast } from "./nav.js";
+import { pushForm } from "./push.js";
 
 const id = param("id");
 const jobId = param("job") || storedJob();
@@ -42,7 +44,12 @@ const state = {
   metricKey: null,
   liveGrams: null,
   resuming: false,
+  trainJob: undefined, // this studio's running train job for the run: a Job, null (none), undefined (not known)
+  refused: null, // a refused resume's one line
 };
+
+// The evaluation's speed and counters: the Trainer's, not the model's scores (log keys carry an "eval_" prefix).
+const SPEED = /^(eval_)?(runtime|samples_per_second|steps_per_second|epoch|num_input_tokens_seen|model_preparation_time)$/;
 
 const valueText = (v) => num(v);
 const charts = {
@@ -65,7 +72,7 @@ function metricKeyFor(entry) {
   const main = state.summary?.main_metric;
   if (main) state.metricKey = `eval_${main}`;
   else if (entry) {
-    const key = Object.keys(entry).find((k) => k.startsWith("eval_") && !/^eval_(loss|runtime|samples_per_second|steps_per_second|epoch)$/.test(k) && isNumber(entry[k]));
+    const key = Object.keys(entry).find((k) => k.startsWith("eval_") && k !== "eval_loss" && !SPEED.test(k) && isNumber(entry[k]));
     if (key) state.metricKey = key;
   }
   if (state.metricKey) {
@@ -125,7 +132,9 @@ function renderSummary() {
   $("#stat-duration").textContent = duration(s.duration_s);
   $("#stat-metric-label").textContent = s.main_metric ? `${s.main_metric} ${s.greater_is_better ? "↑" : "↓"}` : "Main metric";
   $("#stat-metric").textContent = num(s.metric);
-  $("#stop-button").hidden = s.status !== "running";
+  // Stop only for a run this studio trains: a run started elsewhere is stopped where it runs.
+  const mine = s.status === "running" && state.trainJob !== null;
+  $("#stop-button").hidden = !mine;
   $("#resume-button").hidden = !["stopped", "failed"].includes(s.status) || state.resuming;
   const chat = $("#chat-button");
   chat.hidden = !s.chat;
@@ -136,9 +145,16 @@ function renderSummary() {
     failed: "The process building this run is gone without a stop (killed or crashed). <code>finetune-kit train RECIPE --resume</code> continues from its last checkpoint.",
     "stopped on budget": "Training ended when the run reached its emissions budget (<code>emissions.max_co2_g</code> or <code>max_kwh</code>); the model is the best checkpoint so far.",
   };
+  if (s.status === "running" && state.trainJob === null) {
+    notes.running = "This run was started outside this studio: stop it where it runs (Ctrl-C or <code>kill -TERM PID</code>).";
+  }
   const notice = $("#run-notice");
-  notice.innerHTML = notes[s.status] || "";
-  notice.hidden = !notes[s.status];
+  notice.dataset.kind = state.refused ? "resume-refused" : notes[s.status] ? s.status : "";
+  if (state.refused) {
+    notice.innerHTML = '<span class="bad-text">Resume refused:</span> <code class="command" id="resume-refused"></code>';
+    $("#resume-refused").textContent = state.refused;
+  } else notice.innerHTML = notes[s.status] || "";
+  notice.hidden = !state.refused && !notes[s.status];
   $("#export-button").disabled = !["finished", "stopped on budget"].includes(s.status);
   $("#export-button").title = $("#export-button").disabled ? "a finished run can be exported" : "finetune-kit export: the model as ONNX in the run folder";
   $("#push-button").disabled = !["finished", "stopped on budget"].includes(s.status);
@@ -232,9 +248,7 @@ function renderMetrics() {
     return;
   }
   const splits = ["before_training", "validation", "test"].filter((k) => m[k] && typeof m[k] === "object");
-  // Scores only: the evaluation's speed and counters are the Trainer's, not the model's.
-  const speed = /^(runtime|samples_per_second|steps_per_second|epoch|num_input_tokens_seen|model_preparation_time)$/;
-  const keys = [...new Set(splits.flatMap((k) => Object.keys(m[k]).filter((name) => isNumber(m[k][name]) && !speed.test(name))))];
+  const keys = [...new Set(splits.flatMap((k) => Object.keys(m[k]).filter((name) => isNumber(m[k][name]) && !SPEED.test(name))))];
   const main = m.main_metric;
   keys.sort((a, b) => (a === main ? -1 : b === main ? 1 : 0));
   let out = "";
@@ -276,13 +290,33 @@ function renderDetail() {
   renderEmissions();
   renderMetrics();
   renderSamples();
-  // The card is HTML the studio rendered from the run's README.md (server side): shown as it is.
-  $("#card").innerHTML = d.card_html ? cleanHtml(d.card_html) : `<p class="muted">${state.summary.status === "running" ? "The model card is written when the run ends." : "No model card (README.md) in this run folder."}</p>`;
+  // The card is HTML the studio rendered from the run's README.md (raw HTML escaped): its allowed nodes, appended.
+  const card = $("#card");
+  if (d.card_html) card.replaceChildren(cardFragment(d.card_html));
+  else card.innerHTML = `<p class="muted">${state.summary.status === "running" ? "The model card is written when the run ends." : "No model card (README.md) in this run folder."}</p>`;
   $("#recipe-yaml").textContent = d.recipe || "";
 }
 
+/** This studio's running train job for the run: a Job, null when there is none, undefined when unknown. */
+async function findTrainJob() {
+  try {
+    const jobs = (await get("/api/jobs")).jobs || [];
+    return jobs.find((j) => j.kind === "train" && j.run_id === id && j.status === "running") || null;
+  } catch {
+    return undefined; // Stop stays offered; the studio answers 409 when it trains nothing
+  }
+}
+
+/** The jobs asked again (the run's status changed), and the buttons and notice redrawn. */
+async function refreshTrainJob() {
+  state.trainJob = await findTrainJob();
+  if (state.summary) renderSummary();
+}
+
 async function loadDetail() {
-  state.detail = await get(`/api/runs/${idPath(id)}`);
+  const [detail, job] = await Promise.all([get(`/api/runs/${idPath(id)}`), findTrainJob()]);
+  state.detail = detail;
+  state.trainJob = job;
   state.summary = state.detail.summary;
   renderDetail();
 }
@@ -320,6 +354,7 @@ function connect() {
     renderSummary();
     renderEstimate();
     renderEmissions();
+    if (was !== summary.status) refreshTrainJob();
   });
   // The stream ends when the run does; EventSource would reconnect with the old ?after=: reconnect by hand.
   source.onerror = () => {
@@ -353,14 +388,20 @@ async function reloadLog() {
 $("#resume-button").addEventListener("click", async (e) => {
   const button = e.currentTarget;
   let job;
+  state.refused = null;
   await busy(button, async () => {
     try {
       job = await post(`/api/runs/${idPath(id)}/resume`);
     } catch (err) {
-      toast(messageOf(err), "error");
+      // A refusal (409) names the command that resumes the run where it was made: kept on the page to copy.
+      if (err instanceof ApiError && err.status === 409) state.refused = messageOf(err);
+      else toast(messageOf(err), "error");
     }
   });
-  if (!job) return;
+  if (!job) {
+    if (state.refused) renderSummary();
+    return;
+  }
   state.resuming = true;
   button.hidden = true;
   const notice = $("#run-notice");
@@ -373,6 +414,7 @@ $("#resume-button").addEventListener("click", async (e) => {
       if (detail.summary.status === "running") {
         state.detail = detail;
         state.summary = detail.summary;
+        state.trainJob = current;
         break;
       }
       if (current.status !== "running") {
@@ -401,6 +443,7 @@ $("#stop-button").addEventListener("click", async (e) => {
       toast("Stopping: the run ends at the next step, with a checkpoint kept.", "ok");
     } catch (err) {
       toast(messageOf(err), "error");
+      if (err instanceof ApiError && err.status === 409) await refreshTrainJob(); // its job has ended meanwhile
     }
   });
 });
@@ -433,22 +476,9 @@ $("#export-button").addEventListener("click", async (e) => {
   });
 });
 
-$("#push-form").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const result = $("#push-result");
-  const repo = $("#push-repo").value.trim();
-  if (!repo) return;
-  await busy([$("#push-button"), $("#push-repo")], async () => {
-    result.innerHTML = '<span class="spinner"></span> pushing…';
-    try {
-      const answer = await post(`/api/runs/${idPath(id)}/push`, { repo_id: repo, private: $("#push-private").checked });
-      result.innerHTML = `<span class="ok-text">pushed</span>: <a href="${esc(answer.url)}" target="_blank" rel="noopener noreferrer">${esc(answer.url)}</a>`;
-    } catch (err) {
-      result.innerHTML = err instanceof ApiError && err.status === 401
-        ? `<span class="bad-text">No Hugging Face token set.</span> Set it on the <a href="/hub#token">Hub page</a>, then push again.`
-        : `<span class="bad-text">${esc(messageOf(err))}</span>`;
-    }
-  });
+pushForm({
+  runId: () => id,
+  noToken: '<span class="bad-text">No Hugging Face token set.</span> Set it on the <a href="/hub#token">Hub page</a>, then push again.',
 });
 
 // ---- start ----------------------------------------------------------------------------------------------
