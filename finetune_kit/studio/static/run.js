@@ -336,6 +336,17 @@ function connect() {
     }
     renderProgress();
   });
+  // The log was written anew (a resume dropped the steps after its checkpoint, --overwrite started over):
+  // read it whole again, then follow it from there.
+  source.addEventListener("reset", async () => {
+    source.close();
+    try {
+      await reloadLog();
+    } catch (err) {
+      toast(`Could not reload the log: ${messageOf(err)}`, "error");
+    }
+    connect();
+  });
   source.addEventListener("status", async (e) => {
     let summary;
     try {
