@@ -101,6 +101,13 @@ class SweepConfig(Section):
     )
     max_co2_g: float | None = Field(None, gt=0, description="Budget of the whole sweep: no trial starts past it")
     seed: int = Field(42, description="Sampler seed: the same sweep in one process draws the same trials")
+    dead_after_s: int = Field(
+        180,
+        ge=3,
+        description="A trial whose process has sent no heartbeat for this long (its machine died) is failed and, with "
+        "--storage, run again with the same values by a process still running; heartbeats go every third of it. "
+        "Shorter frees a dead machine's trial sooner (preemptible VMs); longer spares trials on a flaky network",
+    )
 
     @model_validator(mode="after")
     def _objectives_fit(self) -> SweepConfig:

@@ -21,6 +21,7 @@ from finetune_kit.hub.card import write_model_card
 from finetune_kit.inference import read_run
 from finetune_kit.runs import Layout, RunFiles, RunFolder
 from finetune_kit.sweep.plan import Objective, SweepPlan
+from finetune_kit.sweep.study import attempts
 from finetune_kit.sweep.trial import SET_VALUES, shown
 
 REPORT_FILE, PLOT_FILE = "sweep.json", "pareto.png"  # in the sweep folder, beside study.db and the trials
@@ -31,13 +32,16 @@ STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING
 
 @dataclass(frozen=True)
 class TrialRow:
+    """One set of values: its first attempt's number (its run folder's), as its latest attempt ended."""
+
     number: int
     state: str
     params: dict[str, Any]  # as set in the trial's recipe: a relative learning rate, not its factor
     metric: float | None  # the final validation metric of the trial's run (pruned runs too)
-    emissions_g: float | None
+    emissions_g: float | None  # every attempt's, in its run folder
     run_dir: str | None
     intermediate_values: dict[int, float]
+    retries: tuple[int, ...] = ()  # the study's trials that ran these values again after a worker died
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,8 @@ class SweepReport:
         counts = ", ".join(f"{self.count(state)} {state}" for state in STATES.values() if self.count(state))
         line = f"{finished} of {self.planned_trials} trials finished ({counts}); the search emitted "
         line += f"{self.total_emissions_g:.3g} g CO2eq"
+        if retried := [str(row.number) for row in self.trials if row.retries]:
+            line += f"; trial {', '.join(retried)} ran again after its worker died"
         if self.best is not None:
             best = self.row(self.best)
             grams = f", {best.emissions_g:.3g} g" if best.emissions_g is not None else ""
@@ -157,18 +163,27 @@ def trial_grams(trial: optuna.trial.FrozenTrial) -> float | None:
     return record.emissions_g if record else None
 
 
+def attempt_grams(group: list[optuna.trial.FrozenTrial]) -> float | None:
+    """The grams of one set of values: its latest attempt's run folder holds every attempt's readings
+    (a retry continues the folder of the attempt whose worker died), unless that attempt measured none."""
+    return next((grams for trial in reversed(group) if (grams := trial_grams(trial)) is not None), None)
+
+
 def summarise(plan: SweepPlan, study: optuna.Study, storage: str, stopped: str | None) -> SweepReport:
+    """Each set of values once: a trial whose worker died and the retry that ran its values again are one."""
     rows = [
         TrialRow(
-            trial.number,
-            STATES[trial.state.name],
-            {**trial.params, **trial.user_attrs.get(SET_VALUES, {})},
-            trial.user_attrs.get("metric"),
-            trial_grams(trial),
-            trial.user_attrs.get("run_dir"),
-            trial.intermediate_values,
+            number,
+            STATES[latest.state.name],
+            {**latest.params, **latest.user_attrs.get(SET_VALUES, {})},
+            latest.user_attrs.get("metric"),
+            attempt_grams(group),
+            latest.user_attrs.get("run_dir"),
+            latest.intermediate_values,
+            tuple(trial.number for trial in group[1:]),
         )
-        for trial in study.get_trials(deepcopy=False)
+        for number, group in attempts(study).items()
+        for latest in [group[-1]]
     ]
     complete = [row for row in rows if row.state == "complete" and row.metric is not None]
     sign = 1 if plan.metric.greater_is_better else -1
