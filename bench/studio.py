@@ -9,7 +9,9 @@
 Method: the run's small files (recipe, metrics, emissions, card, log, lineage; not the weights) are copied
 into 200 folders of a temporary runs folder: 180 finished, 10 still running (partial, this process's pid),
 10 stopped; each log is stretched to `--log-lines` lines, as a long run's is. The studio is served by
-uvicorn on loopback, as `finetune-kit studio` serves it, and requested over HTTP. Listing: the first request
+uvicorn on loopback, as `finetune-kit studio` serves it, and requested over HTTP. The page: headless Chromium
+(Debian's, through Playwright) opens the runs page of a second, fresh studio and waits for all rows, then
+reloads it. Listing: the first request
 (nothing cached: every folder read) and the median of the next `--repeats` (the page refreshes every few
 seconds while a run trains: only changed files are read again). Latency: `--repeats` lines appended to a
 running run's log, each timed from the write to its event arriving on a stream opened before. The ratio
@@ -87,6 +89,37 @@ def time_listing(client: httpx.Client, repeats: int, count: int) -> tuple[float,
     return first, statistics.median(again)
 
 
+def time_page(base: str, chromium: str, count: int) -> tuple[float, float]:
+    """Seconds from opening the runs page to its table holding every run: first (the studio's first listing)
+    and after a reload."""
+    from playwright.sync_api import sync_playwright
+
+    timings = []
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        for _ in range(2):
+            started = time.perf_counter()
+            page.goto(f"{base}/")
+            page.wait_for_function(f"() => document.querySelectorAll('tr[data-run-id]').length === {count}", polling=10)
+            timings.append(time.perf_counter() - started)
+        browser.close()
+    return timings[0], timings[1]
+
+
+def serve(root: Path, recipes: Path) -> str:
+    server = StudioServer(StudioSettings.create([root], [recipes], port=0))
+    threading.Thread(target=server.run, daemon=True).start()
+    base = f"http://127.0.0.1:{server.settings.port}"
+    for _ in range(100):
+        try:
+            httpx.get(f"{base}/api/recipes").raise_for_status()
+            return base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"the studio did not answer at {base}")
+
+
 def time_events(base: str, root: Path, run_id: str, repeats: int) -> list[float]:
     log = root / (run_id.split("/", 1)[1] + ".partial") / Layout.LOG
     seen = len(log.read_text().splitlines())
@@ -122,6 +155,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="Run folders listed")
     parser.add_argument("--log-lines", type=int, default=2000, help="Lines in each copied log")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--chromium", default=shutil.which("chromium"), help="Also time the page in this browser")
     args = parser.parse_args()
     if not (args.run / Layout.METRICS).is_file():
         raise SystemExit(f"--run {args.run}: not a finished run folder; `make demo` makes runs/sst2-demo")
@@ -129,19 +163,11 @@ def main() -> None:
         root, recipes = Path(work) / "runs", Path(work) / "recipes"
         recipes.mkdir()
         running = build_runs(args.run, root, args.runs, args.log_lines)
-        server = StudioServer(StudioSettings.create([root], [recipes], port=0))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        base = f"http://127.0.0.1:{server.settings.port}"
-        for _ in range(100):
-            try:
-                httpx.get(f"{base}/api/recipes").raise_for_status()
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        base = serve(root, recipes)
         with httpx.Client(base_url=base, timeout=60) as client:
             first, again = time_listing(client, args.repeats, args.runs)
         delays = time_events(base, root, running[0], args.repeats)
+        page = time_page(serve(root, recipes), args.chromium, args.runs) if args.chromium else None
     print(f"studio · {args.runs} run folders ({args.log_lines}-line logs) · copies of {args.run}")
     print(f"{'measure':<44} {'seconds':>9} {'target':>7} {'ratio':>6}")
     rows = [
@@ -150,6 +176,9 @@ def main() -> None:
         (f"log line → open page, median of {len(delays)}", statistics.median(delays), EVENT_TARGET_S),
         (f"log line → open page, slowest of {len(delays)}", max(delays), EVENT_TARGET_S),
     ]
+    if page is not None:
+        rows.insert(0, (f"runs page, first listing, {args.runs} rows shown", page[0], LIST_TARGET_S))
+        rows.insert(1, ("runs page, after a reload", page[1], LIST_TARGET_S))
     for label, seconds, target in rows:
         print(f"{label:<44} {seconds:>9.3f} {target:>7.1f} {seconds / target:>6.2f}")
 

@@ -209,25 +209,26 @@ class Catalog:
         return summary
 
     def _read(self, folder: Path, partial: bool, updated: float) -> RunSummary:
-        recipe = read_recipe(folder)
-        task = recipe.get("task")
-        model = recipe.get("model") or {}
-        lineage = read_json(folder, f"{Layout.MODEL}/{Layout.LINEAGE}") or {}
-        base_model = lineage.get("base_model") or model.get("checkpoint") or model.get("weights_from")
+        """A finished run is summed up from its metrics and lineage (small JSON); its recipe is read (YAML,
+        slower) only for a run still being built, or one whose lineage does not name its base model."""
         metrics = None if partial else read_json(folder, Layout.METRICS)
-        entries = _last_lines(folder)
+        lineage = read_json(folder, f"{Layout.MODEL}/{Layout.LINEAGE}") or {}
+        recipe = {} if isinstance(metrics, dict) and lineage.get("base_model") else read_recipe(folder)
+        task = metrics.get("task") if isinstance(metrics, dict) else recipe.get("task")
+        model = recipe.get("model") or {}
+        base_model = lineage.get("base_model") or model.get("checkpoint") or model.get("weights_from")
         if isinstance(metrics, dict):
             main, metric = metrics.get("main_metric"), _finished_metric(metrics)
             record = EmissionsRecord.from_dict(e) if (e := read_json(folder, Layout.EMISSIONS)) else None
             status = STOPPED_ON_BUDGET if "stopped_on_budget" in metrics else FINISHED
         else:
             main = _main_metric_name(task)
-            metric, record = _logged_metric(entries, main), _partial_emissions(folder)
+            metric, record = _logged_metric(_last_lines(folder), main), _partial_emissions(folder)
             status = self._partial_status(folder, updated) if partial else FAILED
         task_class = TASKS.get(task or "")
         return RunSummary(
             id=self.folders.run_id(folder),
-            name=recipe.get("name") or folder.name.removesuffix(PARTIAL_SUFFIX),
+            name=folder.name.removesuffix(PARTIAL_SUFFIX),
             folder=self.folders.run_id(folder).split("/", 1)[1],
             sweep=folder.parent.name if (folder.parent / SWEEP_STUDY).is_file() else None,
             task=task,
@@ -239,7 +240,7 @@ class Catalog:
             energy_kwh=record.energy_kwh if record else None,
             duration_s=round(record.duration_s, 1) if record else None,
             status=status,
-            started=_started(folder, entries),
+            started=_mtime(folder / Layout.RECIPE) or None,  # the recipe is the first file a run writes
             updated=updated,
             chat=status in (FINISHED, STOPPED_ON_BUDGET) and _has_chat_template(folder),
         )
@@ -249,8 +250,3 @@ class Catalog:
         if Folders.run_file(folder, Layout.STOPPED):
             return STOPPED
         return RUNNING if process_alive(folder, updated) else FAILED
-
-
-def _started(folder: Path, entries: list[dict[str, Any]]) -> float | None:
-    """When the run began: its recipe is the first file it writes."""
-    return _mtime(folder / Layout.RECIPE) or (entries[0].get("time") if entries else None)

@@ -75,9 +75,14 @@ class Folders:
 
     @staticmethod
     def run_file(folder: Path, name: str) -> Path | None:
-        """A file of a run folder, None where it is missing or a link leading out of the folder."""
-        found = _resolved_inside(folder / name, folder.resolve())
-        return found if found is not None and found.is_file() else None
+        """A file of a run folder, None where it is missing or a link leading out of the folder. A path with no
+        link in it is inside as it stands (a `stat` each part); only one with a link is resolved."""
+        path = folder / name
+        parts = [folder / Path(*Path(name).parts[: depth + 1]) for depth in range(len(Path(name).parts))]
+        if any(part.is_symlink() for part in parts):
+            found = _resolved_inside(path, folder.resolve())
+            return found if found is not None and found.is_file() else None
+        return path if path.is_file() else None
 
     def recipe_id(self, file: Path) -> str:
         return _ident(self.recipes, file)
