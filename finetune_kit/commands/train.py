@@ -21,11 +21,9 @@ from finetune_kit.commands.console_progress import ConsoleProgress
 from finetune_kit.commands.estimate_report import summary_line
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.console import ConsoleReport, duration_text
-from finetune_kit.costs.calibrated import Calibrated
-from finetune_kit.costs.prediction import Estimate, predict
+from finetune_kit.costs.prediction import Estimate
 from finetune_kit.errors import UserError
-from finetune_kit.estimate.budget import calibrate_budgeted, refuse_over_budget
-from finetune_kit.estimate.calibration import calibrate
+from finetune_kit.estimate.budget import calibrate_budgeted, calibrate_run, refuse_over_budget
 from finetune_kit.estimate.forecast import ForecastRow, ForecastTooShort, StartPlan, plan_start, read_forecast
 from finetune_kit.hub.card import write_model_card
 from finetune_kit.hub.push import push_after_training
@@ -61,7 +59,7 @@ def train(
     if resume:
         calibrated = None
     elif schedule is not None:
-        calibrated = _calibrate(prepared, report)
+        calibrated = calibrate_run(prepared, report)
     else:
         calibrated = calibrate_budgeted(prepared, report)
     if calibrated is not None:
@@ -95,14 +93,6 @@ def _read_schedule(path: Path, resume: bool) -> tuple[list[ForecastRow], str]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError("--start-when waits in one process: wait for the window, then launch the processes")
     return read_forecast(path), path.name
-
-
-def _calibrate(prepared: Prepared, report: ConsoleReport) -> Calibrated:
-    """The estimate a scheduled run needs for its duration, made as a budgeted run's is: the run reuses the data it
-    tokenized, and its energy counts in the run's."""
-    calibration = calibrate(prepared, progress=report)
-    estimate = predict(calibration.plan, calibration.units, calibration.spent)
-    return Calibrated(estimate, calibration.spent.to_dict(), calibration.features)
 
 
 def _ahead(estimate: Estimate) -> tuple[float, float]:

@@ -41,6 +41,12 @@ def calibrate_budgeted(prepared: Prepared, progress: Progress = SILENT) -> Calib
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         logger.warning("emissions budget: no estimate before a run of several processes; it stops on its own readings")
         return None
+    return calibrate_run(prepared, progress)
+
+
+def calibrate_run(prepared: Prepared, progress: Progress = SILENT) -> Calibrated:
+    """Calibrate and estimate a run that is to train next: it reuses the data the calibration tokenized, and the
+    calibration's energy counts in the run's (a budgeted run; one waiting for its start window)."""
     calibration = calibrate(prepared, progress=progress)
     estimate = predict(calibration.plan, calibration.units, calibration.spent)
     return Calibrated(estimate, calibration.spent.to_dict(), calibration.features)

@@ -15,8 +15,8 @@ from typing import Any
 import psutil
 import yaml
 
-from finetune_kit.emissions.tracker import EmissionsRecord, sum_processes, sum_records
-from finetune_kit.runs.folder import PARTIAL_SUFFIX, Layout
+from finetune_kit.emissions.tracker import EmissionsRecord
+from finetune_kit.runs.folder import PARTIAL_SUFFIX, Layout, RunFolder
 from finetune_kit.studio.folders import Folders
 from finetune_kit.tasks import TASKS
 
@@ -132,17 +132,9 @@ def process_alive(folder: Path, updated: float) -> bool:
     return "started" not in process or abs(started - float(process["started"])) < 1.0
 
 
-def _partial_emissions(folder: Path) -> EmissionsRecord | None:
-    """What a run still being built has spent: the latest reading of each process, sessions added up."""
-    readings = folder / Layout.EMISSION_READINGS
-    if not readings.is_dir():
-        return None
-    sessions: dict[str, list[EmissionsRecord]] = {}
-    for file in readings.glob("*.json"):
-        data = read_json(folder, f"{Layout.EMISSION_READINGS}/{file.name}")
-        if isinstance(data, dict):
-            sessions.setdefault(file.stem.rsplit("-process", 1)[0], []).append(EmissionsRecord.from_dict(data))
-    return sum_records([sum_processes(records) for records in sessions.values()]) if sessions else None
+def _spent_so_far(folder: Path, partial: bool) -> EmissionsRecord | None:
+    """What a run still being built has spent, added up as `train` adds it up at its end."""
+    return RunFolder(folder.with_name(folder.name.removesuffix(PARTIAL_SUFFIX))).total_emissions() if partial else None
 
 
 def _has_chat_template(folder: Path) -> bool:
@@ -223,7 +215,7 @@ class Catalog:
             status = STOPPED_ON_BUDGET if "stopped_on_budget" in metrics else FINISHED
         else:
             main = _main_metric_name(task)
-            metric, record = _logged_metric(_last_lines(folder), main), _partial_emissions(folder)
+            metric, record = _logged_metric(_last_lines(folder), main), _spent_so_far(folder, partial)
             status = self._partial_status(folder, updated) if partial else FAILED
         task_class = TASKS.get(task or "")
         return RunSummary(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shlex
 import socket
-import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +22,7 @@ from finetune_kit.studio.catalog import FAILED, STOPPED, read_json
 from finetune_kit.studio.folders import Folders
 from finetune_kit.studio.launcher import TRAIN, Busy, Job, Jobs
 from finetune_kit.studio.recipe_form import Checked, FieldError, check, recipe_form, recipe_summary
-from finetune_kit.studio.state import CatalogDep, FoldersDep
+from finetune_kit.studio.state import CatalogDep, FoldersDep, shared
 
 
 class FieldErrorsAnswered(APIRoute):
@@ -42,16 +41,11 @@ class FieldErrorsAnswered(APIRoute):
 
 
 router = APIRouter(route_class=FieldErrorsAnswered)
-_creating = threading.Lock()
 
 
 def jobs(request: Request) -> Jobs:
     """The studio's job registry, made on first use; new runs and job logs go to the first runs folder."""
-    state = request.app.state
-    with _creating:
-        if not hasattr(state, "jobs"):
-            state.jobs = Jobs(state.settings.runs[0])
-    return state.jobs
+    return shared(request, "jobs", lambda: Jobs(request.app.state.settings.runs[0]))
 
 
 JobsDep = Annotated[Jobs, Depends(jobs)]

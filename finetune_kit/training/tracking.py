@@ -102,9 +102,8 @@ class ExperimentTracking:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         if self._open:
-            self._close(
-                "KILLED" if kind is not None and issubclass(kind, KeyboardInterrupt) else "FAILED"
-            )  # a stop too
+            interrupted = kind is not None and issubclass(kind, KeyboardInterrupt)  # Ctrl-C, or a stop on request
+            self._close("KILLED" if interrupted else "FAILED")
 
     def _open_mlflow_run(self) -> None:
         import mlflow
