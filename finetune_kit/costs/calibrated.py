@@ -25,5 +25,5 @@ class Calibrated:
     def keep_in(self, folder: RunFolder) -> None:
         """The calibration's energy counts in the run's emissions (a reading of its own, not a session of training:
         `sessions` keeps counting resumes). The estimate is saved for a resume's budget checks."""
-        folder.save_emissions_reading(CALIBRATION_SESSION, 0, {**self.spent, "sessions": 0})
+        folder.save_emissions_reading(CALIBRATION_SESSION, 0, 0, {**self.spent, "sessions": 0})
         folder.files.write_json(Layout.ESTIMATE, self.estimate.to_dict())

@@ -35,6 +35,7 @@ class EmissionsRecord:
     codecarbon_version: str
     sessions: int = 1
     processes: int = 1
+    nodes: int = 1  # machines the processes ran on (a multi-node run)
     source: str = "codecarbon"
 
     @property
@@ -42,7 +43,8 @@ class EmissionsRecord:
         parts = [f"{self.cpu_model or 'CPU'} ({self.cpu_count} cores)"]
         if self.gpu_count:
             parts.append(f"{self.gpu_count} x {self.gpu_model}")
-        return ", ".join(parts)
+        hardware = ", ".join(parts)
+        return f"{self.nodes} machines, the first: {hardware}" if self.nodes > 1 else hardware
 
     @property
     def location(self) -> str:
@@ -82,17 +84,19 @@ def sum_records(records: list[EmissionsRecord]) -> EmissionsRecord:
         duration_s=sum(r.duration_s for r in records),
         sessions=sum(r.sessions for r in records),
         processes=max(r.processes for r in records),
+        nodes=max(r.nodes for r in records),
     )
 
 
-def sum_processes(records: list[EmissionsRecord]) -> EmissionsRecord:
-    """Processes of one session, side by side (DDP ranks): energy adds up, time does not."""
+def sum_processes(records: list[EmissionsRecord], nodes: int = 1) -> EmissionsRecord:
+    """Processes of one session, side by side (DDP ranks, on `nodes` machines): energy adds up, time does not."""
     return replace(
         records[0],
         emissions_g=sum(r.emissions_g for r in records),
         energy_kwh=sum(r.energy_kwh for r in records),
         duration_s=max(r.duration_s for r in records),
         processes=sum(r.processes for r in records),
+        nodes=nodes,
     )
 
 

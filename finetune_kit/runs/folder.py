@@ -216,10 +216,12 @@ class RunFolder:
         ]
         return max(complete)[1] if complete else None
 
-    def save_emissions_reading(self, session: str, process: int, reading: dict[str, Any]) -> None:
-        """Each process of each session writes its own file: no two writers share one."""
+    def save_emissions_reading(self, session: str, process: int, node: int, reading: dict[str, Any]) -> None:
+        """One file per process of each session, written by that process or, for a process on another machine
+        (`node`: the first rank of its machine), by the main one: no two writers share a file."""
         write_atomically(
-            self.path(Layout.EMISSION_READINGS) / f"{session}-process{process}.json", json.dumps(reading) + "\n"
+            self.path(Layout.EMISSION_READINGS) / f"{session}-process{process}.json",
+            json.dumps({**reading, "node": node}) + "\n",
         )
 
     def emissions_readings(self) -> dict[str, list[dict[str, Any]]]:
@@ -234,7 +236,9 @@ class RunFolder:
     def total_emissions(self) -> EmissionsRecord | None:
         """Processes of a session add up side by side, sessions (resumes) one after the other."""
         sessions = [
-            sum_processes([EmissionsRecord.from_dict(r) for r in readings])
+            sum_processes(
+                [EmissionsRecord.from_dict(r) for r in readings], nodes=len({r.get("node", 0) for r in readings})
+            )
             for readings in self.emissions_readings().values()
         ]
         return sum_records(sessions) if sessions else None

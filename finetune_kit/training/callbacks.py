@@ -7,11 +7,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -61,9 +62,18 @@ class Throughput(TrainerCallback):
         self._last = (now, state.global_step, tokens)
 
 
+class Readings(Protocol):
+    """Where a process's emissions readings go (`ranks.EmissionReadings`)."""
+
+    def save(self, reading: EmissionsRecord) -> None: ...
+
+    def share(self, reading: EmissionsRecord | None) -> None: ...
+
+
 class EmissionsCallback(TrainerCallback):
     """Tracks CO2 from the opening of a run to its end (`start` / `stop`), in every process. Each process saves
-    its reading every `save_every_s` seconds and at each checkpoint, so a killed run, once resumed
+    its reading every `save_every_s` seconds, and shares it at each checkpoint and at the end (`readings`: on
+    another machine than the run folder's, only sharing reaches the folder), so a killed run, once resumed
     (or started over), still counts the energy spent up to its last reading, and the processes of a
     distributed run add up.
 
@@ -76,14 +86,14 @@ class EmissionsCallback(TrainerCallback):
     def __init__(
         self,
         tracker: RunTracker,
-        save_reading: Callable[[EmissionsRecord], None],
+        readings: Readings,
         budget: EmissionsBudget | None = None,
         earlier: EmissionsRecord | None = None,
         save_every_s: float = 15.0,
         finish: FinishCost | None = None,
     ) -> None:
         self.tracker = tracker
-        self.save_reading = save_reading
+        self.readings = readings
         self.budget = budget
         self.earlier = earlier  # sessions before a resume count against the budget too
         self.save_every_s = save_every_s
@@ -117,9 +127,7 @@ class EmissionsCallback(TrainerCallback):
 
     def stop(self) -> None:
         """Called once the run's last evaluation and generation are done."""
-        final = self.tracker.stop()
-        if final is not None:
-            self.save_reading(final)
+        self.readings.share(self.tracker.stop())
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
         """A reading as training starts: what loading and the evaluations before it spent, for the projection."""
@@ -158,12 +166,14 @@ class EmissionsCallback(TrainerCallback):
             control.should_save = control.should_save or args.save_strategy == "steps"
 
     def on_save(self, args, state: TrainerState, control, **kw):
-        self._save()
+        """Every process saves at the same step: the other machines' readings reach the run folder."""
+        self.readings.share(self.tracker.read())
+        self._last_saved = time.monotonic()
 
     def _save(self) -> None:
         reading = self.tracker.read()
         if reading is not None:
-            self.save_reading(reading)
+            self.readings.save(reading)
         self._last_saved = time.monotonic()
 
 
