@@ -36,11 +36,23 @@ def require_compiling_pays(config: TrainingConfig) -> None:
         )
 
 
+def require_launcher_precision_agrees(precision: Resolved) -> None:
+    """An accelerate config's `mixed_precision` reaches Trainer through the launcher's environment and wins over a
+    recipe that asks for neither bf16 nor fp16: the run would train in one precision and report the other."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launched in ("bf16", "fp16") and launched != precision:
+        raise RecipeError(
+            f"training.precision: the run resolves to {precision}, but the accelerate config says mixed_precision: "
+            f"{launched}; set one to the other (mixed_precision: 'no' lets the recipe decide)"
+        )
+
+
 def build_training_arguments(
     config: TrainingConfig, task: Task, checkpoints: Path, precision: Resolved, *, run_name: str | None = None
 ) -> TrainingArguments:
     """`run_name` names a training run: it reports to the recipe's trackers (`training.report_to`) under that
     name. Without one (evaluating a finished run) nothing is reported."""
+    require_launcher_precision_agrees(precision)
     setup = task.trainer_setup()
     save_strategy = config.resolved_save_strategy
     keep_best = config.eval_strategy != "no" and save_strategy != "no"
