@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from finetune_kit.config.recipe import DataConfig, Recipe
 
@@ -19,6 +19,12 @@ class ClassificationData(DataConfig):
     shots_per_class: PositiveInt | None = Field(
         None, description="Few-shot: train on a seeded sample of this many rows of each label (balanced)"
     )
+
+    @model_validator(mode="after")
+    def _shots_need_every_row(self) -> ClassificationData:
+        if self.streaming and self.shots_per_class is not None:
+            raise ValueError("shots_per_class: a balanced sample needs the whole train split; remove it or streaming")
+        return self
 
 
 class ClassificationRecipe(Recipe):

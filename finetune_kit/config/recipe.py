@@ -101,6 +101,12 @@ class DataConfig(Section):
     )
     max_train_rows: PositiveInt | None = Field(None, description="Cap for quick runs (seeded sample)")
     max_eval_rows: PositiveInt | None = Field(None, description="Cap on validation and test rows")
+    streaming: bool = Field(
+        False,
+        description="Read data.train as a stream, checked and tokenized as training reads it: a corpus larger "
+        "than memory or disk trains. Needs training.max_steps (a stream has no length); causal-lm, sft and "
+        "classification",
+    )
 
 
 class TrainingConfig(Section):
@@ -230,6 +236,15 @@ class Recipe(Section):
             raise ValueError(
                 f"peft: an adapter trains on top of pretrained weights and {start} starts from random ones; "
                 "remove the peft section to train every weight"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _stream_has_an_end(self) -> Recipe:
+        if self.data.streaming and self.training.max_steps is None:
+            raise ValueError(
+                "training.max_steps: required with data.streaming (a stream has no length to count epochs in); "
+                "set it, e.g. --set training.max_steps=1000"
             )
         return self
 

@@ -69,14 +69,19 @@ def load_data(config: DataConfig, seed: int) -> DatasetDict:
     if config.test is not None:
         splits["test"] = load_source(config.test, "test", config.format, columns)
     for name, split in splits.items():
-        cap = config.max_train_rows if name == "train" else config.max_eval_rows
-        if cap is not None and len(split) > cap:
-            splits[name] = split.shuffle(seed=seed).select(range(cap))
-        if len(splits[name]) == 0:
-            raise DataError(f"data.{name}: the split is empty; give a file with at least one row")
+        splits[name] = capped(split, name, config.max_train_rows if name == "train" else config.max_eval_rows, seed)
     if shots := getattr(config, "shots_per_class", None):
         splits["train"] = _balanced_sample(splits["train"], config.label_column, shots, seed)
     return DatasetDict(splits)
+
+
+def capped(rows: Dataset, name: str, cap: int | None, seed: int) -> Dataset:
+    """A seeded sample of at most `cap` rows (`data.max_train_rows`, `data.max_eval_rows`); never empty."""
+    if cap is not None and len(rows) > cap:
+        rows = rows.shuffle(seed=seed).select(range(cap))
+    if len(rows) == 0:
+        raise DataError(f"data.{name}: the split is empty; give a file with at least one row")
+    return rows
 
 
 def _balanced_sample(rows: Dataset, label_column: str, shots: int, seed: int) -> Dataset:
@@ -103,15 +108,23 @@ def load_source(
 ) -> Dataset:
     """One split from a local file (format from the extension unless stated) or the Hub. A CoNLL
     file's tokens and tags load into `conll_columns`."""
+    found = locate(source, role)
+    if isinstance(found, HubDataSource):
+        return _load_hub(found, role)
+    return _load_file(found, role, data_format, conll_columns)
+
+
+def locate(source: DataSource, role: str) -> Path | HubDataSource:
+    """The local file a source names, or the Hub dataset (a plain string that is no file and looks like an id)."""
     if isinstance(source, HubDataSource):
-        return _load_hub(source, role)
+        return source
     path = Path(source).expanduser()
     if path.is_file():
-        return _load_file(path, role, data_format, conll_columns)
+        return path
     if path.exists():
         raise DataError(f"data.{role}: {source} is a folder; name a data file (.csv, .jsonl, ...)")
-    if _file_format(path) is None and HUB_ID.match(source):
-        return _load_hub(HubDataSource(hub=source), role)
+    if file_format(path) is None and HUB_ID.match(source):
+        return HubDataSource(hub=source)
     raise DataError(f"data.{role}: file not found: {source}; check the path (relative to the working directory)")
 
 
@@ -134,13 +147,14 @@ def conll_columns_of(config: DataConfig) -> tuple[str, str]:
     return getattr(config, "tokens_column", CONLL_COLUMNS[0]), getattr(config, "tags_column", CONLL_COLUMNS[1])
 
 
-def _file_format(path: Path) -> str | None:
+def file_format(path: Path) -> str | None:
+    """The recipe format a file's extension says (a compression ending aside), or None."""
     suffixes = [s for s in path.suffixes if s.lower() not in COMPRESSIONS]
     return EXTENSIONS.get(suffixes[-1].lower()) if suffixes else None
 
 
 def _load_file(path: Path, role: str, data_format: str | None, conll_columns: tuple[str, str]) -> Dataset:
-    fmt = data_format or _file_format(path)
+    fmt = data_format or file_format(path)
     if fmt is None:
         raise DataError(
             f"data.{role}: cannot tell the format of {path.name}; set data.format to one of {', '.join(FORMATS)}"
@@ -180,10 +194,10 @@ def _unreadable(path: Path, fmt: str, err: Exception) -> str:
                 return problem
     except (OSError, EOFError, lzma.LZMAError):  # a corrupt or cut-off compressed file: the library's reason stands
         pass
-    return f"cannot read {path.name} as {fmt}: {first_line(_cause(err))}; fix the file, or set data.format"
+    return f"cannot read {path.name} as {fmt}: {first_line(library_cause(err))}; fix the file, or set data.format"
 
 
-def _cause(err: BaseException) -> BaseException:
+def library_cause(err: BaseException) -> BaseException:
     """The parser's own error, not datasets' wrapper around it."""
     while isinstance(err, DatasetGenerationError) and err.__cause__ is not None:
         err = err.__cause__
@@ -205,7 +219,8 @@ def _opener(path: Path) -> Callable[..., IO] | None:
     return next((reader for magic, reader in COMPRESSIONS.values() if head.startswith(magic)), open)
 
 
-def _raw_lines(path: Path) -> Iterator[bytes]:
+def raw_lines(path: Path) -> Iterator[bytes]:
+    """The file's lines as bytes, decompressed: what its errors are told from."""
     with _opener(path)(path, "rb") as handle:
         yield from handle
 
@@ -222,7 +237,7 @@ def _misnamed(path: Path, fmt: str) -> str | None:
 
 
 def _undecodable_line(path: Path, fmt: str) -> str | None:
-    for number, line in enumerate(_raw_lines(path), start=1):
+    for number, line in enumerate(raw_lines(path), start=1):
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
@@ -237,7 +252,7 @@ def _no_rows(path: Path, fmt: str) -> str | None:
     """Nothing but blank lines (around a JSON array's brackets), or a CSV / TSV header alone."""
     header = 1 if fmt in {"csv", "tsv"} else 0
     blank = {b"", b"[", b"]", b"[]"} if fmt == "json" else {b""}
-    rows = islice((line for line in _raw_lines(path) if line.strip() not in blank), header, None)
+    rows = islice((line for line in raw_lines(path) if line.strip() not in blank), header, None)
     return _empty(path) if next(rows, None) is None else None
 
 
@@ -245,7 +260,7 @@ def _invalid_json(path: Path, fmt: str) -> str | None:
     """The first line that does not parse: of the document (a JSON array), or of JSON lines."""
     if fmt not in JSON_FORMATS:
         return None
-    text = b"".join(_raw_lines(path)).decode("utf-8")
+    text = b"".join(raw_lines(path)).decode("utf-8")
     try:
         if text.lstrip().startswith("["):
             json.loads(text)

@@ -22,6 +22,7 @@ from finetune_kit.config.recipe import Recipe
 from finetune_kit.costs.plan import RunPlan, one_generation_batch, plan_run
 from finetune_kit.costs.prediction import JOULES_PER_KWH, Rate, UnitCosts
 from finetune_kit.emissions import EmissionsRecord
+from finetune_kit.errors import RecipeError
 from finetune_kit.progress import SILENT, Progress
 from finetune_kit.training.mfu import matmul_peak_flops
 from finetune_kit.training.runner import OpenRun, Prepared, build, open_run
@@ -84,6 +85,11 @@ def calibrate(prepared: Prepared, steps: int = DEFAULT_STEPS, progress: Progress
     """Measure the recipe's run on this machine: `steps` timed training steps after the warm-up ones. `progress`
     shows the calibration as one phase; the run inside it shows nothing (its bars and lines would describe a run
     that is not happening)."""
+    if prepared.stream is not None:
+        raise RecipeError(
+            "data.streaming: estimate, emissions budgets and --start-when count a run's work from its whole train "
+            "split, which a stream does not give; remove data.streaming (or emissions.max_co2_g / max_kwh)"
+        )
     with (
         tempfile.TemporaryDirectory(prefix="finetune-kit-estimate-") as scratch,
         progress.phase("calibrate", total=steps, unit="timed steps"),

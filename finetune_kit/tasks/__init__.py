@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from finetune_kit.config.recipe import Recipe
-from finetune_kit.tasks.base import SamplesDuringTraining, Task
+from finetune_kit.errors import RecipeError
+from finetune_kit.tasks.base import SamplesDuringTraining, StreamedTraining, Task
 from finetune_kit.tasks.causal_lm import CausalLmTask
 from finetune_kit.tasks.classification import ClassificationTask
 from finetune_kit.tasks.denoising import DenoisingTask
@@ -40,4 +41,14 @@ def build_task(recipe: Recipe) -> Task:
     return TASKS[recipe.task](recipe)
 
 
-__all__ = ["TASKS", "SamplesDuringTraining", "Task", "build_task"]
+def require_streams(task: Task) -> None:
+    """`data.streaming` only for a task that trains from a stream: one line naming the task and those that do."""
+    if not isinstance(task, StreamedTraining):
+        streaming = [name for name, cls in TASKS.items() if issubclass(cls, StreamedTraining)]
+        raise RecipeError(
+            f"data.streaming: the {task.name} task cannot train from a stream (tasks that can: "
+            f"{', '.join(streaming)}); remove data.streaming"
+        )
+
+
+__all__ = ["TASKS", "SamplesDuringTraining", "StreamedTraining", "Task", "build_task", "require_streams"]

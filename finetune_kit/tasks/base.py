@@ -2,7 +2,7 @@
 
 The interface is a small required core (`inspect` → `preprocess` → `collator` → `predict`);
 everything else has a default, and optional capabilities are mixins (`LabelledHead`,
-`RawTextColumn`, `SamplesDuringTraining`).
+`RawTextColumn`, `SamplesDuringTraining`, `StreamedTraining`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import (
     EvalPrediction,
     PretrainedConfig,
@@ -24,7 +24,7 @@ from transformers import (
 )
 
 from finetune_kit.config.recipe import Recipe
-from finetune_kit.data import require_columns
+from finetune_kit.data import Stream, require_columns
 from finetune_kit.errors import DataError
 from finetune_kit.models.head import ModelHead
 from finetune_kit.progress import SILENT, Progress
@@ -173,6 +173,19 @@ class SamplesDuringTraining(ABC):
         """The same results for the starting model, when they are worth comparing (none by default)."""
         del model, tokenizer, data, progress
         return {}
+
+
+class StreamedTraining(ABC):
+    """A task that trains from a stream (`data.streaming`): `inspect` sees the stream's first rows, and every row
+    after them is checked and tokenized as training reads it. A task without it refuses a streamed recipe."""
+
+    @abstractmethod
+    def check_row(self, row: dict[str, Any], where: str, number: int) -> None:
+        """Raise DataError, naming `where` and row `number`, on a row `inspect` would refuse."""
+
+    @abstractmethod
+    def stream_features(self, stream: Stream, tokenizer: PreTrainedTokenizerBase) -> IterableDataset:
+        """`preprocess`'s model inputs from the stream's rows, each checked with `check_row`, made lazily."""
 
 
 class ReplyScorer:

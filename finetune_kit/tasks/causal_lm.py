@@ -11,20 +11,22 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import AutoModelForCausalLM, EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune_kit.config.generative import CausalLmRecipe
+from finetune_kit.data import Stream
+from finetune_kit.errors import DataError
 from finetune_kit.models.head import ModelHead
 from finetune_kit.progress import SILENT, Progress
-from finetune_kit.tasks.base import RawTextColumn, SamplesDuringTraining, Task
+from finetune_kit.tasks.base import RawTextColumn, SamplesDuringTraining, StreamedTraining, Task
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, first_output
 from finetune_kit.tasks.generation import SampleGenerations, generate_texts
 
 PACKING_ROWS = 10_000  # rows packed together at once: at most one short block per this many rows
 
 
-class CausalLmTask(RawTextColumn, SamplesDuringTraining, Task):
+class CausalLmTask(RawTextColumn, SamplesDuringTraining, StreamedTraining, Task):
     name: ClassVar[str] = "causal-lm"
     pipeline_tag: ClassVar[str] = "text-generation"
     main_metric: ClassVar[str] = "perplexity"
@@ -36,19 +38,7 @@ class CausalLmTask(RawTextColumn, SamplesDuringTraining, Task):
         return ModelHead(AutoModelForCausalLM, self.recipe.peft_task_type)
 
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
-        column, block = self.recipe.data.text_column, self.recipe.training.max_length
-
-        def encode(batch: dict[str, list]) -> dict[str, list]:
-            texts = batch[column]
-            encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-            eos = [tokenizer.eos_token_id]
-            ids = [row if text.endswith("\n") else row + eos for row, text in zip(encoded, texts, strict=True)]
-            if self.recipe.data.packing:
-                rows, cut = pack(ids, block), []
-            else:
-                rows, cut = [row[:block] for row in ids], [len(row) > block for row in ids]
-            return {"input_ids": rows, "length": [len(row) for row in rows], CUT_COLUMN: cut or [False] * len(rows)}
-
+        encode, block = self._encoder(tokenizer), self.recipe.training.max_length
         return DatasetDict(
             {
                 name: drop_cut_column(
@@ -65,6 +55,36 @@ class CausalLmTask(RawTextColumn, SamplesDuringTraining, Task):
                 for name, split in data.items()
             }
         )
+
+    def check_row(self, row: dict[str, Any], where: str, number: int) -> None:
+        column = self.recipe.data.text_column
+        if not isinstance(row[column], str):
+            raise DataError(f"{where}: row {number} has no text in column '{column}' (got {row[column]!r})")
+
+    def stream_features(self, stream: Stream, tokenizer: PreTrainedTokenizerBase) -> IterableDataset:
+        """Packed as the loaded splits are, PACKING_ROWS rows at a time; rows cut are not counted (that would
+        read the stream)."""
+        rows = stream.checked(self.check_row)
+        encoded = rows.map(
+            self._encoder(tokenizer), batched=True, batch_size=PACKING_ROWS, remove_columns=list(stream.columns)
+        )
+        return encoded.remove_columns(CUT_COLUMN)
+
+    def _encoder(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[dict[str, list]], dict[str, list]]:
+        column, block = self.recipe.data.text_column, self.recipe.training.max_length
+
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            texts = batch[column]
+            encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+            eos = [tokenizer.eos_token_id]
+            ids = [row if text.endswith("\n") else row + eos for row, text in zip(encoded, texts, strict=True)]
+            if self.recipe.data.packing:
+                rows, cut = pack(ids, block), []
+            else:
+                rows, cut = [row[:block] for row in ids], [len(row) > block for row in ids]
+            return {"input_ids": rows, "length": [len(row) for row in rows], CUT_COLUMN: cut or [False] * len(rows)}
+
+        return encode
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
         return CausalLmCollator(tokenizer.pad_token_id)

@@ -14,9 +14,12 @@ from finetune_kit.tasks.base import LabelledHead
 class ClassLabels(LabelledHead):
     """For recipes whose data has `label_column` and `label_names` (ClassificationData and its kin)."""
 
-    def learn_labels(self, train: Dataset) -> None:
-        """The classes, in id order: `data.label_names`, else the train labels sorted (numbers as numbers)."""
+    def learn_labels(self, train: Dataset, validation: Dataset | None = None) -> None:
+        """The classes, in id order: `data.label_names`, else the train labels sorted (numbers as numbers); with
+        `validation` (when train is a stream's first rows), its labels too."""
         names = {self.label_name(value, "data.train", row) for row, value in self._labels_of(train)}
+        if validation is not None:
+            names |= {self.label_name(value, "data.validation", row) for row, value in self._labels_of(validation)}
         cfg = self.recipe.data
         self.labels = list(cfg.label_names) if cfg.label_names is not None else sorted(names, key=_natural_key)
         if len(self.labels) < 2:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, IterableDataset
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import (
     AutoModelForSequenceClassification,
@@ -15,16 +16,16 @@ from transformers import (
 )
 
 from finetune_kit.config.encoders import ClassificationRecipe
-from finetune_kit.data import require_columns
+from finetune_kit.data import Stream, require_columns
 from finetune_kit.errors import DataError
 from finetune_kit.models.head import ModelHead
-from finetune_kit.tasks.base import Task
+from finetune_kit.tasks.base import StreamedTraining, Task
 from finetune_kit.tasks.class_labels import ClassLabels
 from finetune_kit.tasks.common import first_output
 from finetune_kit.tasks.logits import PREDICT_BATCH, LogitsOf, PredictsFromLogits, softmax
 
 
-class ClassificationTask(ClassLabels, PredictsFromLogits, Task):
+class ClassificationTask(ClassLabels, PredictsFromLogits, StreamedTraining, Task):
     name: ClassVar[str] = "classification"
     pipeline_tag: ClassVar[str] = "text-classification"
     main_metric: ClassVar[str] = "accuracy"
@@ -50,17 +51,25 @@ class ClassificationTask(ClassLabels, PredictsFromLogits, Task):
         )
         for split_name, split in data.items():
             self._check_texts(split, f"data.{split_name}")
-        self.learn_labels(data["train"])
+        self.learn_labels(data["train"], data["validation"] if cfg.streaming else None)
         for split_name in ("validation", "test"):
             if split_name in data:
                 self.check_labels(data[split_name], f"data.{split_name}")
 
     def _check_texts(self, rows: Dataset, where: str) -> None:
-        cfg = self.recipe.data
-        for column in filter(None, (cfg.text_column, cfg.text_pair_column)):
+        for column in self.input_columns():
             for row, text in enumerate(rows[column], start=1):
-                if not isinstance(text, str):
-                    raise DataError(f"{where}: row {row} has no text in column '{column}' (got {text!r})")
+                _check_text(text, column, where, row)
+
+    def check_row(self, row: dict[str, Any], where: str, number: int) -> None:
+        for column in self.input_columns():
+            _check_text(row[column], column, where, number)
+        value = row[self.recipe.data.label_column]
+        if self.label_name(value, where, number) not in self.labels:
+            raise DataError(
+                f"{where}: row {number} has label {value!r}, not one of the labels learned before training "
+                f"({', '.join(self.labels)}); name every label in data.label_names"
+            )
 
     # -- model --------------------------------------------------------------------------------
     def inspect_eval(self, rows: Dataset, where: str) -> None:
@@ -77,6 +86,19 @@ class ClassificationTask(ClassLabels, PredictsFromLogits, Task):
         self.check_labels(rows, where)
 
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
+        encode = self._encoder(tokenizer)
+        return DatasetDict(
+            {
+                name: split.map(encode, batched=True, remove_columns=split.column_names, desc=f"Tokenizing {name}")
+                for name, split in data.items()
+            }
+        )
+
+    def stream_features(self, stream: Stream, tokenizer: PreTrainedTokenizerBase) -> IterableDataset:
+        rows = stream.checked(self.check_row)
+        return rows.map(self._encoder(tokenizer), batched=True, remove_columns=list(stream.columns))
+
+    def _encoder(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[dict[str, list]], dict[str, list]]:
         cfg = self.recipe.data
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
@@ -88,12 +110,7 @@ class ClassificationTask(ClassLabels, PredictsFromLogits, Task):
             encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
             return encoded
 
-        return DatasetDict(
-            {
-                name: split.map(encode, batched=True, remove_columns=split.column_names, desc=f"Tokenizing {name}")
-                for name, split in data.items()
-            }
-        )
+        return encode
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:
         return DataCollatorWithPadding(tokenizer)
@@ -131,3 +148,8 @@ class ClassificationTask(ClassLabels, PredictsFromLogits, Task):
 
     def input_columns(self) -> list[str]:
         return [c for c in (self.recipe.data.text_column, self.recipe.data.text_pair_column) if c]
+
+
+def _check_text(text: Any, column: str, where: str, row: int) -> None:
+    if not isinstance(text, str):
+        raise DataError(f"{where}: row {row} has no text in column '{column}' (got {text!r})")

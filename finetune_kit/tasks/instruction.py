@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import PreTrainedTokenizerBase
 from transformers.trainer_utils import EvalLoopOutput
 from trl import SFTConfig, SFTTrainer
 from trl.data_utils import pack_dataset
 
 from finetune_kit.config.chat import SftRecipe
+from finetune_kit.data import Stream
 from finetune_kit.data.conversations import detect_format, to_messages
-from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
+from finetune_kit.tasks.base import SplitNamedMetrics, StreamedTraining, Task, TrainerSetup
 from finetune_kit.tasks.chat_decoder import ChatDecoder
 from finetune_kit.tasks.chat_template import encode_conversation
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, logger
@@ -33,9 +34,10 @@ from finetune_kit.tasks.held_out import ScoredReplies
 from finetune_kit.tasks.reply_logits import ReplyLogitsLoss
 
 MAX_LOG_PERPLEXITY = 50  # exp() of a diverged loss stays a finite number in metrics.json
+RowsT = TypeVar("RowsT", Dataset, IterableDataset)
 
 
-class InstructionTuningTask(ChatDecoder, ScoredReplies, Task):
+class InstructionTuningTask(ChatDecoder, ScoredReplies, StreamedTraining, Task):
     name: ClassVar[str] = "sft"
     pipeline_tag: ClassVar[str] = "text-generation"
     main_metric: ClassVar[str] = "perplexity"  # of the replies in data.validation
@@ -55,6 +57,31 @@ class InstructionTuningTask(ChatDecoder, ScoredReplies, Task):
             pass  # every row converts, or the first bad one is named
 
     def preprocess(self, data: DatasetDict, tokenizer: PreTrainedTokenizerBase) -> DatasetDict:
+        encode, limit = self._encoder(tokenizer), self.recipe.training.max_length
+        features = {}
+        for name, split in data.items():
+            layout = detect_format(split.column_names, self.recipe.data.conversation_format, f"data.{name}")
+            encoded = split.map(
+                encode, fn_kwargs={"layout": layout}, remove_columns=split.column_names, desc=f"Tokenizing {name}"
+            )
+            features[name] = self._packed(
+                _drop_unlearnable(drop_cut_column(encoded, f"{name} conversations", limit), name)
+            )
+        return DatasetDict(features)
+
+    def check_row(self, row: dict[str, Any], where: str, number: int) -> None:
+        layout = detect_format(row, self.recipe.data.conversation_format, where)
+        to_messages(row, layout, self.recipe.data.system_prompt, f"{where} row {number}")
+
+    def stream_features(self, stream: Stream, tokenizer: PreTrainedTokenizerBase) -> IterableDataset:
+        """Conversations cut or dropped for length are not counted (that would read the stream)."""
+        layout = detect_format(stream.columns, self.recipe.data.conversation_format, stream.where)
+        encoded = stream.checked(self.check_row).map(
+            self._encoder(tokenizer), fn_kwargs={"layout": layout}, remove_columns=list(stream.columns)
+        )
+        return self._packed(encoded.remove_columns(CUT_COLUMN).filter(_learnable, input_columns="labels"))
+
+    def _encoder(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[dict[str, Any], str], dict[str, Any]]:
         chat, limit = self.recipe.chat, self.recipe.training.max_length
 
         def encode(row: dict[str, Any], layout: str) -> dict[str, Any]:
@@ -62,18 +89,16 @@ class InstructionTuningTask(ChatDecoder, ScoredReplies, Task):
             ids, labels, cut = encode_conversation(tokenizer, messages, chat.train_on, limit)
             return {"input_ids": ids, "labels": labels, "length": len(ids), CUT_COLUMN: cut}
 
-        features = {}
-        for name, split in data.items():
-            layout = detect_format(split.column_names, self.recipe.data.conversation_format, f"data.{name}")
-            encoded = split.map(
-                encode, fn_kwargs={"layout": layout}, remove_columns=split.column_names, desc=f"Tokenizing {name}"
-            )
-            encoded = _drop_unlearnable(drop_cut_column(encoded, f"{name} conversations", limit), name)
-            if chat.packing:  # TRL's best-fit-decreasing packing; rows keep each conversation's length
-                encoded = pack_dataset(encoded.select_columns(["input_ids", "labels"]), limit, strategy="bfd")
-                encoded = encoded.map(lambda row: {"length": len(row["input_ids"])})
-            features[name] = encoded
-        return DatasetDict(features)
+        return encode
+
+    def _packed(self, rows: RowsT) -> RowsT:
+        """TRL's best-fit-decreasing packing (with chat.packing); rows keep each conversation's length."""
+        if not self.recipe.chat.packing:
+            return rows
+        packed = pack_dataset(
+            rows.select_columns(["input_ids", "labels"]), self.recipe.training.max_length, strategy="bfd"
+        )
+        return packed.map(lambda row: {"length": len(row["input_ids"])})
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict[str, Any]]:
         return PackedRowsCollator(tokenizer.pad_token_id)
@@ -148,9 +173,14 @@ class PackedRowsCollator:
         return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
 
 
+def _learnable(labels: list[int]) -> bool:
+    """Whether a conversation has a reply token left to learn from after the cut at max_length."""
+    return any(label != IGNORE_INDEX for label in labels)
+
+
 def _drop_unlearnable(rows: Dataset, split: str) -> Dataset:
     """Conversations cut so short that no reply token is left teach nothing: dropped, and counted."""
-    kept = rows.filter(lambda labels: any(label != IGNORE_INDEX for label in labels), input_columns="labels")
+    kept = rows.filter(_learnable, input_columns="labels")
     if len(kept) < len(rows):
         logger.warning(
             "%s: %d of %d conversations dropped: no reply left within training.max_length",

@@ -33,8 +33,9 @@ from transformers import (
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.costs.calibrated import Calibrated
 from finetune_kit.costs.finish import FinishCost
-from finetune_kit.data import load_data
+from finetune_kit.data import Stream, load_data, load_streamed
 from finetune_kit.emissions import EmissionsBudget, EmissionsRecord, RunTracker
+from finetune_kit.errors import DataError
 from finetune_kit.models import base_model_id, load_tokenizer, resolve_checkpoint
 from finetune_kit.models.adapters import parameter_counts, save_adapter_extras
 from finetune_kit.models.building import build_model
@@ -43,7 +44,7 @@ from finetune_kit.models.tokenizer_training import train_tokenizer
 from finetune_kit.progress import SILENT, Progress
 from finetune_kit.runs import Layout, RunFiles, RunFolder
 from finetune_kit.runs.folder import checkpoint_step, read_lineage
-from finetune_kit.tasks import SamplesDuringTraining, Task, build_task
+from finetune_kit.tasks import SamplesDuringTraining, Task, build_task, require_streams
 from finetune_kit.training.arguments import SHUFFLED_GROUPS, build_training_arguments, require_compiling_pays
 from finetune_kit.training.batching import LengthGroupedBatches
 from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, RunStopped, StopOnRequest, Throughput
@@ -61,8 +62,9 @@ class Prepared:
 
     recipe: Recipe
     task: Task
-    data: DatasetDict
+    data: DatasetDict  # with `data.streaming`, train holds the stream's first rows
     tokenizer: PreTrainedTokenizerBase
+    stream: Stream | None = None  # data.train, read as training goes (`data.streaming`)
 
 
 @dataclass
@@ -122,12 +124,16 @@ def prepare(recipe: Recipe) -> Prepared:
     task = build_task(recipe)
     # A checkpoint's tokenizer loads first: a missing checkpoint is told before the data is read.
     tokenizer = load_tokenizer(recipe.model) if recipe.tokenizer is None else None
-    data = load_data(recipe.data, recipe.training.seed)
+    if recipe.data.streaming:
+        require_streams(task)
+        data, stream = load_streamed(recipe.data, recipe.training.seed)
+    else:
+        data, stream = load_data(recipe.data, recipe.training.seed), None
     task.inspect(data)
     if tokenizer is None:  # a new model: its vocabulary is learned from the training texts
         tokenizer = train_tokenizer(recipe.tokenizer, task.tokenizer_texts(data["train"]), recipe.training.max_length)
     task.prepare_tokenizer(tokenizer)
-    return Prepared(recipe, task, data, tokenizer)
+    return Prepared(recipe, task, data, tokenizer, stream)
 
 
 def train(
@@ -219,7 +225,9 @@ def build(run: OpenRun, extra_callbacks: Sequence[TrainerCallback] = ()) -> Trai
     if run.features is None:  # a budgeted run reuses what its calibration tokenized
         with run.args.main_process_first(desc="tokenizing"), run.hooks.progress.phase("tokenize", total=rows):
             run.features = prepared.task.preprocess(prepared.data, prepared.tokenizer)  # rank 0 fills the cache first
-    run.throughput.examples_per_row = prepared.task.examples_per_row(run.features["train"])
+    run.throughput.examples_per_row = prepared.task.examples_per_row(run.features["train"])  # a stream's first rows
+    if prepared.stream is not None:
+        run.features["train"] = prepared.task.stream_features(prepared.stream, prepared.tokenizer)
     log = JsonLinesLog(run.folder.files.path(Layout.LOG))
     grams_so_far = run.emissions.spent_g if run.emissions else lambda: None
     # Emissions right after throughput: both add to each training log what the log file, console and trackers show.
@@ -240,7 +248,7 @@ def build(run: OpenRun, extra_callbacks: Sequence[TrainerCallback] = ()) -> Trai
         prepared.tokenizer,
         train_dataset=(
             LengthGroupedBatches(run.features["train"], run.args.per_device_train_batch_size, run.args.seed)
-            if run.args.train_sampling_strategy == SHUFFLED_GROUPS
+            if run.args.train_sampling_strategy == SHUFFLED_GROUPS and prepared.stream is None
             else run.features["train"]
         ),
         eval_dataset=run.features["validation"],
@@ -262,8 +270,19 @@ def fit(run: OpenRun, trainer: Trainer) -> None:
             run.folder.files.write_json(Layout.BASELINE, baseline)
     if run.emissions and run.emissions.budget:  # MFU's matmul benchmark (cached) now: none of the end's cost unseen
         matmul_peak_flops(run.precision, str(next(run.model.parameters()).device))
-    output = trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
+    try:
+        output = trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
+    except DataError as err:  # a bad streamed row: the folder stays partial, this session's energy saved in it
+        if run.emissions:
+            run.emissions.stop()
+        raise DataError(_own_words(err)) from None
     run.train_metrics = without_prefix(output.metrics, "train")
+
+
+def _own_words(err: DataError) -> str:
+    """A DataError raised in a DataLoader worker (`training.dataloader_workers`) comes back with the worker's
+    traceback before its message, as torch re-raises it: the message is then its last line."""
+    return str(err).strip().splitlines()[-1].removeprefix(f"{DataError.__module__}.{DataError.__name__}: ")
 
 
 def finish(run: OpenRun, trainer: Trainer) -> RunResult:
