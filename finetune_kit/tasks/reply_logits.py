@@ -44,7 +44,4 @@ class ReplyLogitsLoss(Trainer):
             logits.float().flatten(0, 1), targets[:, kept].flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
         )
         count = scored.sum() if num_items_in_batch is None else num_items_in_batch
-        loss = loss / torch.as_tensor(count).clamp(min=1)
-        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-            loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks; the count spans them all
-        return loss
+        return loss / torch.as_tensor(count).clamp(min=1)  # the count is this process's (DDP averages the rest)

@@ -86,6 +86,11 @@ def build_training_arguments(
         activation_checkpointing=config.gradient_checkpointing,
         torch_compile=config.torch_compile,
         include_num_input_tokens_seen="non_padding",
+        # Each process's loss is its own batch's mean, which DDP averages: with the default (True) the Trainer
+        # multiplies every loss by the process count, right only for models that divide by the count across all
+        # processes, not for heads that take a plain mean (sequence and token classification): their logged loss
+        # and gradients came out doubled on two processes.
+        average_tokens_across_devices=False,
         restore_callback_states_from_checkpoint=True,  # early stopping's patience survives a resume
         dataloader_num_workers=config.dataloader_workers,
         remove_unused_columns=setup.remove_unused_columns,

@@ -3,15 +3,19 @@ writes. The machines (nodes) of a multi-node run need not share a filesystem: on
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 from pathlib import Path
 
 import torch
-from transformers import TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 from finetune_kit.emissions import EmissionsRecord
 from finetune_kit.errors import UserError
 from finetune_kit.runs import Layout, RunFolder
+
+logger = logging.getLogger(__name__)
 
 
 class EmissionReadings:
@@ -72,3 +76,16 @@ def drop_machine_copy(folder: RunFolder, args: TrainingArguments) -> None:
         return
     if not any((place / Layout.RECIPE).exists() for place in (folder.partial, folder.final)):
         shutil.rmtree(folder.partial, ignore_errors=True)
+
+
+def warn_when_sharding_is_dropped(trainer: Trainer) -> None:
+    """An FSDP launch (`accelerate launch` with an FSDP config) that accelerate turned into plain DDP: on CPU it
+    enables FSDP only for GPU process groups and drops the plugin without a word. Each process then holds the
+    whole model; the user chose FSDP for memory, so it is said."""
+    asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if asked and not trainer.is_fsdp_enabled and trainer.args.process_index == 0:
+        logger.warning(
+            "FSDP was asked for, but accelerate trains this %s run as DDP: each process holds the whole model "
+            "(accelerate enables FSDP only on GPUs)",
+            trainer.accelerator.distributed_type,
+        )

@@ -50,6 +50,12 @@ from finetune_kit.training.batching import LengthGroupedBatches
 from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, RunStopped, StopOnRequest, Throughput
 from finetune_kit.training.mfu import matmul_peak_flops, model_flops_utilization
 from finetune_kit.training.precision import Resolved, autocast, resolve_precision
+from finetune_kit.training.ranks import (
+    EmissionReadings,
+    agree_on_checkpoint,
+    drop_machine_copy,
+    warn_when_sharding_is_dropped,
+)
 from finetune_kit.training.tracking import ExperimentTracking
 from finetune_kit.training.trainer import build_trainer, evaluate, without_prefix
 
@@ -188,6 +194,8 @@ def open_run(
             else RunFolder(recipe.run_dir)
         )
     checkpoint = folder.last_checkpoint() if resume else None
+    if resume:
+        agree_on_checkpoint(checkpoint, args, folder.partial)
     if is_main:
         if folder.restarted:
             logger.warning(
@@ -258,6 +266,7 @@ def build(run: OpenRun, extra_callbacks: Sequence[TrainerCallback] = ()) -> Trai
 
 def fit(run: OpenRun, trainer: Trainer) -> None:
     """The starting point (when the task measures one), then training from the checkpoint if any."""
+    warn_when_sharding_is_dropped(trainer)
     task = run.prepared.task
     if task.evaluate_before_training and run.checkpoint is None:
         baseline = evaluate(trainer, None, "before")
@@ -296,6 +305,7 @@ def finish(run: OpenRun, trainer: Trainer) -> RunResult:
     record = run.folder.total_emissions()
     run.tracking.finish(trainer, record)  # the trackers' stores are still in the partial folder
     if not run.is_main:
+        drop_machine_copy(run.folder, run.args)
         return RunResult(recipe.run_dir, metrics, record, is_main=False)
     _save(run, metrics, record)
     return RunResult(run.folder.finalize(), metrics, record)
@@ -319,13 +329,10 @@ def _emissions_callback(
     if args.world_size > 1:
         torch.distributed.broadcast_object_list(session, src=0)  # one session id for all ranks
 
-    def save_reading(record: EmissionsRecord) -> None:
-        folder.save_emissions_reading(session[0], args.process_index, record.to_dict())
-
     budget = EmissionsBudget.from_config(recipe.emissions)
     return EmissionsCallback(
         RunTracker(recipe.emissions, recipe.name or "run", one_of_several_processes=args.world_size > 1),
-        save_reading,
+        EmissionReadings(folder, session[0], args),
         budget=budget,
         earlier=folder.total_emissions(),
         save_every_s=recipe.emissions.measure_power_secs,
