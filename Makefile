@@ -35,8 +35,10 @@ demo-chat: install
 studio: install
 	HF_HUB_OFFLINE=1 $(BIN)/finetune-kit studio --runs runs --recipes recipes --port $(STUDIO_PORT)
 
+# One test process per core, each test file whole in one of them (its module fixtures built once), one thread
+# each; the 25 slowest tests listed at the end.
 test: install
-	$(BIN)/pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -n auto --dist loadscope --durations 25
 
 # The unit tier alone (config, validation, data files, pure functions): under a minute on 2 cores.
 test-fast: install

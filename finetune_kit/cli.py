@@ -127,30 +127,26 @@ def train(
 
     started = time.perf_counter()
     loaded = load_recipe(recipe, overrides)
+    flags = {"resume": resume, "overwrite": overwrite, "force": force} | _output_flags(context, verbose, quiet)
     if ray_address is not None or workers is not None:
         from finetune_kit.cluster import check_ray_options
 
         given = {"--nodes": nodes is not None, "--processes-per-node": processes_per_node is not None}
         check_ray_options(ray_address, workers, given | {"--start-when": start_when is not None})
-    if ray_address is not None:
-        get_console().print(f"[bold]finetune-kit[/] {loaded.task} · {loaded.model.description} → {loaded.run_dir}")
-        from finetune_kit.cluster.ray_train import rank_job, train_on_ray
-
-        flags = {"resume": resume, "overwrite": overwrite, "force": force} | _output_flags(context, verbose, quiet)
-        ran = train_on_ray(rank_job(recipe, overrides or [], flags), ray_address, workers, loaded.run_dir)
-        _print_ray_run(ran, loaded.run_dir, started)
-        return
     if nodes is not None or processes_per_node is not None:
         from finetune_kit.commands.launch import NodeLaunch, forwarded_arguments, launch_nodes
 
         if start_when is not None:
             raise UserError("--start-when waits in one process: wait for the window, then launch the nodes")
         launch = NodeLaunch.from_options(nodes or 1, node_rank, master, processes_per_node)
-        shown = context.parent.params if context.parent else {}  # -v/-q given before the command
-        flags = {"resume": resume, "overwrite": overwrite, "force": force}
-        flags |= {"verbose": verbose or shown.get("verbose", False), "quiet": quiet or shown.get("quiet", False)}
-        launch_nodes(launch, forwarded_arguments(str(recipe), overrides or [], flags))
+        launch_nodes(launch, forwarded_arguments(str(recipe), overrides or [], flags))  # torchrun takes over
     get_console().print(f"[bold]finetune-kit[/] {loaded.task} · {loaded.model.description} → {loaded.run_dir}")
+    if ray_address is not None:
+        from finetune_kit.cluster.ray_train import rank_job, train_on_ray
+
+        ran = train_on_ray(rank_job(recipe, overrides or [], flags), ray_address, workers, loaded.run_dir)
+        _print_ray_run(ran, loaded.run_dir, started)
+        return
     stop = StopOnRequest()  # SIGTERM (the studio's Stop) ends training at the step's end, a checkpoint kept
     try:
         with stop.listening():
