@@ -123,23 +123,25 @@ def train(
     from finetune_kit.commands.train import train as run_training
     from finetune_kit.config import load_recipe
     from finetune_kit.console import get_console, run_summary
+    from finetune_kit.data import require_one_process
     from finetune_kit.training import RunStopped, StopOnRequest
 
     started = time.perf_counter()
     loaded = load_recipe(recipe, overrides)
     flags = {"resume": resume, "overwrite": overwrite, "force": force} | _output_flags(context, verbose, quiet)
+    require_one_process(loaded.data, (nodes or 1) * (processes_per_node or 1) * (workers or 1))  # before a launch
     if ray_address is not None or workers is not None:
         from finetune_kit.cluster import check_ray_options
 
         given = {"--nodes": nodes is not None, "--processes-per-node": processes_per_node is not None}
         check_ray_options(ray_address, workers, given | {"--start-when": start_when is not None})
-    if nodes is not None or processes_per_node is not None:
+    if any(option is not None for option in (nodes, node_rank, master, processes_per_node)):
         from finetune_kit.commands.launch import NodeLaunch, forwarded_arguments, launch_nodes
 
         if start_when is not None:
             raise UserError("--start-when waits in one process: wait for the window, then launch the nodes")
         launch = NodeLaunch.from_options(nodes or 1, node_rank, master, processes_per_node)
-        launch_nodes(launch, forwarded_arguments(str(recipe), overrides or [], flags))  # torchrun takes over
+        raise typer.Exit(launch_nodes(launch, forwarded_arguments(str(recipe), overrides or [], flags)))
     get_console().print(f"[bold]finetune-kit[/] {loaded.task} · {loaded.model.description} → {loaded.run_dir}")
     if ray_address is not None:
         from finetune_kit.cluster.ray_train import rank_job, train_on_ray

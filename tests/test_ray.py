@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,10 +33,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ray_cluster() -> Iterator[str]:
     """A head and one worker node, 2 CPUs each, on this machine; its address. Stopped even when a start fails."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
-    temp = str(tmp_path_factory.mktemp("ray"))
+    # Ray's sockets live under its temp dir, and a socket path has at most 107 bytes: pytest's own can be longer.
+    temp = tempfile.mkdtemp(prefix="ray-")
     address = f"127.0.0.1:{_free_port()}"
     head = [RAY, "start", "--head", "--port", address.rpartition(":")[2], "--temp-dir", temp, *NODE]
     head += ["--include-dashboard=false", "--disable-usage-stats"]
@@ -45,6 +48,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield address
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_two_ray_workers_train_one_run_and_sum_their_emissions(

@@ -19,6 +19,9 @@ except ImportError:  # the `ray` extra
 # Ray's workers start with the environment `ray start` was given, not the driver's: these follow the job (offline
 # Hub, caches, codecarbon's settings), as `HF_HUB_OFFLINE=1 finetune-kit train ... --ray auto` means.
 FORWARDED_PREFIXES = ("HF_", "TRANSFORMERS_", "TOKENIZERS_", "CODECARBON_")
+# Never forwarded: Ray keeps a job's environment for the cluster's lifetime and shows it (dashboard, `ray list
+# jobs`). A node that needs the Hub token has its own login (`hf auth login`, or HF_TOKEN where `ray start` runs).
+SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
 CONNECT_TIMEOUT_S = 10
 
 
@@ -27,7 +30,7 @@ def connected(address: str) -> Iterator[None]:
     """Joined to the cluster at `address` (`auto`: the one started on this machine, or RAY_ADDRESS) for the
     block; the job's workers get the forwarded variables."""
     _check_reachable(address)
-    env = {name: value for name, value in os.environ.items() if name.startswith(FORWARDED_PREFIXES)}
+    env = {name: value for name, value in os.environ.items() if _forwarded(name)}
     try:
         ray.init(address=address, runtime_env={"env_vars": env}, logging_level=logging.WARNING)
     except ConnectionError as err:
@@ -38,6 +41,10 @@ def connected(address: str) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def _forwarded(name: str) -> bool:
+    return name.startswith(FORWARDED_PREFIXES) and not any(word in name.upper() for word in SECRET_WORDS)
 
 
 def _check_reachable(address: str) -> None:
@@ -56,6 +63,11 @@ def _check_reachable(address: str) -> None:
 
 def cluster_gpus() -> int:
     return int(ray.cluster_resources().get("GPU", 0))
+
+
+def cluster_machines() -> int:
+    """Machines among the cluster's live nodes (several nodes may run on one machine, as in a test)."""
+    return len({node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]})
 
 
 def enter(folder: str) -> None:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from finetune_kit.cluster.connection import cluster_gpus, connected, enter, raised_user_error, ray
+from finetune_kit.cluster.connection import cluster_gpus, cluster_machines, connected, enter, raised_user_error, ray
 from finetune_kit.console import configure_output
+from finetune_kit.errors import UserError
 from finetune_kit.sweep.plan import plan_sweep
 from finetune_kit.sweep.report import SweepReport
 from finetune_kit.sweep.run import check_sweep, quiet_optuna, report_sweep, run_trials
@@ -44,6 +45,11 @@ def sweep_on_ray(
     plan = check_sweep(recipe, overrides)
     opened = open_study(plan, storage, resume=resume)  # the folder's checks, once; the tasks join the study
     with connected(address):
+        if storage is None and cluster_machines() > 1:
+            raise UserError(
+                f"--ray {address}: the cluster spans several machines, which cannot share the sweep folder's SQLite "
+                "study: give --storage a database every machine reaches (postgresql+psycopg://...)"
+            )
         gpus = cluster_gpus()
         count = min(workers or gpus or 1, plan.config.trials)  # a task beyond the planned trials would only wait
         task = _join_sweep.options(num_cpus=CPUS_PER_TASK, num_gpus=1 if gpus else 0)

@@ -1,19 +1,22 @@
 """`finetune-kit train RECIPE --nodes N --node-rank R --master HOST:PORT`: this machine as one node of a multi-node
-run. The command becomes torchrun's (torch's own launcher): it starts this node's processes, meets the other
+run. The command runs torchrun (torch's own launcher): it starts this node's processes, meets the other
 nodes at the master's address and sets what every rank reads (RANK, WORLD_SIZE, LOCAL_RANK, ...); each rank runs
 `finetune-kit train` as in a run of one process."""
 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 
 import torch
+import torch.distributed.run as torchrun
+from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 from finetune_kit.errors import UserError
 
 DEFAULT_MASTER_PORT = 29500  # torchrun's own default
+SIGNALLED = 128  # a process ended by signal N exits with 128 + N, as in a shell
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,10 @@ class NodeLaunch:
         """Checks the options together; a single machine needs neither a rank nor a master."""
         processes = processes_per_node or torch.cuda.device_count() or 1  # one process per GPU, or one on a CPU
         if nodes == 1:
-            if node_rank not in (None, 0):
-                raise UserError(f"--node-rank {node_rank}: a run of one node has only node 0; drop --node-rank")
-            return cls(1, 0, master, processes)
+            if node_rank is not None or master is not None:
+                given = "--node-rank" if node_rank is not None else "--master"
+                raise UserError(f"{given}: only for a run of several machines; add --nodes N, or drop {given}")
+            return cls(1, 0, None, processes)
         if node_rank is None or master is None:
             missing = "--node-rank" if node_rank is None else "--master"
             raise UserError(
@@ -66,16 +70,21 @@ def master_address(master: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def launch_nodes(launch: NodeLaunch, train_arguments: list[str]) -> None:
-    """Become torchrun, running `finetune-kit train` with `train_arguments` in each process of this node: its
-    signals (Ctrl-C, a scheduler's SIGTERM) and exit status are then the launcher's own."""
+def launch_nodes(launch: NodeLaunch, train_arguments: list[str]) -> int:
+    """torchrun's own run (as `accelerate launch` calls it), starting `finetune-kit train` with `train_arguments` in
+    each process of this node; the exit status of the first process that failed (2 for a bad recipe or data), so
+    the command ends as a run of one process would. Ctrl-C and a scheduler's SIGTERM reach every process."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError("--nodes/--processes-per-node: this process is already one of a launched run")
-    command = [sys.executable, "-m", "torch.distributed.run", *launch.torchrun_options()]
-    command += ["-m", "finetune_kit", "train", *train_arguments]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, command)
+    command = [*launch.torchrun_options(), "-m", "finetune_kit", "train", *train_arguments]
+    try:
+        torchrun.run(torchrun.get_args_parser().parse_args(command))
+    except ChildFailedError as failed:
+        exit_code = failed.get_first_failure()[1].exitcode
+        return exit_code if exit_code > 0 else SIGNALLED - exit_code  # -15: ended by SIGTERM
+    except SignalException as stopped:
+        return SIGNALLED + stopped.sigval
+    return 0
 
 
 def forwarded_arguments(recipe: str, overrides: list[str], flags: dict[str, bool]) -> list[str]:

@@ -103,8 +103,9 @@ def _describe(err: ValidationError, recipe_class: type[BaseModel]) -> str:
         return f"{dotted}: unknown key; {hint}{suffix}"
     if first["type"] == "missing":
         return f"{dotted}: required field is missing{suffix}"
-    if first["type"] == "value_error":  # our own validators: the message says it all
-        return f"{dotted}: {first['msg'].removeprefix('Value error, ')}{suffix}"
+    if first["type"] == "value_error":  # our own validators: the message says it all (a whole-recipe one, its field)
+        where = f"{dotted}: " if loc else ""
+        return f"{where}{first['msg'].removeprefix('Value error, ')}{suffix}"
     got = first.get("input")
     shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:57] + "..."
     return f"{dotted}: {first['msg']} (got {shown}){suffix}"

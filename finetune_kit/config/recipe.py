@@ -246,6 +246,12 @@ class Recipe(Section):
                 "training.max_steps: required with data.streaming (a stream has no length to count epochs in); "
                 "set it, e.g. --set training.max_steps=1000"
             )
+        epochs = [name for name in ("eval_strategy", "save_strategy") if getattr(self.training, name) == "epoch"]
+        if self.data.streaming and epochs:
+            raise ValueError(
+                f"training.{epochs[0]}: 'epoch' with data.streaming would wait for the end of the whole stream to "
+                f"evaluate and save; use steps, e.g. --set training.{epochs[0]}=steps --set training.eval_steps=500"
+            )
         return self
 
     @model_validator(mode="after")

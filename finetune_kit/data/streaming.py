@@ -5,6 +5,7 @@ from them); every later row is checked as training reads it, and a bad one is na
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -56,10 +57,20 @@ class Stream:
         return self.rows.map(check_row, with_indices=True).shuffle(seed=self.seed, buffer_size=SHUFFLE_ROWS)
 
 
+def require_one_process(config: DataConfig, processes: int) -> None:
+    """A stream is read by one process: several would each need their own share of the rows."""
+    if config.streaming and processes > 1:
+        raise DataError(
+            "data.streaming: a stream trains in one process for now; train without --nodes, --processes-per-node "
+            "and --ray, or without data.streaming"
+        )
+
+
 def load_streamed(config: DataConfig, seed: int) -> tuple[DatasetDict, Stream]:
     """The splits loaded whole (train's first HEAD_ROWS rows, validation, test) and data.train as a stream.
     Without data.validation, the stream's first rows (data.max_eval_rows, else HELD_OUT_ROWS) are held out for it
     and training starts after them."""
+    require_one_process(config, int(os.environ.get("WORLD_SIZE", "1")))  # set by torchrun, accelerate, Ray Train
     found = locate(config.train, "train")
     held_out = 0 if config.validation is not None else config.max_eval_rows or HELD_OUT_ROWS
     first = list(islice(_rows(_reference(found), "train", config.format), held_out + HEAD_ROWS))

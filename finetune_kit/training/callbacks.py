@@ -125,9 +125,14 @@ class EmissionsCallback(TrainerCallback):
         self.tracker.start()
         self._last_saved = time.monotonic()
 
-    def stop(self) -> None:
-        """Called once the run's last evaluation and generation are done."""
-        self.readings.share(self.tracker.stop())
+    def stop(self, *, together: bool = True) -> None:
+        """Called once the run's last evaluation and generation are done, by every process at once (`together`);
+        after a failure in this process alone, `together=False` saves its reading without waiting for the others."""
+        reading = self.tracker.stop()
+        if together:
+            self.readings.share(reading)
+        elif reading is not None:
+            self.readings.save(reading)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
         """A reading as training starts: what loading and the evaluations before it spent, for the projection."""

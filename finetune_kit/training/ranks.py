@@ -52,6 +52,18 @@ class EmissionReadings:
                 self.folder.save_emissions_reading(self.session, process, node, record)
 
 
+def save_on_machines_without_the_folder(folder: RunFolder, args: TrainingArguments) -> None:
+    """Once the main process has opened the run folder: when a machine does not see it (no shared filesystem),
+    every machine saves its own checkpoints (the Trainer's `save_on_each_node`), so each process can load the best
+    one at the end and a resume finds them on every machine. Called by all processes; a lone one does nothing."""
+    if args.world_size == 1:
+        return
+    torch.distributed.barrier()  # the folder exists by now, on the main machine's disk
+    sees: list[bool | None] = [None] * args.world_size
+    torch.distributed.all_gather_object(sees, folder.path(Layout.PROCESS).is_file())
+    args.save_on_each_node = not all(sees)
+
+
 def agree_on_checkpoint(checkpoint: Path | None, args: TrainingArguments, partial: Path) -> None:
     """A resume continues from the main process's checkpoint: every process must see the same one, or the ranks
     would train from different steps. Called by all processes; all raise the same error."""
@@ -69,8 +81,8 @@ def agree_on_checkpoint(checkpoint: Path | None, args: TrainingArguments, partia
 
 def drop_machine_copy(folder: RunFolder, args: TrainingArguments) -> None:
     """At the end of a run, after every process is done: a machine other than the main one that does not see the
-    main process's files (no shared filesystem) holds only what the Trainer saved there in each checkpoint (its
-    processes' random states), which nothing reads again; its first process removes them."""
+    main process's files (no shared filesystem) holds its own checkpoints and a copy of the model, which nothing
+    reads once the run is complete; its first process removes them."""
     node = args.process_index - args.local_process_index
     if node == 0 or args.local_process_index != 0:
         return

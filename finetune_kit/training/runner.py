@@ -54,6 +54,7 @@ from finetune_kit.training.ranks import (
     EmissionReadings,
     agree_on_checkpoint,
     drop_machine_copy,
+    save_on_machines_without_the_folder,
     warn_when_sharding_is_dropped,
 )
 from finetune_kit.training.tracking import ExperimentTracking
@@ -193,6 +194,7 @@ def open_run(
             if is_main
             else RunFolder(recipe.run_dir)
         )
+    save_on_machines_without_the_folder(folder, args)
     checkpoint = folder.last_checkpoint() if resume else None
     if resume:
         agree_on_checkpoint(checkpoint, args, folder.partial)
@@ -283,7 +285,7 @@ def fit(run: OpenRun, trainer: Trainer) -> None:
         output = trainer.train(resume_from_checkpoint=str(run.checkpoint) if run.checkpoint else None)
     except DataError as err:  # a bad streamed row: the folder stays partial, this session's energy saved in it
         if run.emissions:
-            run.emissions.stop()
+            run.emissions.stop(together=False)  # the other processes, if any, are not at this point
         raise DataError(_own_words(err)) from None
     run.train_metrics = without_prefix(output.metrics, "train")
 

@@ -14,7 +14,7 @@ import pytest
 
 from finetune_kit.commands.launch import NodeLaunch, forwarded_arguments
 from finetune_kit.errors import UserError
-from tests.builders import REPO, classification_recipe
+from tests.builders import REPO, classification_recipe, toy_sentiment_rows, write_jsonl
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
@@ -83,6 +83,18 @@ def test_two_nodes_train_as_one_node_of_two_processes_and_sum_their_emissions(re
     assert f"CO2 emitted: {summed['emissions_g']:.3f} g" in card and "2 machines" in card
 
 
+def test_a_bad_row_stops_the_launched_processes_and_the_command_exits_2(tiny_bert, tmp_path, write_recipe):
+    rows = toy_sentiment_rows(40, seed=1)
+    rows[7] = {"text": rows[7]["text"], "label": "maybe"}
+    data = {"train": write_jsonl(tmp_path / "train.jsonl", rows), "validation": write_jsonl(tmp_path / "v.jsonl", rows)}
+    recipe = classification_recipe(tiny_bert, data, tmp_path / "runs" / "bad")
+    recipe["data"]["label_names"] = ["neg", "pos"]
+    done = _train(write_recipe(recipe), "--processes-per-node", "2", cwd=tmp_path)
+    _, stderr = done.communicate(timeout=300)
+    assert done.returncode == 2, stderr[-2000:]  # as one process would exit: torchrun's 1 is not passed on
+    assert "maybe" in stderr and "Traceback" not in stderr
+
+
 @pytest.mark.unit
 def test_launch_options_that_do_not_fit_together_are_refused_with_the_fix():
     for nodes, rank, master, message in [
@@ -90,7 +102,8 @@ def test_launch_options_that_do_not_fit_together_are_refused_with_the_fix():
         (2, 1, None, "--nodes 2: also give --master"),
         (2, 2, "h:1", "--node-rank 2: the ranks of 2 nodes are 0 to 1"),
         (2, 0, "h:port", "--master h:port: give node 0's HOST:PORT"),
-        (1, 1, None, "--node-rank 1: a run of one node has only node 0"),
+        (1, 1, None, "--node-rank: only for a run of several machines; add --nodes N"),
+        (1, None, "h:1", "--master: only for a run of several machines; add --nodes N"),
     ]:
         with pytest.raises(UserError, match=re.escape(message)):
             NodeLaunch.from_options(nodes, rank, master, 1).torchrun_options()

@@ -38,7 +38,9 @@ def killed_then_resumed(recipe_path, run_dir, step: int) -> None:
     """Train, SIGKILL the process once checkpoint `step` is complete, check that nothing looks finished, resume."""
     process = start_training(recipe_path)
     partial = run_dir.with_name(run_dir.name + ".partial")
-    wait_for(lambda: (partial / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").is_file(), process)
+    checkpoint = partial / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json"
+    # The checkpoint's emissions reading is saved just after it: a kill in between would lose this session's energy.
+    wait_for(lambda: checkpoint.is_file() and any(partial.glob("emissions.readings/*.json")), process)
     process.kill()
     process.wait()
     assert not run_dir.exists()

@@ -49,12 +49,26 @@ def test_streaming_without_max_steps_names_the_field_and_the_fix(tmp_path, write
 
 
 @pytest.mark.unit
+def test_a_stream_that_would_never_evaluate_or_train_in_one_process_is_refused(tmp_path, write_recipe, cli):
+    recipe = classification_recipe("x", {"train": tmp_path / "t.jsonl"}, tmp_path / "run", max_steps=10)
+    recipe["data"]["streaming"] = True
+    by_epoch = cli("validate", write_recipe(recipe))  # the default eval_strategy: epoch
+    assert by_epoch.exit_code == 2
+    assert "training.eval_strategy: 'epoch' with data.streaming" in by_epoch.error_lines[0]
+    assert "--set training.eval_strategy=steps" in by_epoch.error_lines[0]
+
+    recipe["training"] |= {"eval_strategy": "steps", "eval_steps": 5}
+    launched = cli("train", write_recipe(recipe), "--processes-per-node", "2")
+    assert launched.exit_code == 2 and "data.streaming: a stream trains in one process" in launched.error_lines[0]
+
+
+@pytest.mark.unit
 def test_a_task_that_cannot_stream_is_refused_by_name():
     recipe = {
         "task": "masked-lm",
         "model": {"checkpoint": "x"},
         "data": {"train": "t.txt", "streaming": True},
-        "training": {"max_steps": 5},
+        "training": {"max_steps": 5, "eval_strategy": "no"},
     }
     with pytest.raises(RecipeError, match=r"data.streaming: the masked-lm task cannot train from a stream"):
         require_streams(build_task(validate_recipe(recipe)))
@@ -126,7 +140,7 @@ def test_a_row_the_reader_cannot_cast_is_found_by_its_number(tmp_path):
     lines = [json.dumps({"text": text})] * count + [json.dumps({"body": "x"})]
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join(lines) + "\n")
-    recipe = {"task": "causal-lm", "model": {"checkpoint": "x"}, "training": {"max_steps": 1}}
+    recipe = {"task": "causal-lm", "model": {"checkpoint": "x"}, "training": {"max_steps": 1, "eval_strategy": "no"}}
     validation = write_jsonl(tmp_path / "validation.jsonl", [{"text": text}])
     recipe["data"] = {"train": str(corpus), "validation": str(validation), "streaming": True}
     data, stream = load_streamed(validate_recipe(recipe).data, seed=0)
