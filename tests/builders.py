@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 from pathlib import Path
 
 import yaml
@@ -363,3 +364,10 @@ def build_tiny_chat_llama(folder: Path) -> Path:
     set_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+def free_loopback_port() -> int:
+    """A port nothing listens on now, for a server or a rendezvous a test starts on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

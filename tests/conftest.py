@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -15,18 +14,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.builders import build_tiny_bert, build_tiny_chat_llama, build_tiny_gpt2, toy_sentiment_rows, write_jsonl
-
-
-def _free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
+from tests.builders import (
+    build_tiny_bert,
+    build_tiny_chat_llama,
+    build_tiny_gpt2,
+    free_loopback_port,
+    toy_sentiment_rows,
+    write_jsonl,
+)
 
 # huggingface_hub reads these at import time, so they are set before anything imports it. Every
 # Hub request of the suite goes to the test server on loopback (tests/hub_server.py), never out.
-HUB_PORT = _free_loopback_port()
+HUB_PORT = free_loopback_port()
 os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
 os.environ["HF_HUB_OFFLINE"] = "0"
 os.environ["HF_HUB_DISABLE_XET"] = "1"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,16 +19,10 @@ pytest.importorskip("ray", reason="Ray is not installed (the `ray` extra: pip in
 import optuna
 from optuna.trial import TrialState
 
-from tests.builders import classification_recipe, train_run
+from tests.builders import classification_recipe, free_loopback_port, train_run
 
 RAY = Path(sys.executable).with_name("ray")
 NODE = ["--num-cpus", "2", "--object-store-memory", str(100 * 2**20), "--node-ip-address", "127.0.0.1"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +31,7 @@ def ray_cluster() -> Iterator[str]:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
     # Ray's sockets live under its temp dir, and a socket path has at most 107 bytes: pytest's own can be longer.
     temp = tempfile.mkdtemp(prefix="ray-")
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_loopback_port()}"
     head = [RAY, "start", "--head", "--port", address.rpartition(":")[2], "--temp-dir", temp, *NODE]
     head += ["--include-dashboard=false", "--disable-usage-stats"]
     try:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from finetune_kit.runs import RunFolder
-from tests.builders import REPO, classification_recipe
+from tests.builders import REPO, classification_recipe, free_loopback_port
 
 optuna = pytest.importorskip("optuna")
 pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'finetune-kit[sweep]'")
@@ -97,12 +97,6 @@ def _server_user() -> dict[str, Any]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def postgres() -> Iterator[Postgres]:
     """A PostgreSQL server on a free loopback port, in a temp folder, with an empty database `optuna`;
@@ -116,7 +110,7 @@ def postgres() -> Iterator[Postgres]:
     root = Path(tempfile.mkdtemp(prefix="finetune-kit-pg-"))  # under /tmp: the server's user can reach it
     if run_as:
         os.chown(root, run_as["user"], run_as["group"])
-    server = Postgres(bin_dir, root, _free_port(), run_as)
+    server = Postgres(bin_dir, root, free_loopback_port(), run_as)
     started = False
     try:
         made = server.run(

@@ -18,6 +18,11 @@ from finetune_kit.runs import Layout, RunFolder
 logger = logging.getLogger(__name__)
 
 
+def machine(args: TrainingArguments) -> int:
+    """The machine (node) a process runs on, named by the first rank on it: 0 is the one with the run folder."""
+    return args.process_index - args.local_process_index
+
+
 class EmissionReadings:
     """Where each process's emissions readings go, so the run's total counts every process on every machine.
 
@@ -31,7 +36,7 @@ class EmissionReadings:
         self.session = session
         self.process = args.process_index
         self.world_size = args.world_size
-        self.node = args.process_index - args.local_process_index  # a machine is named by its first rank
+        self.node = machine(args)
 
     def save(self, reading: EmissionsRecord) -> None:
         """This process's newest reading, written now when this machine holds the run folder."""
@@ -83,8 +88,7 @@ def drop_machine_copy(folder: RunFolder, args: TrainingArguments) -> None:
     """At the end of a run, after every process is done: a machine other than the main one that does not see the
     main process's files (no shared filesystem) holds its own checkpoints and a copy of the model, which nothing
     reads once the run is complete; its first process removes them."""
-    node = args.process_index - args.local_process_index
-    if node == 0 or args.local_process_index != 0:
+    if machine(args) == 0 or args.local_process_index != 0:
         return
     if not any((place / Layout.RECIPE).exists() for place in (folder.partial, folder.final)):
         shutil.rmtree(folder.partial, ignore_errors=True)

@@ -5,7 +5,6 @@ node of two processes does."""
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from finetune_kit.commands.launch import NodeLaunch, forwarded_arguments
 from finetune_kit.errors import UserError
-from tests.builders import REPO, classification_recipe, toy_sentiment_rows, write_jsonl
+from tests.builders import REPO, classification_recipe, free_loopback_port, toy_sentiment_rows, write_jsonl
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
@@ -28,12 +27,6 @@ def _finished(process: subprocess.Popen) -> str:
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
     return stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -62,7 +55,7 @@ def test_two_nodes_train_as_one_node_of_two_processes_and_sum_their_emissions(re
     first_loss = next(entry["loss"] for entry in log if "loss" in entry)
     assert first_loss < 0.8  # two classes start near ln 2 = 0.69: the mean over processes, not their sum
 
-    master = f"127.0.0.1:{_free_port()}"
+    master = f"127.0.0.1:{free_loopback_port()}"
     nodes = [
         _train(relative_recipe, "--nodes", "2", "--node-rank", str(rank), "--master", master, cwd=folder)
         for rank, folder in enumerate((node0, node1))
