@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from finetune_kit.config.encoders import ClassificationData
 from finetune_kit.config.recipe import DataConfig, Recipe
@@ -103,6 +103,18 @@ class SetFitOptions(Section):
     sampling_strategy: Literal["oversampling", "undersampling", "unique"] = Field(
         "oversampling", description="How positive and negative pairs are balanced (SetFit's sampling_strategy)"
     )
+    templated_examples: NonNegativeInt = Field(
+        0,
+        description="Training texts made per label from its name with `template` (SetFit's get_templated_dataset): "
+        "with a few rows they tell the encoder what each label means; 0: none",
+    )
+    template: str = Field("This sentence is {}", description="A templated example's text; {} is the label's name")
+
+    @model_validator(mode="after")
+    def _template_names_the_label(self) -> SetFitOptions:
+        if self.template.count("{}") != 1:
+            raise ValueError(f"template: {self.template!r} needs one {{}} where the label's name goes")
+        return self
 
 
 class SetFitRecipe(Recipe):

@@ -15,7 +15,7 @@ from datasets import Dataset, DatasetDict
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
 from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
-from setfit import SetFitModel
+from setfit import SetFitModel, get_templated_dataset
 from setfit.modeling import MODEL_HEAD_NAME
 from setfit.sampler import ContrastiveDataset
 from sklearn.linear_model import LogisticRegression
@@ -60,7 +60,7 @@ class SetFitTask(ClassLabels, Task):
         self.learn_labels(data["train"])
         for split_name, split in data.items():
             self.inspect_eval(split, f"data.{split_name}")
-        self.texts = {name: self._texts_of(split) for name, split in data.items()}
+        self.texts = {name: self._split_texts(name, split) for name, split in data.items()}
 
     def inspect_eval(self, rows: Dataset, where: str) -> None:
         cfg = self.recipe.data
@@ -81,7 +81,7 @@ class SetFitTask(ClassLabels, Task):
         return DatasetDict(
             {
                 name: _pairs(
-                    *self._texts_of(split),
+                    *self._split_texts(name, split),
                     options.num_iterations if name == "train" else EVALUATION_PAIRS_PER_TEXT,
                     options.sampling_strategy,
                 )
@@ -92,6 +92,22 @@ class SetFitTask(ClassLabels, Task):
     def _texts_of(self, rows: Dataset) -> tuple[list[str], list[int]]:
         cfg = self.recipe.data
         return list(rows[cfg.text_column]), self.label_ids(rows[cfg.label_column])
+
+    def _split_texts(self, name: str, rows: Dataset) -> tuple[list[str], list[int]]:
+        """A split's texts and label ids; the train split's with the templated examples after its rows."""
+        texts, ids = self._texts_of(rows)
+        options = self.recipe.setfit
+        if name != "train" or not options.templated_examples:
+            return texts, ids
+        if all(label.lstrip("-").isdigit() for label in self.labels):
+            raise DataError(
+                f"setfit.templated_examples: the labels are numbers ({', '.join(self.labels)}), which say nothing "
+                "to the encoder; name them with data.label_names, or set setfit.templated_examples: 0"
+            )
+        made = get_templated_dataset(
+            candidate_labels=self.labels, sample_size=options.templated_examples, template=options.template
+        )
+        return texts + list(made["text"]), ids + list(made["label"])
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> None:
         return None
@@ -166,6 +182,8 @@ class SetFitTask(ClassLabels, Task):
         facts = super().card_facts()
         if shots := self.recipe.data.shots_per_class:
             facts["shots_per_class"] = shots
+        if count := self.recipe.setfit.templated_examples:
+            facts["templated_examples"] = f"{count} per label, {self.recipe.setfit.template!r}"
         return facts
 
 

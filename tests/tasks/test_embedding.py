@@ -196,6 +196,33 @@ def test_shots_per_class_take_a_seeded_balanced_sample(tmp_path):
         load_data(too_many, seed=3)
 
 
+def setfit_task(**setfit):
+    recipe = {"task": "setfit", "model": {"checkpoint": "x"}, "data": {"train": "t.jsonl"}, "setfit": setfit}
+    return build_task(validate_recipe(recipe))
+
+
+@unit
+def test_templated_examples_join_the_training_texts_only_with_the_label_names():
+    task = setfit_task(templated_examples=2, template="A {} review")
+    task.inspect(splits(text=["good film", "bad film"], label=["positive", "negative"]))
+    texts, ids = task.texts["train"]
+    assert texts[2:] == ["A negative review"] * 2 + ["A positive review"] * 2
+    assert [task.labels[i] for i in ids] == ["positive", "negative", "negative", "negative", "positive", "positive"]
+    assert task.texts["validation"] == (["good film", "bad film"], [1, 0])
+    pairs = task.preprocess(splits(text=["good film", "bad film"], label=["positive", "negative"]), tokenizer=None)
+    assert "A positive review" in list(pairs["train"]["sentence_1"]) + list(pairs["train"]["sentence_2"])
+
+
+@unit
+def test_templated_examples_refuse_labels_that_are_only_numbers():
+    task = setfit_task(templated_examples=2)
+    numbers = r"setfit.templated_examples: the labels are numbers \(0, 1\).*data.label_names"
+    with pytest.raises(DataError, match=numbers):
+        task.inspect(splits(text=["good film", "bad film"], label=[1, 0]))
+    with pytest.raises(RecipeError, match=r"template: 'This sentence' needs one \{\}"):
+        setfit_task(templated_examples=2, template="This sentence")
+
+
 def test_setfit_learns_labels_from_a_few_shots_and_predicts_like_a_classifier(tiny_bert, toy_data, write_recipe, cli):
     run_dir = toy_data["train"].parent.parent / "runs" / "setfit"
     recipe = {
