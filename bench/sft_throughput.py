@@ -10,7 +10,7 @@ many optimizer steps as the toolkit took (its batch size is set so). Both count 
 the mean loss on the validation replies' tokens, as the toolkit masks them (the reply and its
 end-of-turn token; TRL's own loss also counts the newline after it), and the accuracy of the label
 each generates (greedy) for the held-out test prompts scored by accuracy (SST-2's). Prints
-conversations/s, real tokens/s, that loss and accuracy, and the ratios, per seed and their mean.
+conversations/s, real tokens/s, MFU (bf16 peak), that loss and accuracy, and the ratios, per seed and their mean.
 Method and results: docs/benchmarks/sft-preference.md.
 
 Two data shapes: the instruction mix (long DialogSum rows beside one-word SST-2 answers) and short
@@ -53,6 +53,7 @@ from finetune_kit.tasks.chat_template import encode_conversation
 from finetune_kit.tasks.common import IGNORE_INDEX
 from finetune_kit.tasks.generation import reply_texts
 from finetune_kit.tasks.generation_metrics import SCORERS
+from finetune_kit.training.mfu import model_flops_utilization
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "smollm2_sft_lora.yaml"
@@ -154,9 +155,11 @@ def run_trl(
     )
     output = trainer.train()
     runtime = output.metrics["train_runtime"]
+    tokens_per_second = trainer.state.num_input_tokens_seen / runtime
     return {
         "conversations_per_second": output.metrics["train_samples_per_second"],  # unpacked: a row is a conversation
-        "tokens_per_second": trainer.state.num_input_tokens_seen / runtime,
+        "tokens_per_second": tokens_per_second,
+        "mfu": model_flops_utilization(trainer.model, tokens_per_second, "bf16" if args.bf16 else "fp32")["mfu"],
         "runtime_s": runtime,
         "steps": trainer.state.global_step,
         "reply_loss": reply_loss(trainer.model, tokenizer, dialogues, t["max_length"]),
@@ -185,6 +188,7 @@ def run_toolkit(
     return recipe, {
         "conversations_per_second": metrics["train"]["samples_per_second"],  # counts conversations, not packed rows
         "tokens_per_second": metrics["train"]["tokens_per_second"],
+        "mfu": metrics["train"]["mfu"],
         "runtime_s": metrics["train"]["runtime"],
         "steps": metrics["train"]["steps"],
         "reply_loss": reply_loss(chat.model, chat.tokenizer, dialogues, recipe["training"]["max_length"]),
@@ -195,6 +199,7 @@ def run_toolkit(
 def print_row(name: str, result: dict) -> None:
     print(
         f"{name:30} {result['conversations_per_second']:7.2f} {result['tokens_per_second']:9.1f}"
+        f" {100 * result['mfu']:5.2f}%"
         f" {result['runtime_s']:8.1f} {result['steps']:6d} {result['reply_loss']:11.4f} {result['accuracy']:9.3f}"
     )
 
@@ -220,7 +225,10 @@ def main() -> None:
     system = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))["data"]["system_prompt"]
     held_out = accuracy_prompts(args.mix_dir / "test.jsonl", args.test_rows, system)
     results = []
-    print(f"{'run':30} {'conv/s':>7} {'tokens/s':>9} {'train s':>8} {'steps':>6} {'reply loss':>11} {'accuracy':>9}")
+    print(
+        f"{'run':30} {'conv/s':>7} {'tokens/s':>9} {'MFU':>6} {'train s':>8} {'steps':>6} "
+        f"{'reply loss':>11} {'accuracy':>9}"
+    )
     for seed in args.seeds:
         recipe, toolkit = run_toolkit(train, validation, held_out, args.epochs, seed, work)
         trl_batch = math.ceil(args.rows / toolkit["steps"])  # as many optimizer steps as the toolkit's
