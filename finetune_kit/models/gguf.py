@@ -56,5 +56,6 @@ def load_gguf_model(model_class: Any, path: Path, **kwargs: Any) -> PreTrainedMo
     config.name_or_path = ""
     plain = model_class.from_config(config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())
-    plain.generation_config = loaded.generation_config
+    if plain.can_generate():  # a scoring head (a reward model's) has no generation settings to keep
+        plain.generation_config = loaded.generation_config
     return plain

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from tests.builders import toy_chat_rows, toy_pairs, write_jsonl
 from tests.test_serve import serving
@@ -161,3 +162,23 @@ def test_a_killed_grpo_run_resumes_with_its_whole_reward_curve_and_energy(tiny_c
     steps = [step for step, _ in metrics["rewards"]["short"]["curve"]]
     assert steps[0] == 2 and steps == sorted(set(steps)) and steps[-1] == 40  # the first session's points kept
     assert json.loads((run_dir / "emissions.json").read_text())["sessions"] == 2
+
+
+@pytest.mark.slow
+def test_the_packaged_smollm2_gguf_loads_as_a_reward_model_with_its_weights():
+    """A reward model starts from the chat checkpoint the recipes name, which ships as GGUF: the
+    scoring model must keep the decoder's weights and add a one-output head."""
+    from transformers import AutoModelForSequenceClassification
+
+    from finetune_kit.chat import load_chat_model
+    from finetune_kit.config.recipe import ModelConfig
+    from finetune_kit.models.checkpoints import load_pretrained_model
+
+    checkpoint = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    scorer, _ = load_pretrained_model(
+        AutoModelForSequenceClassification, ModelConfig(checkpoint=checkpoint), num_labels=1
+    )
+    chat = load_chat_model(checkpoint)
+    assert scorer.score.out_features == 1
+    assert torch.equal(scorer.model.norm.weight, chat.model.model.norm.weight)
+    assert scorer(input_ids=torch.tensor([[1, 2, 3]])).logits.shape == (1, 1)
