@@ -10,8 +10,9 @@ many optimizer steps as the toolkit took (its batch size is set so). Both count 
 the mean loss on the validation replies' tokens, as the toolkit masks them (the reply and its
 end-of-turn token; TRL's own loss also counts the newline after it), and the accuracy of the label
 each generates (greedy) for the held-out test prompts scored by accuracy (SST-2's). Prints
-conversations/s, real tokens/s, MFU (bf16 peak), that loss and accuracy, and the ratios, per seed and their mean.
-Method and results: docs/benchmarks/sft-preference.md.
+conversations/s, real tokens/s, MFU (against the matmul peak of each run's precision), that loss
+and accuracy, and the ratios, per seed and their mean. Method and results:
+docs/benchmarks/sft-preference.md.
 
 Two data shapes: the instruction mix (long DialogSum rows beside one-word SST-2 answers) and short
 single-task chat (`scripts/instruction_mix.py --tasks sst2`: every conversation about 70 tokens).
