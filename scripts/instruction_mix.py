@@ -183,6 +183,7 @@ def build_task(task: Task, args: argparse.Namespace) -> dict[str, list[dict]]:
     folder = args.data_dir / task.folder
     held_out = load_examples(folder / f"{task.held_out_split}.jsonl", task.to_example, args.max_words)
     pool = unique_unseen(load_examples(folder / "train.jsonl", task.to_example, args.max_words), held_out)
+    pool = [example for example in pool if len(example[0].split()) >= args.min_train_words]
     n_train, n_validation = args.train_rows[task.name], args.validation_per_task
     picked = take(pool, n_train + n_validation, rng, f"{task.name} train split")
     rng.shuffle(picked)
@@ -228,6 +229,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-words", type=int, default=None, help="keep only inputs of at most N words")
+    parser.add_argument(
+        "--min-train-words",
+        type=int,
+        default=0,
+        help="train/validation inputs of at least N words (SST-2's train split holds every phrase of its parse "
+        "trees, down to single words; its held-out split holds whole sentences)",
+    )
     args = parser.parse_args(argv)
     args.train_rows = parse_train_rows(args.train_rows)
     return args
