@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _recipe_reference():
-    spec = importlib.util.spec_from_file_location("recipe_reference", ROOT / "scripts" / "recipe_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_script
 
 
 @pytest.mark.unit
 def test_recipe_reference_page_is_current():
     """docs/reference/recipe.md is what the schema's field descriptions give today."""
-    reference = _recipe_reference()
+    reference = load_script("recipe_reference")
     committed = reference.PAGE.read_text(encoding="utf-8") if reference.PAGE.exists() else ""
     assert committed == reference.render(), (
         "docs/reference/recipe.md is stale: run `python scripts/recipe_reference.py`"
@@ -31,7 +19,7 @@ def test_recipe_reference_page_is_current():
 
 @pytest.mark.unit
 def test_recipe_reference_lists_every_task_and_field():
-    reference = _recipe_reference()
+    reference = load_script("recipe_reference")
     page = reference.render()
     for task, recipe in reference.recipe_classes().items():
         assert f"## `{task}`" in page

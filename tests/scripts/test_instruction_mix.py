@@ -4,24 +4,14 @@ the held-out split."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 pytestmark = pytest.mark.unit
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("instruction_mix", ROOT / "scripts" / "instruction_mix.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write(path: Path, sentences: list[str]) -> None:
@@ -50,7 +40,7 @@ def sst2(tmp_path: Path) -> Path:
 
 
 def _run(data_dir: Path, out: Path, *extra: str) -> None:
-    _script().main(
+    load_script("instruction_mix").main(
         [
             "--data-dir",
             str(data_dir),

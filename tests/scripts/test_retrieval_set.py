@@ -3,24 +3,14 @@ fields and counts, queries whose relevant ids are all in the corpus, and the hel
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 pytestmark = pytest.mark.unit
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("retrieval_set", ROOT / "scripts" / "retrieval_set.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write(path: Path, rows: list[dict]) -> None:
@@ -70,7 +60,7 @@ def dialogsum(tmp_path: Path) -> Path:
 
 def test_writes_the_embedding_files_with_their_fields_and_counts(dialogsum, tmp_path, capsys):
     out = tmp_path / "out"
-    _script().main(["--data-dir", str(dialogsum), "--out", str(out)])
+    load_script("retrieval_set").main(["--data-dir", str(dialogsum), "--out", str(out)])
     names = {"train", "validation", "test", "validation_corpus", "validation_queries", "test_corpus", "test_queries"}
     assert {p.name for p in out.iterdir()} == {f"{n}.jsonl" for n in names} | {"SOURCE.md"}
 
@@ -105,7 +95,7 @@ def test_writes_the_embedding_files_with_their_fields_and_counts(dialogsum, tmp_
 
 
 def test_max_train_rows_is_a_seeded_sample_in_source_order(dialogsum, tmp_path):
-    script = _script()
+    script = load_script("retrieval_set")
     script.main(["--data-dir", str(dialogsum), "--out", str(tmp_path / "all")])
     for name in ("a", "b"):
         script.main(["--data-dir", str(dialogsum), "--out", str(tmp_path / name), "--max-train-rows", "3"])
@@ -123,4 +113,6 @@ def test_max_train_rows_is_a_seeded_sample_in_source_order(dialogsum, tmp_path):
 
 def test_more_train_rows_than_there_are_is_refused(dialogsum, tmp_path):
     with pytest.raises(SystemExit, match="only 5 train pairs"):
-        _script().main(["--data-dir", str(dialogsum), "--out", str(tmp_path / "out"), "--max-train-rows", "6"])
+        load_script("retrieval_set").main(
+            ["--data-dir", str(dialogsum), "--out", str(tmp_path / "out"), "--max-train-rows", "6"]
+        )
