@@ -40,6 +40,7 @@ from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
 from finetune_kit.tasks.chat_decoder import ChatDecoder
 from finetune_kit.tasks.held_out import ScoredReplies
 from finetune_kit.tasks.rewards import RewardFunction, builtin_reward, check_rewards, user_reward
+from finetune_kit.tasks.shared_prompts import replies_until_end, shared_prompt_generate, shared_prompt_logps
 
 PROBE_ROWS = 4  # training rows a user's reward function is tried on before training starts
 
@@ -55,9 +56,68 @@ def grpo_trainer(*, data_collator: None = None, **kwargs: Any) -> Trainer:
 @cache
 def _grpo_trainer_class() -> type[Trainer]:
     from trl import GRPOTrainer
+    from trl.models import unwrap_model_for_generation
 
     class RewardedGRPOTrainer(SplitNamedMetrics, GRPOTrainer):
-        pass
+        """TRL's GRPOTrainer computing each group's prompt once, in sampling and in scoring."""
+
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+            """Transformers generation of text prompts prefills each group's prompt once; vLLM,
+            continuous batching, images and sharded models take TRL's own path."""
+            if (
+                self.use_vllm
+                or self.use_transformers_continuous_batching
+                or images
+                or multimodal_fields
+                or self.is_deepspeed_enabled
+                or self.is_fsdp_enabled
+            ):
+                return super()._generate_single_turn(
+                    prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+                )
+            prompts = self.processing_class.pad({"input_ids": prompt_ids}, padding_side="left", return_tensors="pt")
+            prompts = prompts.to(self.accelerator.device)
+            with unwrap_model_for_generation(
+                self.model_wrapped,
+                self.accelerator,
+                generation_kwargs=self.generation_kwargs,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as model:
+                generated = shared_prompt_generate(
+                    model, prompts["input_ids"], prompts["attention_mask"], self.generation_config
+                )
+            return replies_until_end(generated[:, prompts["input_ids"].size(1) :], self.eos_token_ids), None
+
+        def _get_per_token_logps_and_entropies(
+            self,
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            batch_size=None,
+            compute_entropy=False,
+            compute_aux_loss=False,
+            **images,
+        ):
+            """Text batches run each group's prompt once (`shared_prompts`); images, a MoE router's
+            loss and models that keep no cache take TRL's row-by-row forward."""
+            if not compute_aux_loss and all(value is None for value in images.values()):
+                with self.accelerator.autocast():
+                    shared = shared_prompt_logps(
+                        model, input_ids, attention_mask, logits_to_keep, compute_entropy, batch_size
+                    )
+                if shared is not None:
+                    return (*shared, None)
+            return super()._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size,
+                compute_entropy,
+                compute_aux_loss,
+                **images,
+            )
 
     return RewardedGRPOTrainer
 
