@@ -50,11 +50,11 @@ def grpo_trainer(*, data_collator: None = None, **kwargs: Any) -> Trainer:
     collator the runner offers is not used. Imported only now: TRL's GRPO module imports trackio,
     which reads TRACKIO_DIR once, and a run's tracking (`training.report_to`) sets it first."""
     del data_collator
-    return _grpo_trainer_class()(**kwargs)
+    return grpo_trainer_class()(**kwargs)
 
 
 @cache
-def _grpo_trainer_class() -> type[Trainer]:
+def grpo_trainer_class() -> type[Trainer]:
     from trl import GRPOTrainer
     from trl.models import unwrap_model_for_generation
 
@@ -75,7 +75,12 @@ def _grpo_trainer_class() -> type[Trainer]:
                 return super()._generate_single_turn(
                     prompt_ids, images, multimodal_fields, num_generations, has_tool_images
                 )
-            prompts = self.processing_class.pad({"input_ids": prompt_ids}, padding_side="left", return_tensors="pt")
+            prompts = self.processing_class.pad(
+                {"input_ids": prompt_ids},
+                padding_side="left",
+                pad_to_multiple_of=self.pad_to_multiple_of,
+                return_tensors="pt",
+            )
             prompts = prompts.to(self.accelerator.device)
             with unwrap_model_for_generation(
                 self.model_wrapped,
@@ -86,6 +91,11 @@ def _grpo_trainer_class() -> type[Trainer]:
                 generated = shared_prompt_generate(
                     model, prompts["input_ids"], prompts["attention_mask"], self.generation_config
                 )
+            if self.model.training and not self.args.activation_checkpointing:
+                # TRL counts every row's prompt; each group's was computed once (tokens/s and MFU follow)
+                repeated = sum(map(len, prompt_ids)) - sum(map(len, {tuple(ids) for ids in prompt_ids}))
+                counts = self.accelerator.gather(torch.tensor([repeated], device=self.accelerator.device))
+                self.state.num_input_tokens_seen -= counts.sum().item()
             return replies_until_end(generated[:, prompts["input_ids"].size(1) :], self.eos_token_ids), None
 
         def _get_per_token_logps_and_entropies(

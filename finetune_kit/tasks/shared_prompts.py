@@ -2,7 +2,7 @@
 
 GRPO samples `num_generations` replies to every prompt. Through transformers, TRL prefills a copy of
 the prompt for each reply, then scores each reply with a forward and backward pass over its prompt
-and reply. On short-answer tasks the prompt is most of those tokens (an SST-2 prompt is ~70 tokens,
+and reply. On short-answer tasks the prompt is most of those tokens (an SST-2 prompt is ~60 tokens,
 its reply 2), so a step computes the same prompt eight times, twice. Here each distinct prompt,
 less its last token, runs once with its keys and values kept; the cache is repeated for the group's
 rows, and only the prompt's last token and the reply run per row. In training the gradient flows
@@ -66,6 +66,8 @@ def shared_prompt_generate(
         use_cache=True,
         logits_to_keep=1,
     ).cache
+    if not isinstance(shared, Cache):  # a model that keeps no cache now (activation checkpointing in training)
+        return model.generate(**inputs)
     shared.batch_select_indices(group)
     return model.generate(**inputs, cache=shared)
 
