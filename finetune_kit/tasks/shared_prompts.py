@@ -51,49 +51,44 @@ def shared_prompt_generate(
 ) -> torch.Tensor:
     """`model.generate` on left-padded prompts, each distinct prompt prefilled once for all the rows
     that repeat it: the same tokens as generating row by row (greedy decoding gives identical ids)."""
-    prefix_length = input_ids.size(1) - 1  # generate computes the last token's logits itself
-    distinct, group = torch.unique(torch.cat([input_ids, attention_mask], dim=1), dim=0, return_inverse=True)
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "generation_config": generation_config}
-    if distinct.size(0) == input_ids.size(0) or prefix_length < 1:
-        return model.generate(**inputs)
-    first = _first_rows(group, distinct.size(0))
-    prefix_mask = attention_mask[first, :prefix_length]
+    prefix_mask = attention_mask[:, :-1]  # generate computes the last token's logits itself
     positions = (prefix_mask.cumsum(-1) - 1).masked_fill(prefix_mask == 0, 1)  # as generate numbers left-padded rows
-    shared = model(
-        input_ids=input_ids[first, :prefix_length],
-        attention_mask=prefix_mask,
-        position_ids=positions,
-        use_cache=True,
-        logits_to_keep=1,
-    ).cache
-    if not isinstance(shared, Cache):  # a model that keeps no cache now (activation checkpointing in training)
-        return model.generate(**inputs)
-    shared.batch_select_indices(group)
-    return model.generate(**inputs, cache=shared)
+    shared = _shared_prefix(model, input_ids[:, :-1], prefix_mask, positions)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "generation_config": generation_config}
+    return model.generate(**inputs) if shared is None else model.generate(**inputs, cache=shared)
 
 
 def _chunk_logps(
     model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int
 ) -> ModelOutput | None:
     prefix_length = input_ids.size(1) - logits_to_keep - 1  # the prompt's last token runs with the reply
-    if prefix_length < 1:
+    shared = _shared_prefix(model, input_ids[:, :prefix_length], attention_mask[:, :prefix_length])
+    if shared is None:
         return None
-    prefix = torch.cat([input_ids[:, :prefix_length], attention_mask[:, :prefix_length]], dim=1)
-    distinct, group = torch.unique(prefix, dim=0, return_inverse=True)
-    first = _first_rows(group, distinct.size(0))
-    shared = model(
-        input_ids=input_ids[first, :prefix_length],
-        attention_mask=attention_mask[first, :prefix_length],
-        use_cache=True,
-        logits_to_keep=1,
-    ).cache
-    if not isinstance(shared, Cache):
-        return None
-    shared.batch_select_indices(group)
     tail = input_ids[:, prefix_length:]
     labels = tail.masked_fill(attention_mask[:, prefix_length:] == 0, -100)
     labels[:, 0] = -100  # the prompt's last token is context, not scored
     return model(input_ids=tail, attention_mask=attention_mask, cache=shared, labels=labels, fused_lm_head=True)
+
+
+def _shared_prefix(
+    model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor | None = None
+) -> Cache | None:
+    """The keys and values of each row's prefix, each distinct prefix computed once and repeated for
+    the rows that share it; None for an empty prefix or a model that keeps no cache now (activation
+    checkpointing in training)."""
+    if ids.size(1) < 1:
+        return None
+    distinct, group = torch.unique(torch.cat([ids, mask], dim=1), dim=0, return_inverse=True)
+    first = _first_rows(group, distinct.size(0))
+    positions = None if position_ids is None else position_ids[first]
+    cache = model(
+        input_ids=ids[first], attention_mask=mask[first], position_ids=positions, use_cache=True, logits_to_keep=1
+    ).cache
+    if not isinstance(cache, Cache):
+        return None
+    cache.batch_select_indices(group)
+    return cache
 
 
 def replies_until_end(generated: torch.Tensor, end_ids: list[int]) -> list[list[int]]:
