@@ -63,7 +63,7 @@ class RewardSpec(Section):
 
 
 class GrpoOptions(Section):
-    """GRPO's settings (TRL's `GRPOConfig` fields of the same names)."""
+    """GRPO's settings: TRL's `GRPOConfig` fields of the same names, and the toolkit's `stop_without_signal`."""
 
     rewards: list[RewardSpec] = Field(min_length=1, description="What a reply is scored by, with weights")
     num_generations: int = Field(8, ge=2, description="Replies sampled per prompt; rewards are compared among them")
@@ -72,6 +72,11 @@ class GrpoOptions(Section):
     max_completion_length: PositiveInt = Field(64, description="Longest reply sampled, in tokens")
     loss_type: GrpoLoss = Field("dapo", description="grpo, dr_grpo, dapo (TRL's default), bnpo, cispo, sapo")
     use_vllm: bool = Field(False, description="Generate with vLLM (needs a GPU and the vllm package)")
+    stop_without_signal: PositiveInt | None = Field(
+        3,
+        description="With beta 0: stop once every group's replies earned equal rewards for this many logging "
+        "windows in a row (no gradient is left); null: never",
+    )
 
 
 class GrpoData(SftData):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from finetune_kit.config.recipe import Recipe
 from finetune_kit.errors import RecipeError
-from finetune_kit.tasks.base import SamplesDuringTraining, StreamedTraining, Task
+from finetune_kit.tasks.base import EndsTrainingEarly, SamplesDuringTraining, StreamedTraining, Task
 from finetune_kit.tasks.causal_lm import CausalLmTask
 from finetune_kit.tasks.classification import ClassificationTask
 from finetune_kit.tasks.denoising import DenoisingTask
@@ -51,4 +51,12 @@ def require_streams(task: Task) -> None:
         )
 
 
-__all__ = ["TASKS", "SamplesDuringTraining", "StreamedTraining", "Task", "build_task", "require_streams"]
+__all__ = [
+    "TASKS",
+    "EndsTrainingEarly",
+    "SamplesDuringTraining",
+    "StreamedTraining",
+    "Task",
+    "build_task",
+    "require_streams",
+]

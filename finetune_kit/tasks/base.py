@@ -42,6 +42,13 @@ class TrainerSetup:
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments of its own (GRPO's rewards)
 
 
+class EndsTrainingEarly(TrainerCallback):
+    """A task's callback that can end training before its plan: once it has, `stopped` (`reason`, `step`)
+    says why in metrics.json, the summary and the card."""
+
+    stopped: dict[str, Any] | None = None
+
+
 class SplitNamedMetrics(Trainer):
     """TRL's trainers name the metrics they add to every evaluation `eval_...` (rewards, entropy);
     here they take the split's prefix (`validation_rewards/accuracies`), like the loss beside them."""

@@ -36,7 +36,7 @@ from finetune_kit.models.building import load_trained
 from finetune_kit.models.head import ModelHead
 from finetune_kit.progress import SILENT, Progress
 from finetune_kit.runs.folder import FinishedRun
-from finetune_kit.tasks.base import SplitNamedMetrics, Task, TrainerSetup
+from finetune_kit.tasks.base import EndsTrainingEarly, SplitNamedMetrics, Task, TrainerSetup
 from finetune_kit.tasks.chat_decoder import ChatDecoder
 from finetune_kit.tasks.held_out import ScoredReplies
 from finetune_kit.tasks.rewards import RewardFunction, builtin_reward, check_rewards, user_reward
@@ -151,6 +151,33 @@ class RewardCurves(TrainerCallback):
         return {name: {"first": c[0][1], "last": c[-1][1], "curve": c} for name, c in self.curves.items()}
 
 
+class StopWithoutRewardSignal(EndsTrainingEarly):
+    """Without a KL term, a group whose replies all earned the same reward has no advantage and gives no
+    gradient. Once every group of `windows` logging windows in a row was like that, the policy samples one
+    reply per prompt (collapsed, or right on every prompt): the steps left would spend energy and change
+    nothing. Read from the log history, so a resumed run counts the windows of its earlier sessions."""
+
+    def __init__(self, windows: int) -> None:
+        self.windows = windows
+        self.stopped = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        shares = [
+            entry["frac_reward_zero_std"]
+            for entry in state.log_history
+            if "loss" in entry and "frac_reward_zero_std" in entry
+        ]
+        recent = shares[-self.windows :]
+        if len(recent) < self.windows or min(recent) < 1.0 or state.global_step >= state.max_steps:
+            return
+        control.should_training_stop = True
+        self.stopped = {
+            "reason": f"no learning signal: every group's replies earned equal rewards for {self.windows} logs "
+            "in a row (with a low reward the policy collapsed: lower training.learning_rate or raise grpo.temperature)",
+            "step": state.global_step,
+        }
+
+
 class GrpoTask(ChatDecoder, ScoredReplies, Task):
     name: ClassVar[str] = "grpo"
     pipeline_tag: ClassVar[str] = "text-generation"
@@ -233,7 +260,9 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
 
     def training_callbacks(self, write_log: Any) -> list[TrainerCallback]:
         del write_log
-        return [self.curves]
+        windows = self.recipe.grpo.stop_without_signal
+        stops = [StopWithoutRewardSignal(windows)] if windows and self.recipe.grpo.beta == 0 else []
+        return [self.curves, *stops]
 
     def final_results(
         self,

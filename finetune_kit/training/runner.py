@@ -44,7 +44,7 @@ from finetune_kit.models.tokenizer_training import train_tokenizer
 from finetune_kit.progress import SILENT, Progress
 from finetune_kit.runs import Layout, RunFiles, RunFolder
 from finetune_kit.runs.folder import checkpoint_step, read_lineage
-from finetune_kit.tasks import SamplesDuringTraining, Task, build_task, require_streams
+from finetune_kit.tasks import EndsTrainingEarly, SamplesDuringTraining, Task, build_task, require_streams
 from finetune_kit.training.arguments import SHUFFLED_GROUPS, build_training_arguments, require_compiling_pays
 from finetune_kit.training.batching import LengthGroupedBatches
 from finetune_kit.training.callbacks import EmissionsCallback, JsonLinesLog, RunStopped, StopOnRequest, Throughput
@@ -397,6 +397,9 @@ def _why_training_stopped(run: OpenRun, trainer: Trainer) -> dict[str, Any]:
             + ("evaluation" if patience == 1 else "evaluations"),
             "step": trainer.state.global_step,
         }
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, EndsTrainingEarly) and callback.stopped:
+            reasons["stopped_early"] = callback.stopped
     return reasons
 
 

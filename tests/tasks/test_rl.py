@@ -97,6 +97,28 @@ def test_grpo_raises_a_user_functions_reward_and_keeps_its_curve(tiny_chat_llama
     assert "co2_eq_emissions" in card and "| short |" in card and "of validation reward cost" in card
 
 
+EQUAL_REWARDS = """
+def equal(prompts, completions, **columns):
+    return [1.0 for _ in completions]
+"""
+
+
+def test_grpo_stops_when_no_group_has_a_learning_signal_left(tiny_chat_llama, tmp_path, write_recipe, cli):
+    """Replies that all earn the same reward give no gradient: the run ends after three such logs, complete,
+    and says why, instead of spending its other steps."""
+    (tmp_path / "my_rewards.py").write_text(EQUAL_REWARDS)
+    run_dir = tmp_path / "runs" / "grpo"
+    recipe = grpo_recipe(tiny_chat_llama, tmp_path, run_dir, [{"function": str(tmp_path / "my_rewards.py:equal")}])
+    recipe["training"]["max_steps"] = 40
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["stopped_early"]["step"] == 6  # three logs of two steps each
+    assert "no learning signal" in metrics["stopped_early"]["reason"]
+    assert "stopped:" in result.stdout and "no learning signal" in result.stdout
+    assert "Training stopped early" in (run_dir / "README.md").read_text()
+
+
 def test_a_reward_model_run_is_a_grpo_reward(tiny_chat_llama, tmp_path, write_recipe, cli):
     reward_run = tmp_path / "runs" / "reward"
     reward = reward_recipe(tiny_chat_llama, tmp_path, reward_run)
