@@ -72,6 +72,11 @@ class GrpoOptions(Section):
     max_completion_length: PositiveInt = Field(64, description="Longest reply sampled, in tokens")
     loss_type: GrpoLoss = Field("dapo", description="grpo, dr_grpo, dapo (TRL's default), bnpo, cispo, sapo")
     use_vllm: bool = Field(False, description="Generate with vLLM (needs a GPU and the vllm package)")
+    disable_dropout: bool = Field(
+        True,
+        description="No dropout (LoRA's included): replies are sampled from the very policy that is scored "
+        "and trained (TRL's default: false)",
+    )
     stop_without_signal: PositiveInt | None = Field(
         3,
         description="With beta 0: stop once every group's replies earned equal rewards for this many logging "

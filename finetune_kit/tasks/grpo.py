@@ -251,6 +251,7 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
             "max_completion_length": options.max_completion_length,
             "loss_type": options.loss_type,
             "use_vllm": options.use_vllm,
+            "disable_dropout": options.disable_dropout,
             "reward_weights": [spec.weight for spec in options.rewards],
             "prediction_loss_only": True,
             "train_sampling_strategy": "random",  # GRPO repeats each prompt for its group: no length groups
