@@ -159,7 +159,6 @@ class StopWithoutRewardSignal(EndsTrainingEarly):
 
     def __init__(self, windows: int) -> None:
         self.windows = windows
-        self.stopped = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         shares = [
