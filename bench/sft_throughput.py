@@ -169,9 +169,16 @@ def run_trl(
 
 
 def run_toolkit(
-    train: Path, validation: Path, held_out: list[list[dict]], epochs: float, seed: int, work: Path
+    train: Path,
+    validation: Path,
+    held_out: list[list[dict]],
+    epochs: float,
+    seed: int,
+    work: Path,
+    recipe_sets: dict[str, str],
 ) -> tuple[dict, dict]:
-    """The shipped recipe on the same rows; its resolved recipe (what TRL must share) and results."""
+    """The shipped recipe (with `recipe_sets`) on the same rows; its resolved recipe (what TRL must
+    share) and results."""
     overrides = {
         "data.train": train,
         "data.validation": validation,
@@ -180,6 +187,7 @@ def run_toolkit(
         "training.batch_size": PACKED_ROWS_PER_STEP,
         "training.eval_strategy": "no",
         "training.seed": seed,
+        **recipe_sets,
     }
     run_dir = work / f"toolkit-{seed}"
     metrics, _ = train_recipe(RECIPE, run_dir, overrides)
@@ -219,6 +227,10 @@ def main() -> None:
     parser.add_argument("--test-rows", type=int, default=200, help="Held-out prompts scored by label accuracy")
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Training seeds (rows stay the same)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="Recipe override for the toolkit's runs only"
+    )
+    parser.add_argument("--toolkit-only", action="store_true", help="Skip TRL: compare toolkit variants by hand")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sft-throughput-"))
     train = sample(args.mix_dir / "train.jsonl", args.rows, 0, work / "train.jsonl")
@@ -230,13 +242,18 @@ def main() -> None:
         f"{'run':30} {'conv/s':>7} {'tokens/s':>9} {'MFU':>6} {'train s':>8} {'steps':>6} "
         f"{'reply loss':>11} {'accuracy':>9}"
     )
+    recipe_sets = dict(item.split("=", 1) for item in args.set)
     for seed in args.seeds:
-        recipe, toolkit = run_toolkit(train, validation, held_out, args.epochs, seed, work)
+        recipe, toolkit = run_toolkit(train, validation, held_out, args.epochs, seed, work, recipe_sets)
+        print_row(f"toolkit (packed), seed {seed}", toolkit)
+        if args.toolkit_only:
+            continue
         trl_batch = math.ceil(args.rows / toolkit["steps"])  # as many optimizer steps as the toolkit's
         trl = run_trl(recipe, train, trl_batch, work, conversations(validation, system), held_out)
-        print_row(f"toolkit (packed), seed {seed}", toolkit)
         print_row(f"TRL defaults (batch {trl_batch}), seed {seed}", trl)
         results.append({"seed": seed, "toolkit": toolkit, "trl": trl})
+    if args.toolkit_only:
+        return
     speed = [r["toolkit"]["conversations_per_second"] / r["trl"]["conversations_per_second"] for r in results]
     gap = [(r["toolkit"]["reply_loss"] - r["trl"]["reply_loss"]) / r["trl"]["reply_loss"] for r in results]
     accuracy_gap = [r["toolkit"]["accuracy"] - r["trl"]["accuracy"] for r in results]
