@@ -19,6 +19,8 @@ single-task chat (`scripts/instruction_mix.py --tasks sst2`: every conversation 
 
     python bench/sft_throughput.py --mix-dir data/instruction_mix [--rows 300] [--eval-rows 50] [--test-rows 200]
         [--seeds 0 1 2]
+    python bench/sft_throughput.py --mix-dir data/instruction_mix --toolkit-only --set chat.packing=false \
+        --set training.batch_size=10     # a toolkit variant alone, to set beside an earlier table
 """
 
 from __future__ import annotations
@@ -245,7 +247,7 @@ def main() -> None:
     recipe_sets = dict(item.split("=", 1) for item in args.set)
     for seed in args.seeds:
         recipe, toolkit = run_toolkit(train, validation, held_out, args.epochs, seed, work, recipe_sets)
-        print_row(f"toolkit (packed), seed {seed}", toolkit)
+        print_row(f"toolkit, seed {seed}", toolkit)
         if args.toolkit_only:
             continue
         trl_batch = math.ceil(args.rows / toolkit["steps"])  # as many optimizer steps as the toolkit's
