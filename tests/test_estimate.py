@@ -96,11 +96,14 @@ def budgeted_recipe(cli, write_recipe, tmp_path, tiny_bert, name):
 def test_budget_refuses_a_run_its_estimate_exceeds_and_forced_runs_stop_near_it(tiny_bert, tmp_path, write_recipe, cli):
     recipe, run_dir, budget = budgeted_recipe(cli, write_recipe, tmp_path, tiny_bert, "budget")
     path = write_recipe(recipe)
-
-    refused = cli("train", path)
+    # The run calibrates again before training: on a machine whose other cores come and go (parallel tests), its
+    # estimate can be half the first one. A quarter of that one is refused however the speed moves between them.
+    refusal_budget = float(f"{budget / 2:.2g}")
+    refusing = recipe | {"emissions": recipe["emissions"] | {"max_co2_g": refusal_budget}}
+    refused = cli("train", write_recipe(refusing, "refused.yaml"))
     assert refused.exit_code == 2
     assert refused.error_lines and refused.error_lines[0].endswith(
-        f"exceeds emissions.max_co2_g {budget:g} g; raise the budget, shorten the run, or pass --force"
+        f"exceeds emissions.max_co2_g {refusal_budget:g} g; raise the budget, shorten the run, or pass --force"
     )
     assert not run_dir.exists() and not run_dir.with_name("budget.partial").exists()
 
@@ -112,7 +115,7 @@ def test_budget_refuses_a_run_its_estimate_exceeds_and_forced_runs_stop_near_it(
     # Stopped early enough that the last evaluation, the final ones and the saves end within 10% of the budget.
     assert 0.9 * budget <= metrics["emissions_g"] <= 1.1 * budget, metrics["stopped_on_budget"]
     estimate = metrics["estimate"]  # beside the measured values, the calibration's own cost included
-    assert estimate["co2_g"] > budget and estimate["phases"]["calibration"]["co2_g"] > 0
+    assert estimate["co2_g"] > refusal_budget and estimate["phases"]["calibration"]["co2_g"] > 0
     assert estimate["low"]["co2_g"] <= estimate["co2_g"] <= estimate["high"]["co2_g"]
     assert metrics["energy_kwh"] > 0 and metrics["duration_s"] > estimate["phases"]["calibration"]["wall_s"]
     assert not (run_dir / "estimate.json").exists()
