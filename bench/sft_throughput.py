@@ -94,8 +94,8 @@ def reply_loss(
     total, count = 0.0, 0
     for messages in dialogues:
         ids, labels, _ = encode_conversation(tokenizer, messages, "assistant", max_length)
-        logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
-        targets = torch.tensor(labels[1:])
+        logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0, :-1].float()
+        targets = torch.tensor(labels[1:], device=model.device)
         scored = targets != IGNORE_INDEX
         total += torch.nn.functional.cross_entropy(logits[scored], targets[scored], reduction="sum").item()
         count += int(scored.sum())
@@ -140,7 +140,7 @@ def run_trl(
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
-        use_cpu=True,
+        use_cpu=not torch.cuda.is_available(),
     )
     lora = LoraConfig(
         r=peft["r"],
@@ -178,6 +178,7 @@ def run_toolkit(
     seed: int,
     work: Path,
     recipe_sets: dict[str, str],
+    packed_rows: int,
 ) -> tuple[dict, dict]:
     """The shipped recipe (with `recipe_sets`) on the same rows; its resolved recipe (what TRL must
     share) and results."""
@@ -186,7 +187,7 @@ def run_toolkit(
         "data.validation": validation,
         "data.test": "null",
         "training.epochs": epochs,
-        "training.batch_size": PACKED_ROWS_PER_STEP,
+        "training.batch_size": packed_rows,
         "training.eval_strategy": "no",
         "training.seed": seed,
         **recipe_sets,
@@ -195,6 +196,7 @@ def run_toolkit(
     metrics, _ = train_recipe(RECIPE, run_dir, overrides)
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
     chat = load_chat_model(str(run_dir))
+    chat.model.to("cuda" if torch.cuda.is_available() else "cpu")  # scored where TRL's model is
     dialogues = conversations(validation, recipe["data"]["system_prompt"])
     return recipe, {
         "conversations_per_second": metrics["train"]["samples_per_second"],  # counts conversations, not packed rows
@@ -232,6 +234,9 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="Recipe override for the toolkit's runs only"
     )
+    parser.add_argument(
+        "--packed-rows", type=int, default=PACKED_ROWS_PER_STEP, help="Toolkit packed rows a step (more on a GPU)"
+    )
     parser.add_argument("--toolkit-only", action="store_true", help="Skip TRL: compare toolkit variants by hand")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sft-throughput-"))
@@ -246,7 +251,9 @@ def main() -> None:
     )
     recipe_sets = dict(item.split("=", 1) for item in args.set)
     for seed in args.seeds:
-        recipe, toolkit = run_toolkit(train, validation, held_out, args.epochs, seed, work, recipe_sets)
+        recipe, toolkit = run_toolkit(
+            train, validation, held_out, args.epochs, seed, work, recipe_sets, args.packed_rows
+        )
         print_row(f"toolkit, seed {seed}", toolkit)
         if args.toolkit_only:
             continue

@@ -226,6 +226,7 @@ def run_summary(
         *_score_rows(metrics),
         *_stop_rows(metrics),
         *_speed_rows(metrics.get("train", {})),
+        *_sampling_rows(metrics),
         *_parameter_rows(metrics.get("model", {})),
         *_emission_rows(emissions),
         ("wall time:", duration_text(wall_seconds)),
@@ -290,6 +291,12 @@ def _speed_rows(train: dict[str, Any]) -> list[tuple[str, str]]:
     if "mfu" in train:
         speed += f" · MFU {100 * train['mfu']:.3g}%"  # 0.0412% on a tiny model, 12.3% on a big one
     return [("speed:", speed)]
+
+
+def _sampling_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """GRPO: how fast the policy sampled its replies, beside the training speed above."""
+    sampling = metrics.get("sampling")
+    return [("sampling:", f"{sampling['tokens_per_second']:,.0f} generated tokens/s")] if sampling else []
 
 
 def _parameter_rows(model: dict[str, Any]) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ curve over training.
 
 from __future__ import annotations
 
+import time
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -62,6 +63,18 @@ def grpo_trainer_class() -> type[Trainer]:
         """TRL's GRPOTrainer computing each group's prompt once, in sampling and in scoring."""
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+            """Sampling, timed in training: its tokens and seconds are logged per window (TRL averages
+            `_metrics` over each), so the summary gives sampling speed beside the training's."""
+            started = time.perf_counter()
+            replies, logprobs = self._sample_replies(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+            if self.model.training:
+                self._metrics["train"]["sampling/seconds"].append(time.perf_counter() - started)
+                self._metrics["train"]["sampling/tokens"].append(float(sum(map(len, replies))))
+            return replies, logprobs
+
+        def _sample_replies(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images):
             """Transformers generation of text prompts prefills each group's prompt once; vLLM,
             continuous batching, images and sharded models take TRL's own path."""
             if (
@@ -151,6 +164,25 @@ class RewardCurves(TrainerCallback):
         return {name: {"first": c[0][1], "last": c[-1][1], "curve": c} for name, c in self.curves.items()}
 
 
+class SamplingSpeed(TrainerCallback):
+    """Generated tokens per second of sampling over training, from the per-window means the trainer
+    logs (every window samples as many batches, so the ratio of their sums is the run's rate). Read
+    from the log history, so a resumed run counts its earlier sessions."""
+
+    def __init__(self) -> None:
+        self.tokens = self.seconds = 0.0
+
+    def on_train_end(self, args, state, control, **kwargs):
+        logged = [entry for entry in state.log_history if "sampling/seconds" in entry]
+        self.tokens = sum(entry["sampling/tokens"] for entry in logged)
+        self.seconds = sum(entry["sampling/seconds"] for entry in logged)
+
+    def summary(self) -> dict[str, Any]:
+        if not self.seconds:
+            return {}
+        return {"sampling": {"tokens_per_second": round(self.tokens / self.seconds, 1)}}
+
+
 class StopWithoutRewardSignal(EndsTrainingEarly):
     """Without a KL term, a group whose replies all earned the same reward has no advantage and gives no
     gradient. Once every group of `windows` logging windows in a row was like that, the policy samples one
@@ -189,6 +221,7 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
     def __init__(self, recipe: GrpoRecipe) -> None:
         super().__init__(recipe)
         self.curves = RewardCurves()
+        self.sampling = SamplingSpeed()
 
     def inspect(self, data: DatasetDict) -> None:
         for split_name, split in data.items():
@@ -262,7 +295,7 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
         del write_log
         windows = self.recipe.grpo.stop_without_signal
         stops = [StopWithoutRewardSignal(windows)] if windows and self.recipe.grpo.beta == 0 else []
-        return [self.curves, *stops]
+        return [self.curves, self.sampling, *stops]
 
     def final_results(
         self,
@@ -271,7 +304,8 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
         data: DatasetDict,
         progress: Progress = SILENT,
     ) -> dict[str, Any]:
-        return super().final_results(model, tokenizer, data, progress) | {"rewards": self.curves.summary()}
+        results = super().final_results(model, tokenizer, data, progress)
+        return results | {"rewards": self.curves.summary()} | self.sampling.summary()
 
     def card_facts(self) -> dict[str, Any]:
         options = self.recipe.grpo

@@ -92,6 +92,7 @@ def test_grpo_raises_a_user_functions_reward_and_keeps_its_curve(tiny_chat_llama
     assert curve["last"] > curve["first"] and len(curve["curve"]) >= 2
     assert metrics["emissions_g_per_point"] > 0
     assert "rewards:" in result.stdout and "CO2 per point:" in result.stdout
+    assert metrics["sampling"]["tokens_per_second"] > 0 and "generated tokens/s" in result.stdout
     assert " · reward " in result.stdout  # each training log line shows the mean reward
     card = (run_dir / "README.md").read_text()
     assert "co2_eq_emissions" in card and "| short |" in card and "of validation reward cost" in card
