@@ -1,8 +1,8 @@
 """Instruction tuning of chat models (SFT): conversations formatted with the chat template, loss on
 the assistant's replies, packed without cross-contamination, scored by generation on held-out prompts.
 
-TRL does the training (`SFTTrainer`) and the packing algorithm (best-fit decreasing). This
-module adds what TRL leaves to the user: the four data layouts, reply masks for
+TRL does the training (`SFTTrainer`). This module adds what TRL leaves to the user: packing that
+keeps each row a random sample of the data (`packing`), the four data layouts, reply masks for
 any template (TRL's own need `{% generation %}` markers), checked rows, packed batches that keep
 rows apart (TRL's padding-free batches flatten them into one sequence, which costs the square of
 the whole batch in attention without a variable-length kernel), a loss that projects only reply
@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
 from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import PreTrainedTokenizerBase
 from transformers.trainer_utils import EvalLoopOutput
 from trl import SFTConfig, SFTTrainer
-from trl.data_utils import pack_dataset
 
 from finetune_kit.config.chat import SftRecipe
 from finetune_kit.data import Stream
@@ -31,10 +30,10 @@ from finetune_kit.tasks.chat_decoder import ChatDecoder
 from finetune_kit.tasks.chat_template import encode_conversation
 from finetune_kit.tasks.common import CUT_COLUMN, IGNORE_INDEX, drop_cut_column, logger
 from finetune_kit.tasks.held_out import ScoredReplies
+from finetune_kit.tasks.packing import RowsT, pack_in_random_order
 from finetune_kit.tasks.reply_logits import ReplyLogitsLoss
 
 MAX_LOG_PERPLEXITY = 50  # exp() of a diverged loss stays a finite number in metrics.json
-RowsT = TypeVar("RowsT", Dataset, IterableDataset)
 
 
 class InstructionTuningTask(ChatDecoder, ScoredReplies, StreamedTraining, Task):
@@ -92,12 +91,10 @@ class InstructionTuningTask(ChatDecoder, ScoredReplies, StreamedTraining, Task):
         return encode
 
     def _packed(self, rows: RowsT) -> RowsT:
-        """TRL's best-fit-decreasing packing (with chat.packing); rows keep each conversation's length."""
+        """Conversations packed in a random order (with chat.packing); rows keep each conversation's length."""
         if not self.recipe.chat.packing:
             return rows
-        packed = pack_dataset(
-            rows.select_columns(["input_ids", "labels"]), self.recipe.training.max_length, strategy="bfd"
-        )
+        packed = pack_in_random_order(rows, self.recipe.training.max_length, self.recipe.training.seed)
         return packed.map(lambda row: {"length": len(row["input_ids"])})
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict[str, Any]]:
