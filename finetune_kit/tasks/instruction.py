@@ -94,8 +94,7 @@ class InstructionTuningTask(ChatDecoder, ScoredReplies, StreamedTraining, Task):
         """Conversations packed in a random order (with chat.packing); rows keep each conversation's length."""
         if not self.recipe.chat.packing:
             return rows
-        packed = pack_in_random_order(rows, self.recipe.training.max_length, self.recipe.training.seed)
-        return packed.map(lambda row: {"length": len(row["input_ids"])})
+        return pack_in_random_order(rows, self.recipe.training.max_length, self.recipe.training.seed)
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict]], dict[str, Any]]:
         return PackedRowsCollator(tokenizer.pad_token_id)

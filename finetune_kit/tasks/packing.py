@@ -23,8 +23,9 @@ CHUNK = 1000  # conversations packed together: bounds each map batch's work (TRL
 
 
 def pack_in_random_order(rows: RowsT, max_length: int, seed: int) -> RowsT:
-    """Rows of `input_ids`, `labels` and `seq_lengths` (each conversation's length, in order), a
-    stream too: each chunk of CHUNK conversations is shuffled with a seed of its own and packed."""
+    """Rows of `input_ids`, `labels`, `seq_lengths` (each conversation's length, in order) and
+    `length` (the row's, as unpacked rows carry it), a stream too: each chunk of CHUNK conversations
+    is shuffled with a seed of its own and packed."""
     return rows.select_columns(["input_ids", "labels"]).map(
         _first_fit,
         batched=True,
@@ -55,4 +56,9 @@ def _first_fit(batch: dict[str, list], indices: list[int], max_length: int, seed
         return [list(chain.from_iterable(batch[column][i] for i in row)) for row in members]
 
     lengths = [[len(batch["input_ids"][i]) for i in row] for row in members]
-    return {"input_ids": joined("input_ids"), "labels": joined("labels"), "seq_lengths": lengths}
+    return {
+        "input_ids": joined("input_ids"),
+        "labels": joined("labels"),
+        "seq_lengths": lengths,
+        "length": [sum(row) for row in lengths],
+    }
