@@ -30,6 +30,7 @@ import json
 import math
 import os
 import random
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -218,9 +219,13 @@ def print_row(name: str, result: dict) -> None:
 
 
 def mean_and_seeds(values: list[float], scale: float, form: str) -> tuple[str, str]:
-    """The mean, and each seed's value, formatted."""
+    """The mean with its standard error over the seeds (paired by seed: is a gap more than the
+    seed's own noise?), and each seed's value, formatted."""
     each = ", ".join(format(scale * v, form) for v in values)
-    return format(scale * sum(values) / len(values), form), f"(per seed {each})"
+    mean = format(scale * statistics.mean(values), form)
+    if len(values) > 1:
+        mean += " ± " + format(scale * statistics.stdev(values) / math.sqrt(len(values)), form.lstrip("+"))
+    return mean, f"(per seed {each}; mean ± standard error)"
 
 
 def main() -> None:

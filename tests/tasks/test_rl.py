@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tests.builders import toy_chat_rows, toy_pairs, write_jsonl
+from tests.builders import sft_recipe, toy_chat_rows, toy_pairs, write_jsonl
 from tests.test_serve import serving
 
 SHORT_REPLIES = """
@@ -132,6 +132,32 @@ def test_a_reward_model_run_is_a_grpo_reward(tiny_chat_llama, tmp_path, write_re
     assert result.exit_code == 0, result.stderr
     rewards = json.loads((run_dir / "metrics.json").read_text())["rewards"]
     assert {"reward", "label_match"} <= rewards.keys() and len(rewards) == 3  # the total, the model, label_match
+
+
+def test_grpo_after_an_sft_adapter_run_starts_from_its_weights_and_reports_the_chain(
+    tiny_chat_llama, tmp_path, write_recipe, cli
+):
+    """The SFT run's adapter is merged before the new one trains: greedy held-out answers before GRPO
+    are the SFT run's own after-training answers, and the card adds up both runs' emissions."""
+    sft_dir = tmp_path / "runs" / "sft"
+    sft = sft_recipe(tiny_chat_llama, tmp_path / "sft-data", sft_dir, name="sft")
+    sft |= {"peft": {"method": "lora", "r": 8, "modules_to_save": ["lm_head"]}}
+    sft["training"]["epochs"] = 1
+    assert cli("train", write_recipe(sft, "sft.yaml")).exit_code == 0
+    run_dir = tmp_path / "runs" / "grpo"
+    recipe = grpo_recipe(sft_dir / "model", tmp_path, run_dir, [{"name": "label_match"}])
+    recipe |= {"name": "grpo", "peft": {"method": "lora", "r": 8}, "generation": {"max_new_tokens": 4}}
+    recipe["data"]["test"] = sft["data"]["test"]
+    recipe["training"]["max_steps"] = 4
+    result = cli("train", write_recipe(recipe, "grpo.yaml"))
+    assert result.exit_code == 0, result.stderr
+    sft_replies = json.loads((sft_dir / "metrics.json").read_text())["generation"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["before_training"]["generation"] == pytest.approx(sft_replies)
+    assert metrics["before_training"]["generation"]["sentiment_accuracy"] > 0  # the SFT run answers with labels
+    grams = [json.loads((run / "emissions.json").read_text())["emissions_g"] for run in (sft_dir, run_dir)]
+    card = (run_dir / "README.md").read_text()
+    assert f"emitted **{sum(grams):.3f} g CO2eq**: sft (sft, {grams[0]:.3f} g) → grpo (grpo" in card
 
 
 @pytest.mark.parametrize(

@@ -251,10 +251,34 @@ def test_the_packaged_smollm2_gguf_loads_answers_and_saves_as_safetensors(tmp_pa
         assert torch.allclose(reloaded(probe).logits, chat.model(probe).logits, atol=1e-5)
 
 
+def soft_capped_gemma2(vocab_size: int) -> AutoModelForCausalLM:
+    """A tiny Gemma 2 whose logits are soft-capped hard: they are not the head's output alone."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    config = Gemma2Config(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=16,
+        final_logit_softcapping=0.05,
+        attn_logit_softcapping=None,
+    )
+    torch.manual_seed(0)
+    return Gemma2ForCausalLM(config)
+
+
 @pytest.mark.unit
-def test_the_reply_only_head_gives_the_full_heads_loss_and_gradients(tiny_chat_llama, chat_tokenizer, tmp_path):
+@pytest.mark.parametrize("architecture", ["llama", "soft-capped gemma2"])
+def test_the_reply_only_head_gives_the_full_heads_loss_and_gradients(
+    tiny_chat_llama, chat_tokenizer, tmp_path, architecture
+):
     """The loss that projects only reply positions through the LM head must train exactly as TRL's,
-    which scores every position: same loss, same gradients, on a padded batch of unequal rows."""
+    which scores every position: same loss, same gradients, on a padded batch of unequal rows. Where
+    the logits are the head's output (llama), only the replies' own positions are projected; where the
+    model changes them (Gemma 2's soft-capping), the model's forward still computes them."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -265,8 +289,13 @@ def test_the_reply_only_head_gives_the_full_heads_loss_and_gradients(tiny_chat_l
     rows = Dataset.from_list([{"input_ids": ids, "labels": labels} for ids, labels in encoded])
     batch = PackedRowsCollator(chat_tokenizer.pad_token_id)(list(rows))
     args = SFTConfig(str(tmp_path), use_cpu=True, report_to="none", gradient_checkpointing=False, bf16=False)
-    model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama)
+    if architecture == "llama":
+        model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama)
+    else:
+        model = soft_capped_gemma2(len(chat_tokenizer))
     trainer = PerplexitySFTTrainer(model=model, args=args, train_dataset=rows, processing_class=chat_tokenizer)
+    projected: list[int] = []
+    model.get_output_embeddings().register_forward_hook(lambda _, __, out: projected.append(out[..., 0].numel()))
 
     def loss_and_grads(compute_loss) -> tuple[torch.Tensor, list[torch.Tensor]]:
         model.zero_grad()
@@ -275,6 +304,9 @@ def test_the_reply_only_head_gives_the_full_heads_loss_and_gradients(tiny_chat_l
         return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     reply_only, reply_grads = loss_and_grads(PerplexitySFTTrainer.compute_loss)
+    scored = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    if architecture == "llama":
+        assert max(projected) == scored  # each row's reply positions, not the batch's union of them
     full, full_grads = loss_and_grads(SFTTrainer.compute_loss)
     assert torch.isclose(reply_only, full, rtol=1e-5), (reply_only, full)
     assert len(reply_grads) == len(full_grads) > 0
