@@ -191,6 +191,13 @@ def sft_recipe(checkpoint, data_dir, run_dir, **extra):
     }
 
 
+def lora_sft_recipe(checkpoint, data_dir, run_dir) -> dict:
+    """One epoch of LoRA SFT, its head saved whole: the run that preference tuning and GRPO start from."""
+    recipe = sft_recipe(checkpoint, data_dir, run_dir, name="sft")
+    recipe["training"]["epochs"] = 1
+    return recipe | {"peft": {"method": "lora", "r": 8, "modules_to_save": ["lm_head"]}}
+
+
 def toy_pairs(count: int, seed: int) -> list[dict]:
     """The right label is chosen, the wrong one rejected: separable from one word of the prompt."""
     pairs = []

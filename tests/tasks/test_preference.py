@@ -18,8 +18,8 @@ from finetune_kit.training.arguments import build_training_arguments
 from finetune_kit.training.trainer import build_trainer
 from tests.builders import (
     answer_or_evasion_pairs,
+    lora_sft_recipe,
     preference_recipe,
-    sft_recipe,
     toy_completions,
     toy_pairs,
     write_jsonl,
@@ -248,9 +248,7 @@ def test_a_missing_column_is_named(tiny_chat_llama, tmp_path, write_recipe, cli)
 def test_preference_after_an_sft_adapter_run_reports_the_chains_emissions(tiny_chat_llama, tmp_path, write_recipe, cli):
 
     sft_dir = tmp_path / "runs" / "sft"
-    sft = sft_recipe(tiny_chat_llama, tmp_path / "sft-data", sft_dir, name="sft")
-    sft |= {"peft": {"method": "lora", "r": 8, "modules_to_save": ["lm_head"]}}
-    sft["training"]["epochs"] = 1
+    sft = lora_sft_recipe(tiny_chat_llama, tmp_path / "sft-data", sft_dir)
     assert cli("train", write_recipe(sft, "sft.yaml")).exit_code == 0
 
     dpo_dir = tmp_path / "runs" / "dpo"

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tests.builders import sft_recipe, toy_chat_rows, toy_pairs, write_jsonl
+from tests.builders import lora_sft_recipe, toy_chat_rows, toy_pairs, write_jsonl
 from tests.test_serve import serving
 
 SHORT_REPLIES = """
@@ -140,9 +140,7 @@ def test_grpo_after_an_sft_adapter_run_starts_from_its_weights_and_reports_the_c
     """The SFT run's adapter is merged before the new one trains: greedy held-out answers before GRPO
     are the SFT run's own after-training answers, and the card adds up both runs' emissions."""
     sft_dir = tmp_path / "runs" / "sft"
-    sft = sft_recipe(tiny_chat_llama, tmp_path / "sft-data", sft_dir, name="sft")
-    sft |= {"peft": {"method": "lora", "r": 8, "modules_to_save": ["lm_head"]}}
-    sft["training"]["epochs"] = 1
+    sft = lora_sft_recipe(tiny_chat_llama, tmp_path / "sft-data", sft_dir)
     assert cli("train", write_recipe(sft, "sft.yaml")).exit_code == 0
     run_dir = tmp_path / "runs" / "grpo"
     recipe = grpo_recipe(sft_dir / "model", tmp_path, run_dir, [{"name": "label_match"}])
