@@ -45,11 +45,11 @@ class ReplyLogitsLoss(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        if return_outputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         targets = inputs["labels"][:, 1:]  # position p predicts token p + 1
         scored = targets != IGNORE_INDEX
         features = {key: value for key, value in inputs.items() if key != "labels"}
-        if return_outputs:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if self._head_runs_alone(model) and 0 < scored.sum() <= DENSE_SHARE * scored.numel():
             outputs = model(**features, use_cache=False, output_hidden_states=True, logits_to_keep=1)
             head = self.accelerator.unwrap_model(model).get_output_embeddings()
