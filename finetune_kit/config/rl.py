@@ -34,6 +34,12 @@ class RewardSpec(Section):
     weight: float = Field(1.0, description="Its share of the total reward (0 logs it without training on it)")
     pattern: str | None = Field(None, description="format: the regular expression a whole reply must match")
     max_words: PositiveInt | None = Field(None, description="length: replies longer than this lose reward")
+    tasks: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Score only rows whose `task` column is one of these (a mix of tasks, each with its own "
+        "reward); other rows are skipped by this reward. Default: every row",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> RewardSpec:
@@ -45,6 +51,8 @@ class RewardSpec(Section):
         for option, reward in (("pattern", "format"), ("max_words", "length")):
             if (getattr(self, option) is not None) != (self.name == reward):
                 raise ValueError(f"{option} is the {reward} reward's setting, which needs it")
+        if self.tasks is not None and self.run is not None:
+            raise ValueError("tasks: a reward model (run) scores every row; give tasks to a name or function reward")
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)

@@ -40,7 +40,14 @@ from finetune_kit.runs.folder import FinishedRun
 from finetune_kit.tasks.base import EndsTrainingEarly, SplitNamedMetrics, Task, TrainerSetup
 from finetune_kit.tasks.chat_decoder import ChatDecoder
 from finetune_kit.tasks.held_out import ScoredReplies
-from finetune_kit.tasks.rewards import RewardFunction, builtin_reward, check_rewards, user_reward
+from finetune_kit.tasks.rewards import (
+    TASK_COLUMN,
+    RewardFunction,
+    builtin_reward,
+    check_rewards,
+    for_tasks,
+    user_reward,
+)
 from finetune_kit.tasks.shared_prompts import replies_until_end, shared_prompt_generate, shared_prompt_logps
 
 PROBE_ROWS = 4  # training rows a user's reward function is tried on before training starts
@@ -156,7 +163,8 @@ class RewardCurves(TrainerCallback):
         self.curves = {}
         for entry in state.log_history:  # TRL logs the total as `reward`, each function as `rewards/<name>/mean`
             for key, value in entry.items():
-                if key == "reward" or (key.startswith("rewards/") and key.endswith("/mean")):
+                # None: no row of the window was this reward's (one scoped to some tasks of a mix)
+                if value is not None and (key == "reward" or (key.startswith("rewards/") and key.endswith("/mean"))):
                     name = key.removeprefix("rewards/").removesuffix("/mean")
                     self.curves.setdefault(name, []).append([entry["step"], round(value, 4)])
 
@@ -231,8 +239,38 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
             self.check_held_out(data["test"])
         if self.recipe.grpo.use_vllm:
             _require_vllm()
+        self._check_reward_tasks(data["train"])
         probe = data["train"].select(range(min(PROBE_ROWS, len(data["train"]))))
         self._check_functions(self.prompt_rows(probe, "data.train"))
+
+    def _check_reward_tasks(self, train: Dataset) -> None:
+        """Rewards given `tasks` select rows by their task: the rows need one, each named task must occur,
+        and when every reward is scoped, every row's task needs a reward (a row no reward scores teaches nothing)."""
+        scoped = {index: spec.tasks for index, spec in enumerate(self.recipe.grpo.rewards) if spec.tasks}
+        if not scoped:
+            return
+        if TASK_COLUMN not in train.column_names:
+            index = next(iter(scoped))
+            raise DataError(
+                f"grpo.rewards[{index}].tasks selects rows by their '{TASK_COLUMN}' column, which data.train lacks: "
+                f"give each row a '{TASK_COLUMN}' or drop tasks"
+            )
+        present = set(train[TASK_COLUMN])
+        for index, tasks in scoped.items():
+            missing = [task for task in tasks if task not in present]
+            if missing:
+                raise DataError(
+                    f"grpo.rewards[{index}].tasks: no data.train row has task '{missing[0]}' "
+                    f"(the rows' tasks: {', '.join(sorted(map(str, present)))})"
+                )
+        if len(scoped) == len(self.recipe.grpo.rewards):
+            covered = {task for tasks in scoped.values() for task in tasks}
+            for number, task in enumerate(train[TASK_COLUMN], 1):
+                if task not in covered:
+                    raise DataError(
+                        f"data.train row {number}: task '{task}' is scored by no reward (the rewards' tasks: "
+                        f"{', '.join(sorted(covered))}); add a reward for it or drop its rows"
+                    )
 
     def inspect_eval(self, rows: Dataset, where: str) -> None:
         self.prompt_rows(rows, where)
@@ -321,9 +359,9 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
             if spec.run is not None:
                 built.append(_reward_model(spec, f"grpo.rewards[{index}].run"))
             elif spec.function is not None:
-                built.append((user_reward(spec, Path.cwd()), None))
+                built.append((for_tasks(user_reward(spec, Path.cwd()), spec.tasks), None))
             else:
-                built.append((builtin_reward(spec, column), None))
+                built.append((for_tasks(builtin_reward(spec, column), spec.tasks), None))
         return built
 
     def _check_functions(self, probe: list[dict[str, Any]]) -> None:

@@ -24,6 +24,7 @@ from finetune_kit.tasks.generation_metrics import accuracy, entities, entity_f1,
 
 RewardFunction = Callable[..., list[float | None]]
 ReplyScorer = Callable[[str, str], float]  # (reply, reference) -> score
+TASK_COLUMN = "task"  # the column a reward's `tasks` selects rows by
 
 
 def reply_text(completion: str | list[dict[str, Any]]) -> str:
@@ -130,6 +131,34 @@ def user_reward(spec: RewardSpec, base_dir: Path) -> RewardFunction:
 
     reward.__name__ = spec.label
     return reward
+
+
+def for_tasks(function: RewardFunction, tasks: list[str] | None) -> RewardFunction:
+    """`function` scoring only the rows whose task is one of `tasks`, called on those rows alone (a user's
+    function never sees another task's replies); the other rows get None, which TRL leaves out of this
+    reward's mean and of their total, so each task of a mix trains on its own reward."""
+    if tasks is None:
+        return function
+    wanted = set(tasks)
+
+    def reward(completions: list, **columns: Any) -> list[float | None]:
+        rows = [index for index, task in enumerate(columns[TASK_COLUMN]) if task in wanted]
+        scores: list[float | None] = [None] * len(completions)
+        if rows:
+            per_row = {key: value for key, value in columns.items() if _is_per_row(value, len(completions))}
+            selected = {key: [value[index] for index in rows] for key, value in per_row.items()}
+            chosen = function(completions=[completions[index] for index in rows], **(columns | selected))
+            for index, score in zip(rows, chosen, strict=True):
+                scores[index] = score
+        return scores
+
+    reward.__name__ = function.__name__
+    return reward
+
+
+def _is_per_row(value: Any, rows: int) -> bool:
+    """A column TRL passes (one value per completion), not one of its helpers (trainer_state, log_metric)."""
+    return isinstance(value, list) and len(value) == rows
 
 
 def check_rewards(functions: list[RewardFunction], prompts: list, completions: list, columns: dict[str, list]) -> None:

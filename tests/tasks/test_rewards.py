@@ -11,7 +11,7 @@ from transformers import TrainerState
 
 from finetune_kit.config.rl import RewardSpec
 from finetune_kit.errors import DataError, RecipeError
-from finetune_kit.tasks.rewards import builtin_reward, check_rewards, reply_text, user_reward
+from finetune_kit.tasks.rewards import builtin_reward, check_rewards, for_tasks, reply_text, user_reward
 
 pytestmark = pytest.mark.unit
 
@@ -160,6 +160,30 @@ def test_a_user_file_imports_like_a_module(tmp_path):
     write_rewards(tmp_path, source)
     reward = user_reward(RewardSpec(function="my_rewards.py:exact"), tmp_path)
     assert call_like_trl(reward, ["a", "b"], False) == [1.0, 1.0]
+
+
+SEEN_PROMPTS = """
+def seen(prompts, completions, **kwargs):
+    assert set(kwargs["task"]) == {"ner"}, kwargs["task"]
+    return [float(prompt == "Find the entities.") for prompt in prompts]
+"""
+
+
+def test_a_reward_for_some_tasks_scores_only_their_rows_and_skips_the_others(tmp_path, conversational):
+    """In a mix, label_match scores the sentiment rows and a user function the NER rows, each called with
+    its own rows only (the function checks it never sees another task's), the others None for TRL to skip."""
+    tasks = ["sentiment", "ner", "sentiment", "ner"]
+    label = for_tasks(builtin_reward(RewardSpec(name="label_match"), "reference"), ["sentiment"])
+    replies = ["positive", "PER: Ada", "positive", "LOC: Paris"]
+    references = ["positive", "PER: Ada", "negative", "LOC: Paris"]
+    scores = call_like_trl(label, replies, conversational, reference=references, task=tasks)
+    assert scores == [1.0, None, 0.0, None] and label.__name__ == "label_match"
+
+    write_rewards(tmp_path, SEEN_PROMPTS)
+    seen = for_tasks(user_reward(RewardSpec(function="my_rewards.py:seen"), tmp_path), ["ner"])
+    rows = {"reference": references, "task": tasks, "prompts": ["Rate it."] + ["Find the entities."] * 3}
+    assert seen(completions=replies, trainer_state=TrainerState(), **rows) == [None, 1.0, None, 1.0]
+    assert seen(completions=replies[:1], **{key: value[:1] for key, value in rows.items()}) == [None]
 
 
 def recipe_error(tmp_path, function: str, source: str | None = None) -> str:

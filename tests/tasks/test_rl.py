@@ -158,6 +158,39 @@ def test_grpo_after_an_sft_adapter_run_starts_from_its_weights_and_reports_the_c
     assert f"emitted **{sum(grams):.3f} g CO2eq**: sft (sft, {grams[0]:.3f} g) → grpo (grpo" in card
 
 
+SHORT_ECHO_REPLIES = """
+def short(prompts, completions, **columns):
+    assert set(columns["task"]) == {"echo"}, columns["task"]
+    return [-len(completion[-1]["content"]) / 10 for completion in completions]
+"""
+
+
+def two_task_rows(count: int, seed: int) -> list[dict]:
+    """Sentiment rows, every other one relabelled as an 'echo' task that a reward of its own scores."""
+    rows = toy_chat_rows(count, seed)
+    return [row | {"task": "echo"} if index % 2 else row for index, row in enumerate(rows)]
+
+
+def test_grpo_on_a_mix_trains_each_task_on_its_own_reward(tiny_chat_llama, tmp_path, write_recipe, cli):
+    """label_match scores the sentiment rows, a user function the echo rows (it fails the run if it sees
+    another task's); both curves are kept, each the mean over its own rows."""
+    (tmp_path / "my_rewards.py").write_text(SHORT_ECHO_REPLIES)
+    run_dir = tmp_path / "runs" / "grpo"
+    rewards = [
+        {"name": "label_match", "tasks": ["sentiment"]},
+        {"function": str(tmp_path / "my_rewards.py:short"), "tasks": ["echo"]},
+    ]
+    recipe = grpo_recipe(tiny_chat_llama, tmp_path, run_dir, rewards)
+    recipe["data"]["train"] = str(write_jsonl(tmp_path / "mix" / "train.jsonl", two_task_rows(48, 1)))
+    recipe["data"]["validation"] = str(write_jsonl(tmp_path / "mix" / "validation.jsonl", two_task_rows(8, 2)))
+    recipe["training"]["max_steps"] = 4
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    curves = json.loads((run_dir / "metrics.json").read_text())["rewards"]
+    assert {"reward", "label_match", "short"} == curves.keys()
+    assert 0 <= curves["label_match"]["first"] <= 1 and curves["short"]["first"] < 0  # each its own rows' mean
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -167,6 +200,9 @@ def test_grpo_after_an_sft_adapter_run_starts_from_its_weights_and_reports_the_c
         ("bad_function", "returned 1 values for 4 completions"),
         ("groups", "must be a multiple of grpo.num_generations (3)"),
         ("reward_run", "a reward model is a `task: reward` run"),
+        ("unknown_task", "grpo.rewards[0].tasks: no data.train row has task 'sentimnt' (the rows' tasks: sentiment)"),
+        ("task_without_reward", "data.train row 2: task 'echo' is scored by no reward"),
+        ("reward_model_tasks", "tasks: a reward model (run) scores every row"),
     ],
 )
 def test_grpo_bad_input_exits_2_in_one_line_and_writes_nothing(
@@ -186,6 +222,13 @@ def test_grpo_bad_input_exits_2_in_one_line_and_writes_nothing(
         recipe["grpo"]["rewards"] = [{"function": str(tmp_path / "one.py:one")}]
     elif change == "groups":
         recipe["grpo"]["num_generations"] = 3
+    elif change == "unknown_task":
+        recipe["grpo"]["rewards"] = [{"name": "label_match", "tasks": ["sentimnt"]}]
+    elif change == "task_without_reward":
+        recipe["data"]["train"] = str(write_jsonl(tmp_path / "mix.jsonl", two_task_rows(8, 1)))
+        recipe["grpo"]["rewards"] = [{"name": "label_match", "tasks": ["sentiment"]}]
+    elif change == "reward_model_tasks":
+        recipe["grpo"]["rewards"] = [{"run": "runs/reward", "tasks": ["sentiment"]}]
     else:
         sft_like = tmp_path / "runs" / "not-reward"
         (sft_like / "model").mkdir(parents=True)
