@@ -347,7 +347,10 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
 
     def card_facts(self) -> dict[str, Any]:
         options = self.recipe.grpo
-        rewards = ", ".join(f"{spec.label} × {spec.weight:g}" for spec in options.rewards)
+        rewards = ", ".join(
+            f"{spec.label} × {spec.weight:g}" + (f" ({', '.join(spec.tasks)})" if spec.tasks else "")
+            for spec in options.rewards
+        )
         return {"rewards": rewards, "replies per prompt": options.num_generations, "KL weight (beta)": options.beta}
 
     @cached_property

@@ -184,7 +184,10 @@ def test_grpo_on_a_mix_trains_each_task_on_its_own_reward(tiny_chat_llama, tmp_p
     recipe["data"]["train"] = str(write_jsonl(tmp_path / "mix" / "train.jsonl", two_task_rows(48, 1)))
     recipe["data"]["validation"] = str(write_jsonl(tmp_path / "mix" / "validation.jsonl", two_task_rows(8, 2)))
     recipe["training"]["max_steps"] = 4
-    result = cli("train", write_recipe(recipe))
+    path = write_recipe(recipe)
+    validated = cli("validate", path)
+    assert "rewards: label_match × 1 (sentiment), short × 1 (echo)" in validated.stdout, validated.stdout
+    result = cli("train", path)
     assert result.exit_code == 0, result.stderr
     curves = json.loads((run_dir / "metrics.json").read_text())["rewards"]
     assert {"reward", "label_match", "short"} == curves.keys()
