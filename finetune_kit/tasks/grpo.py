@@ -239,23 +239,25 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
             self.check_held_out(data["test"])
         if self.recipe.grpo.use_vllm:
             _require_vllm()
-        self._check_reward_tasks(data["train"])
+        self._check_reward_tasks(data)
         probe = data["train"].select(range(min(PROBE_ROWS, len(data["train"]))))
         self._check_functions(self.prompt_rows(probe, "data.train"))
 
-    def _check_reward_tasks(self, train: Dataset) -> None:
-        """Rewards given `tasks` select rows by their task: the rows need one, each named task must occur,
-        and when every reward is scoped, every row's task needs a reward (a row no reward scores teaches nothing)."""
+    def _check_reward_tasks(self, data: DatasetDict) -> None:
+        """Rewards given `tasks` select rows by their task: the rows sampled from (train, validation) need one,
+        each named task must occur in train, and when every reward is scoped, every row's task needs a reward
+        (a row no reward scores teaches nothing)."""
         scoped = {index: spec.tasks for index, spec in enumerate(self.recipe.grpo.rewards) if spec.tasks}
         if not scoped:
             return
-        if TASK_COLUMN not in train.column_names:
-            index = next(iter(scoped))
-            raise DataError(
-                f"grpo.rewards[{index}].tasks selects rows by their '{TASK_COLUMN}' column, which data.train lacks: "
-                f"give each row a '{TASK_COLUMN}' or drop tasks"
-            )
-        present = set(train[TASK_COLUMN])
+        splits = {f"data.{name}": split for name, split in data.items() if name != "test"}
+        for where, split in splits.items():
+            if TASK_COLUMN not in split.column_names:
+                raise DataError(
+                    f"grpo.rewards[{next(iter(scoped))}].tasks selects rows by their '{TASK_COLUMN}' column, which "
+                    f"{where} lacks: give each row a '{TASK_COLUMN}' or drop tasks"
+                )
+        present = set(data["train"][TASK_COLUMN])
         for index, tasks in scoped.items():
             missing = [task for task in tasks if task not in present]
             if missing:
@@ -263,12 +265,14 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
                     f"grpo.rewards[{index}].tasks: no data.train row has task '{missing[0]}' "
                     f"(the rows' tasks: {', '.join(sorted(map(str, present)))})"
                 )
-        if len(scoped) == len(self.recipe.grpo.rewards):
-            covered = {task for tasks in scoped.values() for task in tasks}
-            for number, task in enumerate(train[TASK_COLUMN], 1):
+        if len(scoped) < len(self.recipe.grpo.rewards):
+            return
+        covered = {task for tasks in scoped.values() for task in tasks}
+        for where, split in splits.items():
+            for number, task in enumerate(split[TASK_COLUMN], 1):
                 if task not in covered:
                     raise DataError(
-                        f"data.train row {number}: task '{task}' is scored by no reward (the rewards' tasks: "
+                        f"{where} row {number}: task '{task}' is scored by no reward (the rewards' tasks: "
                         f"{', '.join(sorted(covered))}); add a reward for it or drop its rows"
                     )
 

@@ -206,6 +206,7 @@ def test_grpo_on_a_mix_trains_each_task_on_its_own_reward(tiny_chat_llama, tmp_p
         ("unknown_task", "grpo.rewards[0].tasks: no data.train row has task 'sentimnt' (the rows' tasks: sentiment)"),
         ("task_without_reward", "data.train row 2: task 'echo' is scored by no reward"),
         ("reward_model_tasks", "tasks: a reward model (run) scores every row"),
+        ("validation_without_task", "grpo.rewards[0].tasks selects rows by their 'task' column, which data.validation"),
     ],
 )
 def test_grpo_bad_input_exits_2_in_one_line_and_writes_nothing(
@@ -229,6 +230,10 @@ def test_grpo_bad_input_exits_2_in_one_line_and_writes_nothing(
         recipe["grpo"]["rewards"] = [{"name": "label_match", "tasks": ["sentimnt"]}]
     elif change == "task_without_reward":
         recipe["data"]["train"] = str(write_jsonl(tmp_path / "mix.jsonl", two_task_rows(8, 1)))
+        recipe["grpo"]["rewards"] = [{"name": "label_match", "tasks": ["sentiment"]}]
+    elif change == "validation_without_task":
+        rows = [{"messages": row["messages"]} for row in toy_chat_rows(8, seed=2)]
+        recipe["data"]["validation"] = str(write_jsonl(tmp_path / "untasked.jsonl", rows))
         recipe["grpo"]["rewards"] = [{"name": "label_match", "tasks": ["sentiment"]}]
     elif change == "reward_model_tasks":
         recipe["grpo"]["rewards"] = [{"run": "runs/reward", "tasks": ["sentiment"]}]
