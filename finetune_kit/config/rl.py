@@ -37,8 +37,8 @@ class RewardSpec(Section):
     tasks: list[str] | None = Field(
         None,
         min_length=1,
-        description="Score only rows whose `task` column is one of these (a mix of tasks, each with its own "
-        "reward); other rows are skipped by this reward. Default: every row",
+        description="Score only rows whose task (the column generation.group_column names, `task`) is one of "
+        "these (a mix of tasks, each with its own reward); other rows are skipped by this reward. Default: every row",
     )
 
     @model_validator(mode="after")

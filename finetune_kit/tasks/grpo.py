@@ -41,7 +41,6 @@ from finetune_kit.tasks.base import EndsTrainingEarly, SplitNamedMetrics, Task, 
 from finetune_kit.tasks.chat_decoder import ChatDecoder
 from finetune_kit.tasks.held_out import ScoredReplies
 from finetune_kit.tasks.rewards import (
-    TASK_COLUMN,
     RewardFunction,
     builtin_reward,
     check_rewards,
@@ -250,14 +249,15 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
         scoped = {index: spec.tasks for index, spec in enumerate(self.recipe.grpo.rewards) if spec.tasks}
         if not scoped:
             return
+        column = self.recipe.generation.group_column  # the column held-out scores are grouped by, too
         splits = {f"data.{name}": split for name, split in data.items() if name != "test"}
         for where, split in splits.items():
-            if TASK_COLUMN not in split.column_names:
+            if column not in split.column_names:
                 raise DataError(
-                    f"grpo.rewards[{next(iter(scoped))}].tasks selects rows by their '{TASK_COLUMN}' column, which "
-                    f"{where} lacks: give each row a '{TASK_COLUMN}' or drop tasks"
+                    f"grpo.rewards[{next(iter(scoped))}].tasks selects rows by their '{column}' column, which "
+                    f"{where} lacks: give each row a '{column}' (or set generation.group_column) or drop tasks"
                 )
-        present = set(data["train"][TASK_COLUMN])
+        present = set(data["train"][column])
         for index, tasks in scoped.items():
             missing = [task for task in tasks if task not in present]
             if missing:
@@ -269,7 +269,7 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
             return
         covered = {task for tasks in scoped.values() for task in tasks}
         for where, split in splits.items():
-            for number, task in enumerate(split[TASK_COLUMN], 1):
+            for number, task in enumerate(split[column], 1):
                 if task not in covered:
                     raise DataError(
                         f"{where} row {number}: task '{task}' is scored by no reward (the rewards' tasks: "
@@ -360,15 +360,15 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
     @cached_property
     def rewards(self) -> list[tuple[RewardFunction | PreTrainedModel, PreTrainedTokenizerBase | None]]:
         """Each reward as TRL takes it: a function, or a reward model with its tokenizer."""
-        column = self.recipe.data.reference_column
+        column, task_column = self.recipe.data.reference_column, self.recipe.generation.group_column
         built: list[tuple[Any, Any]] = []
         for index, spec in enumerate(self.recipe.grpo.rewards):
             if spec.run is not None:
                 built.append(_reward_model(spec, f"grpo.rewards[{index}].run"))
             elif spec.function is not None:
-                built.append((for_tasks(user_reward(spec, Path.cwd()), spec.tasks), None))
+                built.append((for_tasks(user_reward(spec, Path.cwd()), spec.tasks, task_column), None))
             else:
-                built.append((for_tasks(builtin_reward(spec, column), spec.tasks), None))
+                built.append((for_tasks(builtin_reward(spec, column), spec.tasks, task_column), None))
         return built
 
     def _check_functions(self, probe: list[dict[str, Any]]) -> None:

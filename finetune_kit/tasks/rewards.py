@@ -24,7 +24,6 @@ from finetune_kit.tasks.generation_metrics import accuracy, entities, entity_f1,
 
 RewardFunction = Callable[..., list[float | None]]
 ReplyScorer = Callable[[str, str], float]  # (reply, reference) -> score
-TASK_COLUMN = "task"  # the column a reward's `tasks` selects rows by
 
 
 def reply_text(completion: str | list[dict[str, Any]]) -> str:
@@ -133,16 +132,16 @@ def user_reward(spec: RewardSpec, base_dir: Path) -> RewardFunction:
     return reward
 
 
-def for_tasks(function: RewardFunction, tasks: list[str] | None) -> RewardFunction:
-    """`function` scoring only the rows whose task is one of `tasks`, called on those rows alone (a user's
-    function never sees another task's replies); the other rows get None, which TRL leaves out of this
-    reward's mean and of their total, so each task of a mix trains on its own reward."""
+def for_tasks(function: RewardFunction, tasks: list[str] | None, task_column: str) -> RewardFunction:
+    """`function` scoring only the rows whose task (`task_column`) is one of `tasks`, called on those rows
+    alone (a user's function never sees another task's replies); the other rows get None, which TRL leaves
+    out of this reward's mean and of their total, so each task of a mix trains on its own reward."""
     if tasks is None:
         return function
     wanted = set(tasks)
 
     def reward(completions: list, **columns: Any) -> list[float | None]:
-        rows = [index for index, task in enumerate(columns[TASK_COLUMN]) if task in wanted]
+        rows = [index for index, task in enumerate(columns[task_column]) if task in wanted]
         scores: list[float | None] = [None] * len(completions)
         if rows:
             per_row = {key: value for key, value in columns.items() if _is_per_row(value, len(completions))}

@@ -173,14 +173,14 @@ def test_a_reward_for_some_tasks_scores_only_their_rows_and_skips_the_others(tmp
     """In a mix, label_match scores the sentiment rows and a user function the NER rows, each called with
     its own rows only (the function checks it never sees another task's), the others None for TRL to skip."""
     tasks = ["sentiment", "ner", "sentiment", "ner"]
-    label = for_tasks(builtin_reward(RewardSpec(name="label_match"), "reference"), ["sentiment"])
+    label = for_tasks(builtin_reward(RewardSpec(name="label_match"), "reference"), ["sentiment"], "task")
     replies = ["positive", "PER: Ada", "positive", "LOC: Paris"]
     references = ["positive", "PER: Ada", "negative", "LOC: Paris"]
     scores = call_like_trl(label, replies, conversational, reference=references, task=tasks)
     assert scores == [1.0, None, 0.0, None] and label.__name__ == "label_match"
 
     write_rewards(tmp_path, SEEN_PROMPTS)
-    seen = for_tasks(user_reward(RewardSpec(function="my_rewards.py:seen"), tmp_path), ["ner"])
+    seen = for_tasks(user_reward(RewardSpec(function="my_rewards.py:seen"), tmp_path), ["ner"], "task")
     rows = {"reference": references, "task": tasks, "prompts": ["Rate it."] + ["Find the entities."] * 3}
     assert seen(completions=replies, trainer_state=TrainerState(), **rows) == [None, 1.0, None, 1.0]
     assert seen(completions=replies[:1], **{key: value[:1] for key, value in rows.items()}) == [None]
