@@ -16,6 +16,7 @@ from finetune_kit.config.section import Section
 BuiltinReward = Literal["label_match", "bleu", "chrf", "rougeL", "entity_f1", "format", "length"]
 REFERENCE_REWARDS = ("label_match", "bleu", "chrf", "rougeL", "entity_f1")  # compare a reply with the row's reference
 GrpoLoss = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"]
+RewardScaling = Literal["group", "batch", "none"]
 
 
 class RewardSpec(Section):
@@ -79,6 +80,11 @@ class GrpoOptions(Section):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the replies")
     max_completion_length: PositiveInt = Field(64, description="Longest reply sampled, in tokens")
     loss_type: GrpoLoss = Field("dapo", description="grpo, dr_grpo, dapo (TRL's default), bnpo, cispo, sapo")
+    scale_rewards: RewardScaling = Field(
+        "group",
+        description="Advantages divided by the reward spread of each group (TRL's default), of the whole batch "
+        "(PPO Lite), or not at all (Dr. GRPO): group weighs a group with one odd reply as much as an even split",
+    )
     use_vllm: bool = Field(False, description="Generate with vLLM (needs a GPU and the vllm package)")
     disable_dropout: bool = Field(
         True,

@@ -324,6 +324,7 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
             "temperature": options.temperature,
             "max_completion_length": options.max_completion_length,
             "loss_type": options.loss_type,
+            "scale_rewards": options.scale_rewards,
             "use_vllm": options.use_vllm,
             "disable_dropout": options.disable_dropout,
             "reward_weights": [spec.weight for spec in options.rewards],

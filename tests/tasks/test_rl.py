@@ -199,6 +199,7 @@ def test_grpo_on_a_mix_trains_each_task_on_its_own_reward(tiny_chat_llama, tmp_p
     [
         ("prompt_only", "data.train row 1: no reference reply for the label_match reward"),
         ("unknown_reward", "grpo.rewards.0.name"),
+        ("unknown_scaling", "grpo.scale_rewards"),
         ("missing_function", "no_such.py"),
         ("bad_function", "returned 1 values for 4 completions"),
         ("groups", "must be a multiple of grpo.num_generations (3)"),
@@ -219,6 +220,8 @@ def test_grpo_bad_input_exits_2_in_one_line_and_writes_nothing(
         recipe["data"]["train"] = str(write_jsonl(tmp_path / "prompts.jsonl", rows))
     elif change == "unknown_reward":
         recipe["grpo"]["rewards"] = [{"name": "label_matches", "weight": 2}]
+    elif change == "unknown_scaling":
+        recipe["grpo"]["scale_rewards"] = "std"
     elif change == "missing_function":
         recipe["grpo"]["rewards"] = [{"function": "no_such.py:score"}]
     elif change == "bad_function":
