@@ -189,6 +189,7 @@ def run_toolkit(
         "data.test": "null",
         "training.epochs": epochs,
         "training.batch_size": packed_rows,
+        "training.gradient_accumulation_steps": 1,  # packed_rows a step, in one pass
         "training.eval_strategy": "no",
         "training.seed": seed,
         **recipe_sets,
