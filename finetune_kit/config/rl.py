@@ -83,7 +83,7 @@ class GrpoOptions(Section):
     scale_rewards: RewardScaling = Field(
         "group",
         description="Advantages divided by the reward spread of each group (TRL's default), of the whole batch "
-        "(PPO Lite), or not at all (Dr. GRPO): group weighs a group with one odd reply as much as an even split",
+        "(PPO Lite), or not at all (Dr. GRPO); group lifts even a group with one odd reply to unit spread",
     )
     use_vllm: bool = Field(False, description="Generate with vLLM (needs a GPU and the vllm package)")
     disable_dropout: bool = Field(
