@@ -22,6 +22,11 @@ def stock_trainer_class() -> type[GRPOTrainer]:
     class StockGRPOTrainer(SplitNamedMetrics, GRPOTrainer):
         """TRL's trainer with the toolkit's metric names, as the toolkit's trainer has them."""
 
+        def __init__(self, *args, oversample: int = 1, **kwargs) -> None:
+            if oversample != 1:
+                raise SystemExit("stock_grpo: TRL's trainer trains every group it samples: leave grpo.oversample at 1")
+            super().__init__(*args, **kwargs)
+
     return StockGRPOTrainer
 
 

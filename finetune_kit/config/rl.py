@@ -72,7 +72,8 @@ class RewardSpec(Section):
 
 
 class GrpoOptions(Section):
-    """GRPO's settings: TRL's `GRPOConfig` fields of the same names, and the toolkit's `stop_without_signal`."""
+    """GRPO's settings: TRL's `GRPOConfig` fields of the same names, and the toolkit's `oversample` and
+    `stop_without_signal`."""
 
     rewards: list[RewardSpec] = Field(min_length=1, description="What a reply is scored by, with weights")
     num_generations: int = Field(8, ge=2, description="Replies sampled per prompt; rewards are compared among them")
@@ -84,6 +85,12 @@ class GrpoOptions(Section):
         "group",
         description="Advantages divided by the reward spread of each group (TRL's default), of the whole batch "
         "(PPO Lite), or not at all (Dr. GRPO); group lifts even a group with one odd reply to unit spread",
+    )
+    oversample: PositiveInt = Field(
+        1,
+        description="Sample replies for this many times the prompts a step trains on, and train on the groups "
+        "whose replies earned different rewards, up to training.batch_size replies (DAPO's dynamic sampling): "
+        "the others have no advantage and, with beta 0, no gradient",
     )
     use_vllm: bool = Field(False, description="Generate with vLLM (needs a GPU and the vllm package)")
     disable_dropout: bool = Field(

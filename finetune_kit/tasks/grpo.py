@@ -39,6 +39,7 @@ from finetune_kit.progress import SILENT, Progress
 from finetune_kit.runs.folder import FinishedRun
 from finetune_kit.tasks.base import EndsTrainingEarly, SplitNamedMetrics, Task, TrainerSetup
 from finetune_kit.tasks.chat_decoder import ChatDecoder
+from finetune_kit.tasks.dynamic_sampling import rows_with_signal, select_rows
 from finetune_kit.tasks.held_out import ScoredReplies
 from finetune_kit.tasks.rewards import (
     RewardFunction,
@@ -66,7 +67,42 @@ def grpo_trainer_class() -> type[Trainer]:
     from trl.models import unwrap_model_for_generation
 
     class RewardedGRPOTrainer(SplitNamedMetrics, GRPOTrainer):
-        """TRL's GRPOTrainer computing each group's prompt once, in sampling and in scoring."""
+        """TRL's GRPOTrainer computing each group's prompt once, in sampling and in scoring, and training
+        only on the groups with a learning signal when it samples more prompts than a step trains on."""
+
+        def __init__(self, *args: Any, oversample: int = 1, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.oversample = oversample
+            self.prompts_computed_once = False  # set by each sampling: how its prompts' tokens were counted
+
+        def _generate_and_score_completions(self, inputs):
+            """In training with `grpo.oversample` > 1: the sampled batch cut to the groups whose replies
+            earned different rewards, as many as a step trains on (`dynamic_sampling`)."""
+            batch = super()._generate_and_score_completions(inputs)
+            if not self.model.training or self.oversample == 1:
+                return batch
+            total = batch["advantages"].size(0)
+            keep_groups = total // self.oversample // self.num_generations
+            rows = rows_with_signal(
+                batch["advantages"], self.num_generations, keep_groups, self.args.steps_per_generation
+            )
+            kept = select_rows(batch, rows, total)
+            loss_mask = kept["completion_mask"] * kept.get("tool_mask", 1)
+            kept["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+            self._uncount_dropped_rows(batch, rows, total)
+            self._metrics["train"]["groups_trained"].append(rows.numel() / self.num_generations)
+            return kept
+
+        def _uncount_dropped_rows(self, batch: dict[str, Any], rows: torch.Tensor, total: int) -> None:
+            """Training tokens (tokens/s, MFU) leave out the rows sampled but not trained on: their
+            replies, and their prompts as counted (once a group where it was computed once)."""
+            dropped = torch.ones(total, dtype=torch.bool, device=batch["prompt_mask"].device)
+            dropped[rows.to(dropped.device)] = False
+            prompt_tokens = batch["prompt_mask"][dropped].sum()
+            if self.prompts_computed_once:
+                prompt_tokens = prompt_tokens // self.num_generations
+            tokens = prompt_tokens + batch["completion_mask"][dropped].sum()
+            self.state.num_input_tokens_seen -= self.accelerator.gather(tokens).sum().item()
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
             """Sampling, timed in training: its tokens and seconds are logged per window (TRL averages
@@ -91,6 +127,7 @@ def grpo_trainer_class() -> type[Trainer]:
                 or self.is_deepspeed_enabled
                 or self.is_fsdp_enabled
             ):
+                self.prompts_computed_once = False
                 return super()._generate_single_turn(
                     prompt_ids, images, multimodal_fields, num_generations, has_tool_images
                 )
@@ -110,7 +147,8 @@ def grpo_trainer_class() -> type[Trainer]:
                 generated = shared_prompt_generate(
                     model, prompts["input_ids"], prompts["attention_mask"], self.generation_config
                 )
-            if self.model.training and not self.args.activation_checkpointing:
+            self.prompts_computed_once = not self.args.activation_checkpointing
+            if self.model.training and self.prompts_computed_once:
                 # TRL counts every row's prompt; each group's was computed once (tokens/s and MFU follow)
                 repeated = sum(map(len, prompt_ids)) - sum(map(len, {tuple(ids) for ids in prompt_ids}))
                 counts = self.accelerator.gather(torch.tensor([repeated], device=self.accelerator.device))
@@ -330,9 +368,15 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
             "reward_weights": [spec.weight for spec in options.rewards],
             "prediction_loss_only": True,
             "train_sampling_strategy": "random",  # GRPO repeats each prompt for its group: no length groups
+            # sampled a step: oversample times what it trains on (the trainer keeps training.batch_size replies)
+            "per_device_train_batch_size": self.recipe.training.batch_size * options.oversample,
         }
-        rewards = {"reward_funcs": list(functions), "reward_processing_classes": list(tokenizers)}
-        return TrainerSetup(grpo_trainer, GRPOConfig, arguments, remove_unused_columns=False, trainer_kwargs=rewards)
+        own = {
+            "reward_funcs": list(functions),
+            "reward_processing_classes": list(tokenizers),
+            "oversample": options.oversample,
+        }
+        return TrainerSetup(grpo_trainer, GRPOConfig, arguments, remove_unused_columns=False, trainer_kwargs=own)
 
     def training_callbacks(self, write_log: Any) -> list[TrainerCallback]:
         del write_log

@@ -98,6 +98,23 @@ def test_grpo_raises_a_user_functions_reward_and_keeps_its_curve(tiny_chat_llama
     assert "co2_eq_emissions" in card and "| short |" in card and "of validation reward cost" in card
 
 
+def test_grpo_oversampling_trains_on_the_groups_with_a_reward_spread(tiny_chat_llama, tmp_path, write_recipe, cli):
+    """grpo.oversample 3: a step samples replies for three times its two prompts and trains on at most two of
+    those groups, the ones whose replies earned different rewards; an epoch of 96 prompts takes 16 steps."""
+    (tmp_path / "my_rewards.py").write_text(SHORT_REPLIES)
+    run_dir = tmp_path / "runs" / "grpo"
+    recipe = grpo_recipe(tiny_chat_llama, tmp_path, run_dir, [{"function": str(tmp_path / "my_rewards.py:short")}])
+    recipe["grpo"]["oversample"] = 3
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["validation"]["reward"] > metrics["before_training"]["reward"] + 0.2
+    assert metrics["train"]["steps"] == 16
+    logs = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    trained = [entry["groups_trained"] for entry in logs if "groups_trained" in entry]
+    assert len(trained) == 8 and all(1 <= groups <= 2 for groups in trained)
+
+
 EQUAL_REWARDS = """
 def equal(prompts, completions, **columns):
     return [1.0 for _ in completions]
