@@ -72,8 +72,8 @@ class RewardSpec(Section):
 
 
 class GrpoOptions(Section):
-    """GRPO's settings: TRL's `GRPOConfig` fields of the same names, and the toolkit's `oversample` and
-    `stop_without_signal`."""
+    """GRPO's settings: TRL's `GRPOConfig` fields of the same names, and the toolkit's `oversample`,
+    `reference_guidance` and `stop_without_signal`."""
 
     rewards: list[RewardSpec] = Field(min_length=1, description="What a reply is scored by, with weights")
     num_generations: int = Field(8, ge=2, description="Replies sampled per prompt; rewards are compared among them")
@@ -92,6 +92,12 @@ class GrpoOptions(Section):
         "whose replies earned different rewards, up to training.batch_size replies (DAPO's dynamic sampling): "
         "the others have no advantage and, with beta 0, no gradient",
     )
+    reference_guidance: bool = Field(
+        False,
+        description="Where none of a group's sampled replies is the row's reference reply, put the reference "
+        "in place of the last one (off-policy guidance, as LUFFY): prompts the model answers wrong every time "
+        "then teach it too. Every row needs a reference; not with use_vllm",
+    )
     use_vllm: bool = Field(False, description="Generate with vLLM (needs a GPU and the vllm package)")
     disable_dropout: bool = Field(
         True,
@@ -103,6 +109,12 @@ class GrpoOptions(Section):
         description="With beta 0: stop once every group's replies earned equal rewards for this many logging "
         "windows in a row (no gradient is left); null: never",
     )
+
+    @model_validator(mode="after")
+    def _guidance_samples_here(self) -> GrpoOptions:
+        if self.reference_guidance and self.use_vllm:
+            raise ValueError("reference_guidance replaces replies this process samples: set use_vllm false")
+        return self
 
 
 class GrpoData(SftData):

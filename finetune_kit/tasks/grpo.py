@@ -41,6 +41,7 @@ from finetune_kit.tasks.base import EndsTrainingEarly, SplitNamedMetrics, Task, 
 from finetune_kit.tasks.chat_decoder import ChatDecoder
 from finetune_kit.tasks.dynamic_sampling import rows_with_signal, select_rows
 from finetune_kit.tasks.held_out import ScoredReplies
+from finetune_kit.tasks.reference_guidance import guided_replies
 from finetune_kit.tasks.rewards import (
     RewardFunction,
     builtin_reward,
@@ -67,17 +68,23 @@ def grpo_trainer_class() -> type[Trainer]:
     from trl.models import unwrap_model_for_generation
 
     class RewardedGRPOTrainer(SplitNamedMetrics, GRPOTrainer):
-        """TRL's GRPOTrainer computing each group's prompt once, in sampling and in scoring, and training
-        only on the groups with a learning signal when it samples more prompts than a step trains on."""
+        """TRL's GRPOTrainer computing each group's prompt once, in sampling and in scoring, training only on
+        the groups with a learning signal when it samples more prompts than a step trains on, and giving
+        the groups that hold no reference reply the reference (`grpo.reference_guidance`)."""
 
-        def __init__(self, *args: Any, oversample: int = 1, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, oversample: int = 1, guidance_column: str | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.oversample = oversample
+            self.guidance_column = guidance_column  # the rows' reference replies, when they guide groups
+            self.references: list[str] = []  # the reference of each row being sampled for
             self.prompts_computed_once = False  # set by each sampling: how its prompts' tokens were counted
 
         def _generate_and_score_completions(self, inputs):
             """In training with `grpo.oversample` > 1: the sampled batch cut to the groups whose replies
-            earned different rewards, as many as a step trains on (`dynamic_sampling`)."""
+            earned different rewards, as many as a step trains on (`dynamic_sampling`). The rows' references
+            are kept for sampling to guide with."""
+            if self.guidance_column is not None:
+                self.references = [row[self.guidance_column] for row in inputs]
             batch = super()._generate_and_score_completions(inputs)
             if not self.model.training or self.oversample == 1:
                 return batch
@@ -114,6 +121,16 @@ def grpo_trainer_class() -> type[Trainer]:
             if self.model.training:
                 self._metrics["train"]["sampling/seconds"].append(time.perf_counter() - started)
                 self._metrics["train"]["sampling/tokens"].append(float(sum(map(len, replies))))
+            if self.model.training and self.guidance_column is not None:
+                replies, guided = guided_replies(
+                    replies,
+                    self.references,
+                    num_generations,
+                    self.processing_class,
+                    self.processing_class.eos_token_id,
+                    self.max_completion_length,
+                )
+                self._metrics["train"]["groups_guided"].append(guided * num_generations / len(replies))
             return replies, logprobs
 
         def _sample_replies(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images):
@@ -324,7 +341,9 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
         reference_column = data.reference_column
         prompt_only = "prompt" in rows.column_names and "completion" not in rows.column_names
         layout = None if prompt_only else detect_format(rows.column_names, data.conversation_format, where)
-        needs_reference = [s.name for s in self.recipe.grpo.rewards if s.name in REFERENCE_REWARDS]
+        needs_reference = [f"{s.name} reward" for s in self.recipe.grpo.rewards if s.name in REFERENCE_REWARDS]
+        if self.recipe.grpo.reference_guidance:
+            needs_reference.append("grpo.reference_guidance")
         examples = []
         for number, row in enumerate(rows, 1):
             at = f"{where} row {number}"
@@ -334,7 +353,7 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
                 prompt, reference = _split_last_reply(to_messages(row, layout, data.system_prompt, at))
             if reference is None and needs_reference:
                 raise DataError(
-                    f"{at}: no reference reply for the {needs_reference[0]} reward; give each row an assistant "
+                    f"{at}: no reference reply for the {needs_reference[0]}; give each row an assistant "
                     f"reply or a '{reference_column}' column"
                 )
             extra = {k: v for k, v in row.items() if isinstance(v, str | int | float | bool) and k != "prompt"}
@@ -375,6 +394,7 @@ class GrpoTask(ChatDecoder, ScoredReplies, Task):
             "reward_funcs": list(functions),
             "reward_processing_classes": list(tokenizers),
             "oversample": options.oversample,
+            "guidance_column": self.recipe.data.reference_column if options.reference_guidance else None,
         }
         return TrainerSetup(grpo_trainer, GRPOConfig, arguments, remove_unused_columns=False, trainer_kwargs=own)
 

@@ -115,6 +115,23 @@ def test_grpo_oversampling_trains_on_the_groups_with_a_reward_spread(tiny_chat_l
     assert len(trained) == 8 and all(1 <= groups <= 2 for groups in trained)
 
 
+def test_reference_guidance_teaches_a_label_the_model_never_samples(tiny_chat_llama, tmp_path, write_recipe, cli):
+    """The untrained model never samples the exact label, so every group earns label_match 0 and plain GRPO has
+    no gradient; with grpo.reference_guidance each such group gets the reference, and the model learns the labels."""
+    run_dir = tmp_path / "runs" / "grpo"
+    recipe = grpo_recipe(tiny_chat_llama, tmp_path, run_dir, [{"name": "label_match"}])
+    recipe["grpo"] |= {"reference_guidance": True, "max_completion_length": 4}
+    recipe["training"]["epochs"] = 2
+    result = cli("train", write_recipe(recipe))
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["before_training"]["rewards/label_match/mean"] == 0
+    assert metrics["validation"]["rewards/label_match/mean"] >= 0.25
+    logs = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    guided = [entry["groups_guided"] for entry in logs if "groups_guided" in entry]
+    assert guided[0] == 1 and guided[-1] < 0.5  # every group at first, few once the model samples the label
+
+
 EQUAL_REWARDS = """
 def equal(prompts, completions, **columns):
     return [1.0 for _ in completions]
@@ -215,6 +232,8 @@ def test_grpo_on_a_mix_trains_each_task_on_its_own_reward(tiny_chat_llama, tmp_p
     ("change", "message"),
     [
         ("prompt_only", "data.train row 1: no reference reply for the label_match reward"),
+        ("guidance_without_reference", "data.train row 1: no reference reply for the grpo.reference_guidance"),
+        ("guidance_with_vllm", "reference_guidance replaces replies this process samples: set use_vllm false"),
         ("unknown_reward", "grpo.rewards.0.name"),
         ("unknown_scaling", "grpo.scale_rewards"),
         ("missing_function", "no_such.py"),
@@ -235,6 +254,12 @@ def test_grpo_bad_input_exits_2_in_one_line_and_writes_nothing(
     if change == "prompt_only":
         rows = [{"prompt": row["messages"][0]["content"]} for row in toy_chat_rows(8)]
         recipe["data"]["train"] = str(write_jsonl(tmp_path / "prompts.jsonl", rows))
+    elif change == "guidance_without_reference":
+        rows = [{"prompt": row["messages"][0]["content"]} for row in toy_chat_rows(8)]
+        recipe["data"]["train"] = str(write_jsonl(tmp_path / "prompts.jsonl", rows))
+        recipe["grpo"] |= {"rewards": [{"name": "format", "pattern": "positive|negative"}], "reference_guidance": True}
+    elif change == "guidance_with_vllm":
+        recipe["grpo"] |= {"reference_guidance": True, "use_vllm": True}
     elif change == "unknown_reward":
         recipe["grpo"]["rewards"] = [{"name": "label_matches", "weight": 2}]
     elif change == "unknown_scaling":
