@@ -43,6 +43,7 @@ def main() -> None:
         run = inference.open_run(run_dir)
         device = next(run.model.parameters()).device
         with autocast(resolve_precision(run.recipe.training.precision), device):
+            # the task's held-out scoring alone, which a run also does before it trains
             scored = run.task.results_before_training(run.model, run.tokenizer, DatasetDict(test=rows))
         scores = scored["generation"]
         seconds = time.perf_counter() - started

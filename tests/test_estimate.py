@@ -103,8 +103,9 @@ def test_budget_refuses_a_run_its_estimate_exceeds_and_forced_runs_stop_near_it(
     recipe, run_dir, budget = budgeted_recipe(cli, write_recipe, tmp_path, tiny_bert, "budget")
     path = write_recipe(recipe)
     # The run calibrates again before training: on a machine whose other cores come and go (parallel tests), its
-    # estimate can be half the first one. A quarter of that one is refused however the speed moves between them.
-    refusal_budget = float(f"{budget / 2:.2g}")
+    # estimate has come out at less than a quarter of the first one (a CI run). A hundredth of that one is refused
+    # however the speed moves between them.
+    refusal_budget = float(f"{budget / 50:.2g}")
     refusing = recipe | {"emissions": recipe["emissions"] | {"max_co2_g": refusal_budget}}
     refused = cli("train", write_recipe(refusing, "refused.yaml"))
     assert refused.exit_code == 2
