@@ -3,13 +3,16 @@ p99 latency, requests/s, texts/s, errors, the server's mean micro-batch, and its
 requests (read from /metrics). A chat run also reports generated tokens/s, its mean decode and prefill
 batches, and each load's tokens/s against 1 client's: what continuous batching gains. `--soak` keeps C
 clients going for minutes while the server's resident memory is sampled: flat memory means no leak
-per request. Method: bench/README.md.
+per request. `--agreement N` asks N greedy chat questions alone and then together and counts the
+replies that agree. Method: docs/benchmarks/inference.md.
 
 The server runs in a second process (started here from a run folder, or given with --url/--pid);
 this process only sends requests, with one async httpx client.
 
     python bench/serve_load.py runs/sst2-demo [--seconds 10] [--clients 1 8 64] [--texts-per-request 1]
     python bench/serve_load.py runs/smollm2-sft-lora --clients 1 8 --seconds 20 --max-tokens 64
+    python bench/serve_load.py runs/smollm2-sft-lora --clients 1 8 --chat-precision fp32   # the batch-invariant one
+    python bench/serve_load.py runs/smollm2-sft-lora --agreement 16 --max-tokens 48 --ask describe
     python bench/serve_load.py runs/sst2-demo --soak 30 --clients 8
     python bench/serve_load.py --url http://127.0.0.1:8000 --pid 12345 --soak 30 --clients 8
 """
@@ -196,6 +199,24 @@ async def measure(target: Target, args: argparse.Namespace) -> list[dict]:
     return results
 
 
+async def agreement(target: Target, args: argparse.Namespace) -> dict:
+    """Greedy chat replies to the same `--agreement` prompts, asked one at a time and then all at once:
+    how many are the same text. Batching changes a reply only through float rounding, which in bf16 can
+    tip a near tie between two tokens and in fp32 does not."""
+    bodies = request_bodies("sft", 1, args.max_tokens, args.ask)
+    asked = [next(bodies) for _ in range(args.agreement)]
+
+    async def reply(body: dict) -> str:
+        response = (await target.client.post("/v1/chat/completions", json=body)).raise_for_status()
+        return response.json()["choices"][0]["message"]["content"]
+
+    alone = [await reply(body) for body in asked]
+    together = await asyncio.gather(*(reply(body) for body in asked))
+    result = {"same_alone_and_batched": sum(a == b for a, b in zip(alone, together, strict=True)), "of": len(asked)}
+    print(json.dumps(result), flush=True)
+    return result
+
+
 async def soak(target: Target, args: argparse.Namespace) -> dict:
     """C clients for `--soak` minutes after `--warmup` seconds of the same load (the server's
     allocations settle: batches of every size seen, buffers grown and released); resident memory
@@ -247,10 +268,15 @@ async def main(args: argparse.Namespace) -> None:
         if args.run_dir is None:
             sys.exit("give a run folder to serve, or --url and --pid of a running server")
         serve_options = ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
-        serve_options += ["--max-chat-batch", str(args.max_chat_batch)]
+        serve_options += ["--max-chat-batch", str(args.max_chat_batch), "--chat-precision", args.chat_precision]
         target = Target.start(args.run_dir, serve_options, args.server_threads)
     try:
-        results = await soak(target, args) if args.soak else await measure(target, args)
+        if args.soak:
+            results = await soak(target, args)
+        elif args.agreement:
+            results = await agreement(target, args)
+        else:
+            results = await measure(target, args)
     finally:
         summary = await target.close()
     if summary:
@@ -273,9 +299,15 @@ if __name__ == "__main__":
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--max-chat-batch", type=int, default=8, help="Chat runs: replies decoded together")
     parser.add_argument(
+        "--chat-precision", default="auto", help="Chat runs: the weights' precision (serve --chat-precision)"
+    )
+    parser.add_argument(
         "--server-threads",
         type=int,
         help="Torch threads of the server started here (OMP_NUM_THREADS; default: all cores)",
+    )
+    parser.add_argument(
+        "--agreement", type=int, metavar="N", help="Chat runs: N greedy replies alone, then together: how many agree"
     )
     parser.add_argument("--soak", type=float, metavar="MINUTES", help="One long load, sampling the server's memory")
     parser.add_argument("--warmup", type=float, default=60.0, help="Soak: seconds of the same load before sampling")

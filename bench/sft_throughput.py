@@ -18,7 +18,7 @@ Two data shapes: the instruction mix (long DialogSum rows beside one-word SST-2 
 single-task chat (`scripts/instruction_mix.py --tasks sst2`: every conversation about 70 tokens).
 
     python bench/sft_throughput.py --mix-dir data/instruction_mix [--rows 300] [--eval-rows 50] [--test-rows 200]
-        [--seeds 0 1 2]
+        [--seeds 0 1 2] [--held-out data/sst2_dev872/test.jsonl --test-rows 872]
     python bench/sft_throughput.py --mix-dir data/instruction_mix --toolkit-only --set chat.packing=false \
         --set training.batch_size=10     # a toolkit variant alone, to set beside an earlier table
 """
@@ -235,6 +235,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300, help="Training conversations (seeded sample)")
     parser.add_argument("--eval-rows", type=int, default=50, help="Validation conversations")
     parser.add_argument("--test-rows", type=int, default=200, help="Held-out prompts scored by label accuracy")
+    parser.add_argument(
+        "--held-out",
+        type=Path,
+        help="Held-out file in the mix's form (default: the mix's test.jsonl); a larger one narrows the error",
+    )
     parser.add_argument("--epochs", type=float, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="Training seeds (rows stay the same)")
     parser.add_argument(
@@ -249,7 +254,7 @@ def main() -> None:
     train = sample(args.mix_dir / "train.jsonl", args.rows, 0, work / "train.jsonl")
     validation = sample(args.mix_dir / "validation.jsonl", args.eval_rows, 0, work / "validation.jsonl")
     system = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))["data"]["system_prompt"]
-    held_out = accuracy_prompts(args.mix_dir / "test.jsonl", args.test_rows, system)
+    held_out = accuracy_prompts(args.held_out or args.mix_dir / "test.jsonl", args.test_rows, system)
     results = []
     print(
         f"{'run':30} {'conv/s':>7} {'tokens/s':>9} {'MFU':>6} {'train s':>8} {'steps':>6} "

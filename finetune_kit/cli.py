@@ -57,6 +57,15 @@ class Backend(str, Enum):
     ONNX_INT8 = "onnx-int8"
 
 
+class ChatPrecision(str, Enum):
+    """The weights' precision `serve` decodes chat replies in."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
 class ExportFormat(str, Enum):
     ONNX = "onnx"
 
@@ -437,6 +446,13 @@ def serve(
     backend: Annotated[
         Backend, typer.Option(help="pytorch, or the run's ONNX export (`finetune-kit export` first): onnx, onnx-int8")
     ] = Backend.PYTORCH,
+    chat_precision: Annotated[
+        ChatPrecision,
+        typer.Option(
+            help="Weights for chat replies: auto (the run's training precision on this machine), fp32 (a greedy "
+            "reply is the same token for token alone or batched), bf16, fp16 (GPU)"
+        ),
+    ] = ChatPrecision.AUTO,
 ) -> None:
     """Serve a finished run over HTTP: POST /predict (classification, NER, SetFit, embeddings; concurrent
     requests are micro-batched), POST /score (reward models: a score per prompt and reply), POST
@@ -445,9 +461,13 @@ def serve(
     (Prometheus: requests, latency, batch sizes, energy and CO2). Ctrl-C stops."""
     from finetune_kit.serving import RunServer, ServeOptions
 
-    options = ServeOptions(host, port, max_batch_size, max_wait_ms, max_text_chars, max_chat_batch, backend.value)
+    options = ServeOptions(
+        host, port, max_batch_size, max_wait_ms, max_text_chars, max_chat_batch, backend.value, chat_precision.value
+    )
     server = RunServer.open(run_dir, options)
-    console.print(f"serving {run_dir} ({server.service.task}, {backend.value}) at {server.url}", markup=False)
+    chats = server.service.chats
+    engine = f"{backend.value}, {chats.precision}" if chats else backend.value
+    console.print(f"serving {run_dir} ({server.service.task}, {engine}) at {server.url}", markup=False)
     console.print(f"  {'  '.join(server.routes)}; Ctrl-C stops", markup=False, highlight=False)
     if server.exposed:
         console.print("[yellow]listening beyond this machine: anyone who reaches it can use the model[/]")

@@ -487,6 +487,10 @@ def test_serve_refuses_what_it_cannot_serve_in_one_line(classification_run, chat
     assert "ONNX export covers classification, NER and embedding runs" in result.error_lines[0]
     result = cli("serve", classification_run, "--backend", "tpu")
     assert result.exit_code == 2 and "'tpu' is not one of" in " ".join(result.stderr.split())
+    if not torch.cuda.is_available():
+        result = cli("serve", chat_run, "--port", "0", "--chat-precision", "fp16")
+        assert result.exit_code == 2
+        assert result.error_lines == ["error: --chat-precision fp16: needs a GPU; on a CPU use bf16 or fp32"]
 
 
 def test_runs_it_has_no_route_for_are_refused_at_start(tiny_gpt2, tmp_path, cli):

@@ -11,8 +11,9 @@ to the longer of the two and stacked. A reply leaves the batch when it ends (a s
 max_tokens) or its client has gone. At most `max_batch` replies decode together; later ones wait
 for a free slot, so the KV cache's memory is bounded by `max_batch` conversations.
 
-Each reply samples with its own settings and its own seeded `torch.Generator`: what else is in the
-batch changes neither its seeded nor its greedy tokens (beyond float rounding; see docs/serving.md).
+Each reply samples with its own settings and its own seeded `torch.Generator`: in fp32, what else is
+in the batch changes neither its seeded nor its greedy tokens (beyond float rounding; in bf16 the
+rounding can tip a near tie: see docs/serving.md).
 Batching needs a cache of full-attention layers (llama, qwen2, gpt2, ...); a model with sliding-window
 or other layers decodes one reply at a time through the same loop."""
 
@@ -128,9 +129,7 @@ class Decoder:
         full_attention = all(type(layer) is DynamicLayer for layer in self._empty_cache().layers)
         self.max_batch = max_batch if full_attention else 1
         self._prefixes = PrefixCache() if full_attention else None  # the prompts' shared beginning, prefilled once
-        # Logits for the last position only, where the model can (a prompt's others are never read).
-        takes_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
-        self._last_logits = {"logits_to_keep": 1} if takes_keep else {}
+        self._takes_logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._arrivals: queue.Queue[Reply | None] = queue.Queue()
         self._worker: threading.Thread | None = None
 
@@ -149,6 +148,13 @@ class Decoder:
 
     def _empty_cache(self) -> DynamicCache:
         return DynamicCache(config=self.model.config)
+
+    def _last_logits(self, width: int) -> dict[str, torch.Tensor]:
+        """Logits for the last of `width` positions only, where the model can (a prompt's others are
+        never read). As an index, not the count 1: the slice a count makes of a prompt's hidden states
+        is not contiguous, and a bf16 matmul then first copies the whole output layer (49k x 576 for
+        SmolLM2) for every prefill: a third of a short prompt's prefill time."""
+        return {"logits_to_keep": torch.tensor([width - 1], device=self.device)} if self._takes_logits_to_keep else {}
 
     def _serve_forever(self) -> None:
         self.model.eval()
@@ -215,7 +221,7 @@ class Decoder:
             position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:],
             cache=cache,
             use_cache=True,
-            **self._last_logits,
+            **self._last_logits(width),
         )
         if self._prefixes:
             self._prefixes.remember(prompts, shared, _tensors(out.cache), mask)
@@ -253,7 +259,7 @@ class Decoder:
             position_ids=positions,
             cache=batch.cache,
             use_cache=True,
-            **self._last_logits,
+            **self._last_logits(1),
         )
         batch.cache = out.cache
         for row, (reply, sampler) in enumerate(zip(batch.replies, batch.samplers, strict=True)):

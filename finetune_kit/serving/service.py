@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from datasets import Dataset
 
+from finetune_kit.config.recipe import Precision
 from finetune_kit.emissions.tracker import EmissionsRecord, RunTracker
 from finetune_kit.errors import ModelError
 from finetune_kit.inference import PYTORCH, Predictor, TorchRun
@@ -42,6 +43,7 @@ class ServeOptions:
     max_text_chars: int = 10_000
     max_chat_batch: int = 8  # chat replies decoded together; more wait for a free slot
     backend: str = PYTORCH  # or onnx, onnx-int8: the run's ONNX export (finetune-kit export)
+    chat_precision: Precision = "auto"  # the weights' precision for chat replies; auto: the run's own
 
 
 @dataclass
@@ -89,6 +91,7 @@ class Service:
                 options.max_chat_batch,
                 metrics.decode_batch_size.observe,
                 metrics.prefill_batch_size.observe,
+                options.chat_precision,
             )
         else:
             raise ModelError(

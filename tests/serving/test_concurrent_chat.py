@@ -1,6 +1,6 @@
 """Eight OpenAI clients at once against a real served tiny chat run: every request answered, and the
 server batched them (prefills and decoding passes shared). A LoRA run is served with its adapter
-folded into the weights, and answers as the unmerged run does."""
+folded into the weights, and answers as the unmerged run does. Replies decode in the precision asked."""
 
 from __future__ import annotations
 
@@ -155,3 +155,18 @@ def test_a_lora_run_is_served_merged_and_answers_as_the_unmerged_run(lora_chat_r
             assert served.text == expected
     finally:
         chats.stop()
+
+
+def test_replies_decode_in_the_run_s_precision_or_the_one_asked(chat_run):
+    """auto follows the run's `training.precision` (fp32 here); bf16 weights answer concurrent requests."""
+    assert ChatCompletions(open_run(chat_run), max_text_chars=200, max_batch=8).decoder.model.dtype == torch.float32
+    chats = ChatCompletions(open_run(chat_run), max_text_chars=200, max_batch=8, precision="bf16")
+    assert chats.precision == "bf16" and chats.decoder.model.dtype == torch.bfloat16
+    chats.start()
+    try:
+        requests = [ChatRequest(messages=[{"role": "user", "content": q}], max_tokens=8) for q in QUESTIONS[:4]]
+        with ThreadPoolExecutor(len(requests)) as pool:
+            replies = list(pool.map(chats.complete, map(chats.prompt, requests)))
+    finally:
+        chats.stop()
+    assert all(reply.completion_tokens >= 1 and reply.finish_reason in {"stop", "length"} for reply in replies)
