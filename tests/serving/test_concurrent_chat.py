@@ -19,9 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from finetune_kit.inference import open_run
 from finetune_kit.serving import RunServer, ServeOptions
-from finetune_kit.serving.completions import ChatCompletions
+from finetune_kit.serving.completions import ChatCompletions, decoding_precision
 from finetune_kit.serving.decoding import Reply
 from finetune_kit.serving.schemas import ChatRequest
+from finetune_kit.training.precision import resolve_precision
 from tests.builders import toy_chat_rows, train_run, write_jsonl
 
 QUESTIONS = [f"Sentiment of: {'a superb' if i % 2 else 'an awful'} film {'and story ' * i}" for i in range(8)]
@@ -160,6 +161,12 @@ def test_a_lora_run_is_served_merged_and_answers_as_the_unmerged_run(lora_chat_r
 def test_replies_decode_in_the_run_s_precision_or_the_one_asked(chat_run):
     """auto follows the run's `training.precision` (fp32 here); bf16 weights answer concurrent requests."""
     assert ChatCompletions(open_run(chat_run), max_text_chars=200, max_batch=8).decoder.model.dtype == torch.float32
+    other_run = open_run(chat_run)
+    other_run.recipe.training.precision = "bf16"
+    assert decoding_precision(other_run, "auto") == "bf16"
+    if not torch.cuda.is_available():  # a run trained in fp16 on a GPU decodes on a CPU in what the CPU runs fast
+        other_run.recipe.training.precision = "fp16"
+        assert decoding_precision(other_run, "auto") == resolve_precision("auto")
     chats = ChatCompletions(open_run(chat_run), max_text_chars=200, max_batch=8, precision="bf16")
     assert chats.precision == "bf16" and chats.decoder.model.dtype == torch.bfloat16
     chats.start()
