@@ -299,7 +299,10 @@ if __name__ == "__main__":
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--max-chat-batch", type=int, default=8, help="Chat runs: replies decoded together")
     parser.add_argument(
-        "--chat-precision", default="auto", help="Chat runs: the weights' precision (serve --chat-precision)"
+        "--chat-precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="Chat runs: the weights' precision (serve --chat-precision)",
     )
     parser.add_argument(
         "--server-threads",

@@ -10,7 +10,6 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import torch
 from peft import PeftModel
 from transformers import PreTrainedModel, TextIteratorStreamer
 
@@ -23,9 +22,7 @@ from finetune_kit.serving.decoding import Decoder, Reply
 from finetune_kit.serving.errors import invalid
 from finetune_kit.serving.schemas import ChatRequest, FinishReason, Usage
 from finetune_kit.tasks.chat_template import Message, prompt_text, stop_token_ids
-from finetune_kit.training.precision import Resolved, resolve_precision
-
-WEIGHT_TYPES: dict[Resolved, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from finetune_kit.training.precision import DTYPES, Resolved, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -177,7 +174,7 @@ def served_model(run: TorchRun, precision: Resolved) -> PreTrainedModel | PeftMo
     model = run.model
     if isinstance(model, PeftModel) and not model.active_peft_config.is_prompt_learning:
         run.model = model = merged_model(model, run.files.model_dir)
-    return model.to(WEIGHT_TYPES[precision])
+    return model.to(DTYPES[precision])
 
 
 class ReplyStream:

@@ -28,7 +28,8 @@ from functools import cache
 import torch
 from transformers.pytorch_utils import Conv1D
 
-PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from finetune_kit.training.precision import DTYPES
+
 MATMUL_MODULES = (torch.nn.Linear, Conv1D)
 
 
@@ -48,7 +49,7 @@ def matmul_peak_flops(precision: str, device: str = "cpu", seconds: float = 0.3)
     """Best FLOP/s of square matmuls in `precision` on `device`, over two sizes (the fastest size
     differs between fp32 and bf16 kernels); about `seconds` long, cached per process."""
     sizes = (4096, 8192) if device.startswith("cuda") else (1024, 2048)
-    return max(_best_matmul_flops(size, PRECISION_DTYPES[precision], device, seconds / len(sizes)) for size in sizes)
+    return max(_best_matmul_flops(size, DTYPES[precision], device, seconds / len(sizes)) for size in sizes)
 
 
 def _best_matmul_flops(size: int, dtype: torch.dtype, device: str, seconds: float, min_repeats: int = 2) -> float:

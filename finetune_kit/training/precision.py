@@ -10,6 +10,7 @@ import torch
 from finetune_kit.config.recipe import Precision
 
 Resolved = Literal["fp32", "bf16", "fp16"]
+DTYPES: dict[Resolved, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def cpu_supports_bf16() -> bool:
