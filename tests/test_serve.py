@@ -29,9 +29,9 @@ from transformers import BertForSequenceClassification
 from finetune_kit.inference import open_run
 from finetune_kit.serving import RunServer, ServeOptions
 from finetune_kit.serving.completions import ChatCompletions
+from finetune_kit.serving.decoding import Reply
 from finetune_kit.serving.errors import ApiError
 from finetune_kit.serving.schemas import ChatRequest, PredictInputs, PredictRequest
-from finetune_kit.tasks.decoding import Reply
 from tests.builders import (
     REPO,
     classification_recipe,

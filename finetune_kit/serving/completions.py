@@ -18,11 +18,10 @@ from finetune_kit.config.recipe import Precision
 from finetune_kit.errors import UserError
 from finetune_kit.inference import TorchRun, with_generation_overrides
 from finetune_kit.models.adapters import merged_model
-from finetune_kit.serving.decoding import Decoder
+from finetune_kit.serving.decoding import Decoder, Reply
 from finetune_kit.serving.errors import invalid
 from finetune_kit.serving.schemas import ChatRequest, FinishReason, Usage
 from finetune_kit.tasks.chat_template import Message, prompt_text, stop_token_ids
-from finetune_kit.tasks.decoding import Reply
 from finetune_kit.training.precision import DTYPES, Resolved, resolve_precision
 
 

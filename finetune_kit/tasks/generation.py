@@ -11,7 +11,6 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 
 from finetune_kit.config.generation import GenerationSettings
 from finetune_kit.tasks.chat_template import Message, prompt_text, stop_token_ids
-from finetune_kit.tasks.decoding import BatchDecoder, Reply
 
 
 def generate_texts(
@@ -37,57 +36,31 @@ def reply_texts(
     groups: list[str] | None = None,
 ) -> list[str]:
     """The model's reply to each conversation, formatted with the tokenizer's chat template and
-    ended at the template's end-of-turn token. Decoded as the server decodes (continuous batching,
-    `finetune_kit.tasks.decoding`): `batch_size` replies at a time, a finished reply's slot taken by
-    the next, so a one-word answer is not held back by a summary's. Prompts are taken by group and
-    length, so those that prefill together have similar lengths. What that loop cannot decode in
-    batches (beam search, prompt-learning adapters, caches with sliding-window layers) goes through
-    `model.generate` in left-padded batches."""
+    ended at the template's end-of-turn token. Prompts of one group and of similar length share a
+    left-padded batch: a batch runs until its longest reply ends, so one-word answers (a group's
+    replies have similar lengths) are not held back by a summary's."""
     prompts = [tokenizer(prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"] for c in conversations]
     group_of = groups or [""] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: (group_of[i], len(prompts[i])))
-    stops = stop_token_ids(tokenizer)
-    with generating(model, settings.seed):
-        decoder = BatchDecoder(model, batch_size)
-        if decoder.batches and settings.num_beams == 1 and not _prompt_learning(model):
-            replies = [Reply(prompts[i], settings, stops) for i in order]
-            decoder.decode(replies)
-            new = dict(zip(order, (reply.tokens for reply in replies), strict=True))
-        else:
-            ordered = [prompts[i] for i in order]
-            generated = _generated_in_batches(model, ordered, settings, batch_size, stops, tokenizer.pad_token_id)
-            new = dict(zip(order, generated, strict=True))
-    return [tokenizer.decode(new[i], skip_special_tokens=True).strip() for i in range(len(prompts))]
-
-
-def _generated_in_batches(
-    model: PreTrainedModel,
-    prompts: list[list[int]],
-    settings: GenerationSettings,
-    batch_size: int,
-    stops: list[int],
-    pad: int,
-) -> list[list[int]]:
-    """`model.generate`'s new tokens for each prompt, in left-padded batches: a batch runs until its
-    longest reply ends."""
-    device, new = next(model.parameters()).device, []
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        width = max(len(prompt) for prompt in chunk)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
-        with torch.no_grad():
-            output = model.generate(
-                input_ids=ids, attention_mask=mask, pad_token_id=pad, eos_token_id=stops, **settings.generate_kwargs()
-            )
-        new += output[:, width:].tolist()
-    return new
-
-
-def _prompt_learning(model: PreTrainedModel) -> bool:
-    """Whether a PEFT adapter adds virtual tokens or a prefix to the cache (prompt tuning, prefix tuning):
-    the batch decoder builds the cache itself."""
-    return bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
+    stop, pad = stop_token_ids(tokenizer), tokenizer.pad_token_id
+    replies = [""] * len(prompts)
+    with generating(model, settings.seed) as device:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            width = max(len(prompts[i]) for i in chunk)
+            ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in chunk], device=device)
+            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in chunk], device=device)
+            with torch.no_grad():
+                output = model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    pad_token_id=pad,
+                    eos_token_id=stop,
+                    **settings.generate_kwargs(),
+                )
+            for i, new in zip(chunk, output[:, width:], strict=True):
+                replies[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
+    return replies
 
 
 @contextmanager

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from finetune_kit.inference import open_run
 from finetune_kit.serving import RunServer, ServeOptions
 from finetune_kit.serving.completions import ChatCompletions, decoding_precision
+from finetune_kit.serving.decoding import Reply
 from finetune_kit.serving.schemas import ChatRequest
-from finetune_kit.tasks.decoding import Reply
 from finetune_kit.training.precision import resolve_precision
 from tests.builders import toy_chat_rows, train_run, write_jsonl
 

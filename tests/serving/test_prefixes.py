@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finetune_kit.tasks.prefixes import PrefixCache, common_length
+from finetune_kit.serving.prefixes import PrefixCache, common_length
 
 pytestmark = pytest.mark.unit
 
